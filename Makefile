@@ -1,0 +1,114 @@
+# medmoe — build, test, install.
+#   make            every program into bin/
+#   make test       unit tests (cmocka) and program tests (TAP), one summary line
+#   make test SAN=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench      benchmark tables (installs the Python peers it compares against)
+#   make install PREFIX=/usr/local DESTDIR=
+# Every tools/NAME.c becomes bin/NAME; every lib/*.c goes into one static library;
+# every tests/unit/test_NAME.c becomes a cmocka test binary.  New files need no Makefile edit.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+NVCC    ?= nvcc
+PKG_CONFIG ?= pkg-config
+
+PKGS := msgpack libutf8proc libpcre2-8 jansson libarchive libmd openblas
+# libcsv ships no pkg-config file, so it is named directly.
+EXTRA_LIBS := -lcsv
+
+ifeq ($(SAN),1)
+BUILD   := build-san
+BINDIR  := build-san/bin
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+BUILD   := build
+BINDIR  := bin
+OPT     := -O2 -g
+endif
+
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+
+CFLAGS  ?=
+CFLAGS  += -std=c11 $(OPT) -Wall -Wextra -Werror -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -fopenmp -Ilib $(PKG_CFLAGS) \
+           -DMEDMOE_VERSION='"$(VERSION)"'
+LDFLAGS ?=
+LDFLAGS += $(filter -fsanitize%,$(OPT)) -fopenmp
+LDLIBS  += $(PKG_LIBS) $(EXTRA_LIBS) -lpthread -lm
+
+VERSION := 0.1.0
+
+LIB_SRC  := $(sort $(wildcard lib/*.c))
+LIB_OBJ  := $(LIB_SRC:lib/%.c=$(BUILD)/lib/%.o)
+LIB_A    := $(BUILD)/libmedmoe.a
+TOOLS    := $(sort $(patsubst tools/%.c,%,$(wildcard tools/*.c)))
+BINS     := $(TOOLS:%=$(BINDIR)/%)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+MANS     := $(sort $(wildcard man/*.1))
+
+# The CUDA backend is optional: built when nvcc is on PATH and cuda/ has sources.
+CU_SRC   := $(sort $(wildcard cuda/*.cu))
+HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo yes)
+
+.PHONY: all deps test check bench install uninstall clean demo check-gpu cuda-note
+all: cuda-note $(BINS)
+
+cuda-note:
+ifeq ($(HAVE_NVCC),yes)
+	@test -z "$(CU_SRC)" && echo "medmoe: CUDA backend: nvcc found, no cuda/*.cu sources yet; CPU backend only" || true
+else
+	@echo "medmoe: CUDA backend: left out (nvcc not found); CPU backend only"
+endif
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) | $(BUILD)/lib
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB_A): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BINDIR)/%: tools/%.c $(LIB_A) $(wildcard lib/*.h) | $(BINDIR)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_A) $(wildcard lib/*.h) tests/unit/unit.h | $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS) -lcmocka
+
+$(BUILD)/lib $(BUILD)/tests $(BINDIR):
+	@mkdir -p $@
+
+# `make test` first makes sure the Debian packages are there, so a fresh machine needs nothing else.
+test check: deps
+	@$(MAKE) --no-print-directory $(BINS) $(UNIT_BIN)
+	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_UNIT=$(CURDIR)/$(BUILD)/tests MEDMOE_BUILD=$(CURDIR)/$(BUILD) \
+		tests/run.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BINS)
+	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) bench/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory $(BINS)
+	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) scripts/demo.sh
+
+check-gpu:
+	@echo "medmoe: check-gpu: the CUDA backend has not been written yet (see the model-engine and training issues)"; exit 1
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/medmoe/schemas
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(MANS) $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 schemas/* $(DESTDIR)$(PREFIX)/share/medmoe/schemas/
+
+uninstall:
+	rm -f $(TOOLS:%=$(DESTDIR)$(PREFIX)/bin/%) $(MANS:man/%=$(DESTDIR)$(PREFIX)/share/man/man1/%)
+	rm -rf $(DESTDIR)$(PREFIX)/share/medmoe
+
+clean:
+	rm -rf build build-san bin
+
+.SECONDARY: $(LIB_OBJ)
