@@ -32,7 +32,7 @@ PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
 CFLAGS  ?=
 CFLAGS  += -std=c11 $(OPT) -Wall -Wextra -Werror -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -fopenmp -Ilib $(PKG_CFLAGS) \
-           -DMEDMOE_VERSION='"$(VERSION)"'
+           -DMEDMOE_VERSION='"$(VERSION)"' -DMEDMOE_SOURCE_DIR='"$(CURDIR)"'
 LDFLAGS ?=
 LDFLAGS += $(filter -fsanitize%,$(OPT)) -fopenmp
 LDLIBS  += $(PKG_LIBS) $(EXTRA_LIBS) -lpthread -lm

@@ -69,7 +69,7 @@ while IFS="$(printf '\t')" read -r name cmd; do
 		echo "FAIL $name ($f failed, $p passed) — log: $log"
 		grep -E '^not ok|^#' "$log" | head -40 | sed 's/^/    /'
 	else
-		echo "ok   $name ($p passed${s:+, $s skipped})"
+		if [ "$s" -gt 0 ]; then echo "ok   $name ($p passed, $s skipped)"; else echo "ok   $name ($p passed)"; fi
 	fi
 	grep -E '^ok .*# *(SKIP|skip)' "$log" | sed 's/^/    /'
 done < "$jobs"

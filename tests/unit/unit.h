@@ -15,3 +15,26 @@ static inline const char *unit_shared_dir(void)
 	return dir ? dir : "../shared";
 }
 #endif
+
+#include <sys/wait.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <fcntl.h>
+
+// Run FN(ARG) in a forked child (stderr to /dev/null) and return its exit status, or -1 if it was
+// killed by a signal.  For testing code that dies with an exit code.
+static inline int unit_exit_status(void (*fn)(void *), void *arg)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		if (devnull >= 0)
+			dup2(devnull, 2);
+		fn(arg);
+		_exit(0);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
