@@ -25,8 +25,13 @@
 #define EXAM_MAX_FIELDS 12
 
 struct exam_item {
-	char *id;            // unique within one file: the source id when the bench has one (medmcqa, cmb),
-	                     // else "<file stem>/<row>" (mmlu, cmmlu) or "<dir>/<file stem>:<line>" (see exam.c)
+	char *id;            // unique within a file, and across the files of one published release:
+	                     //   medmcqa, cmb: the file's own id (cmb without ids: "<file stem>:<question n>")
+	                     //   cmmlu: "<subject>_<dir>/<index column>"  e.g. "anatomy_test/0"
+	                     //   mmlu: "<file stem>/<row from 0>"         e.g. "anatomy_test/0"
+	                     //   medqa: "<dir>/<file stem>:<line>"        e.g. "US/dev:1", "4_options/dev:1"
+	                     //   cmexam: "<file stem>:<question n>"       e.g. "test:1"
+	                     // (<dir> = the name of the folder holding the file, left out when there is none)
 	const char *bench;   // "cmmlu", "mmlu", "medqa", "medmcqa", "cmb", "cmexam" (static storage)
 	const char *lang;    // "zh" or "en" (static storage)
 	int multi;           // 1 = more than one answer letter may be correct (CMB 多项选择题, CMExam)

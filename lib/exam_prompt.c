@@ -9,8 +9,8 @@
 //                CMExam src/preprocess/prompt_templates.py + src/LoRA/templates/med_template.json)
 #include "exam.h"
 
-#include <ctype.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "die.h"
 #include "vec.h"
@@ -64,17 +64,42 @@ static void cmmlu_prompt(struct bytevec *b, const struct exam_item *item, const 
 
 // ---- MMLU style -------------------------------------------------------------------------------------
 
-// "{q}\nA. {a}\n...\nAnswer:" and, for a shot, " {answer}\n\n".  The question is stripped of blanks
-// at both ends, as lm-evaluation-harness's mmlu template does ({{question.strip()}}).
+// What Python's str.isspace() calls white space, which str.strip() removes: ASCII \t\n\v\f\r, the
+// separators U+001C..U+001F, and Unicode's Zs/Zl/Zp plus U+0085 (NBSP and U+3000 included).
+static int py_space(utf8proc_int32_t cp)
+{
+	if ((cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85)
+		return 1;
+	utf8proc_category_t cat = utf8proc_category(cp);
+	return cat == UTF8PROC_CATEGORY_ZS || cat == UTF8PROC_CATEGORY_ZL || cat == UTF8PROC_CATEGORY_ZP;
+}
+
+// Append s without the white space at its two ends (Python's str.strip()).
+static void put_stripped(struct bytevec *b, const char *s)
+{
+	const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
+	size_t len = strlen(s), i = 0, start = len, end = 0;
+	while (i < len) {
+		utf8proc_int32_t cp;
+		utf8proc_ssize_t n = utf8proc_iterate(p + i, (utf8proc_ssize_t)(len - i), &cp);
+		if (n <= 0)
+			n = 1, cp = -1;  // not reached for checked input; count the byte as text
+		if (cp < 0 || !py_space(cp)) {
+			if (start == len)
+				start = i;
+			end = i + (size_t)n;
+		}
+		i += (size_t)n;
+	}
+	if (start < end)
+		bytevec_append(b, s + start, end - start);
+}
+
+// "{q}\nA. {a}\n...\nAnswer:" and, for a shot, " {answer}\n\n".  The question is stripped of white
+// space at both ends, as lm-evaluation-harness's mmlu template does ({{question.strip()}}).
 static void mmlu_block(struct bytevec *b, const struct exam_item *q, int solved)
 {
-	const char *s = q->question;
-	size_t n = strlen(s);
-	while (n > 0 && isspace((unsigned char)*s))
-		s++, n--;
-	while (n > 0 && isspace((unsigned char)s[n - 1]))
-		n--;
-	bytevec_append(b, s, n);
+	put_stripped(b, q->question);
 	for (int i = 0; i < q->n_options; i++) {
 		char head[5] = { '\n', q->letters[i], '.', ' ', '\0' };
 		bytevec_puts(b, head);

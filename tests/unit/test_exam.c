@@ -219,6 +219,32 @@ static void test_skip_bad(void **state)
 	rmdir(tmpdir);
 }
 
+// The MMLU-style templates strip the question as Python's str.strip() does (lm-evaluation-harness
+// writes {{question.strip()}}): Unicode white space too, inner white space kept.
+static void test_prompt_strip(void **state)
+{
+	(void)state;
+	char tmpl[] = "/tmp/test_exam_XXXXXX";
+	tmpdir = mkdtemp(tmpl);
+	assert_non_null(tmpdir);
+	char *path = write_tmp("strip.json", "{\"id\": \"u\", \"question\": \"\\u3000 Which\\u00a0one?\\t\\u00a0\\n\", "
+			       "\"opa\": \" a \", \"opb\": \"b\", \"opc\": \"c\", \"opd\": \"d\", \"cop\": 4, "
+			       "\"choice_type\": \"single\", \"exp\": null, \"subject_name\": \"Anatomy\", "
+			       "\"topic_name\": null}\n");
+	size_t n;
+	struct exam_item *items = exam_read_all("medmcqa", path, &n);
+	assert_int_equal(n, 1);
+	assert_string_equal(items[0].answer, "D");
+	char *p = exam_prompt(&items[0], NULL, 0);
+	assert_same_text(p, "The following are multiple choice questions (with answers) about medicine.\n\n"
+			 "Which\u00a0one?\nA.  a \nB. b\nC. c\nD. d\nAnswer:", "stripped question");
+	free(p);
+	exam_items_free(items, n);
+	unlink(path);
+	free(path);
+	rmdir(tmpdir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -226,6 +252,7 @@ int main(void)
 		cmocka_unit_test(test_cmexam_fixture),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_skip_bad),
+		cmocka_unit_test(test_prompt_strip),
 	};
 	return cmocka_run_group_tests_name("exam", tests, NULL, NULL);
 }
