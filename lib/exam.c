@@ -461,8 +461,8 @@ static void csv_read(struct exam_reader *r)
 	}
 	if (csv_parse(&p, data, len, csv_on_field, csv_on_row, &r->csv) != len ||
 	    csv_fini(&p, csv_on_field, csv_on_row, &r->csv) != 0)
-		die_data(r->path, (long long)r->csv.n_rows + 1, NULL, "CSV: %s (counting rows from 1, the header included)",
-			 csv_strerror(csv_error(&p)));
+		die_data(r->path, (long long)r->csv.n_rows + (r->bench == MMLU), NULL, "CSV: %s",
+			 csv_strerror(csv_error(&p)));  // the record: the question the bad row would be (header = 0)
 	csv_free(&p);
 }
 
