@@ -8,7 +8,11 @@
 
 static char *fixture(const char *name)
 {
-	const char *top = getenv("MEDMOE_TOP");
+	const char *top = getenv("MEDMOE_TOP");  // set by tests/run.sh
+#ifdef MEDMOE_SOURCE_DIR
+	if (!top)
+		top = MEDMOE_SOURCE_DIR;
+#endif
 	return xasprintf("%s/tests/fixtures/exam/%s", top ? top : ".", name);
 }
 
