@@ -78,8 +78,14 @@ size_t exam_pick_shots(const struct exam_item *item, const struct exam_item *poo
 
 // The full prompt, a fresh string: the bench's header/instruction, the n_shots solved examples (each
 // with its answer), then item's question with its lettered options and the answer cue, in the
-// template of item's bench and language.  Ends at the cue ("答案是：", "Answer:", "答：", "答案:"),
-// with no trailing space, so the model's first token is the answer.
+// template of item's bench and language.  Ends at the cue ("答案是：", "Answer:", "答：答案是", "答案:"),
+// with no trailing space, so the model's next token is the answer; exam_answer_lead() says what goes
+// between the cue and the letters.
 char *exam_prompt(const struct exam_item *item, const struct exam_item *const *shots, size_t n_shots);
+
+// What the solved examples put between the cue and the answer letters: " " after the English
+// "Answer:" and CMExam's "答案:", "" after CMMLU's "答案是：" and CMB's "答案是".  The letter a model
+// should produce next is this followed by the letter (for option_ids of medmoe.exam).
+const char *exam_answer_lead(const struct exam_item *item);
 
 #endif

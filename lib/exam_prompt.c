@@ -162,9 +162,11 @@ static void cmb_prompt(struct bytevec *b, const struct exam_item *item, const st
 		put_answer(b, shots[i]);
 		bytevec_puts(b, "。\n");
 	}
+	// The answer's own opening "答案是" ends the prompt, so the next token is the letter in both
+	// scoring modes (a letter's logit right after "答：" would compete with "答案是" of the shots).
 	bytevec_puts(b, "问：");
 	cmb_query(b, item);
-	bytevec_puts(b, "\n答：");
+	bytevec_puts(b, "\n答：答案是");
 }
 
 // ---- CMExam -----------------------------------------------------------------------------------------
@@ -200,21 +202,46 @@ static void cmexam_prompt(struct bytevec *b, const struct exam_item *item, const
 	cmexam_block(b, item, 0);
 }
 
+enum style { CMMLU_STYLE, MMLU_STYLE, CMB_STYLE, CMEXAM_STYLE };
+
+static enum style style_of(const struct exam_item *item)
+{
+	const char *bench = item->bench;
+	if (strcmp(bench, "cmmlu") == 0 || (strcmp(bench, "medqa") == 0 && strcmp(item->lang, "zh") == 0))
+		return CMMLU_STYLE;
+	if (strcmp(bench, "mmlu") == 0 || strcmp(bench, "medqa") == 0 || strcmp(bench, "medmcqa") == 0)
+		return MMLU_STYLE;
+	if (strcmp(bench, "cmb") == 0)
+		return CMB_STYLE;
+	if (strcmp(bench, "cmexam") == 0)
+		return CMEXAM_STYLE;
+	die(EXIT_FAIL, "exam_prompt: unknown benchmark \"%s\"", bench);
+}
+
 char *exam_prompt(const struct exam_item *item, const struct exam_item *const *shots, size_t n_shots)
 {
 	struct bytevec b = { 0 };
-	const char *bench = item->bench;
-	if (strcmp(bench, "cmmlu") == 0 || (strcmp(bench, "medqa") == 0 && strcmp(item->lang, "zh") == 0))
+	switch (style_of(item)) {
+	case CMMLU_STYLE:
 		cmmlu_prompt(&b, item, shots, n_shots);
-	else if (strcmp(bench, "mmlu") == 0 || strcmp(bench, "medqa") == 0 || strcmp(bench, "medmcqa") == 0)
+		break;
+	case MMLU_STYLE:
 		mmlu_prompt(&b, item, shots, n_shots);
-	else if (strcmp(bench, "cmb") == 0)
+		break;
+	case CMB_STYLE:
 		cmb_prompt(&b, item, shots, n_shots);
-	else if (strcmp(bench, "cmexam") == 0)
+		break;
+	case CMEXAM_STYLE:
 		cmexam_prompt(&b, item, shots, n_shots);
-	else
-		die(EXIT_FAIL, "exam_prompt: unknown benchmark \"%s\"", bench);
+		break;
+	}
 	return b.data;
+}
+
+const char *exam_answer_lead(const struct exam_item *item)
+{
+	enum style style = style_of(item);
+	return style == MMLU_STYLE || style == CMEXAM_STYLE ? " " : "";
 }
 
 // ---- few-shot choice --------------------------------------------------------------------------------

@@ -89,4 +89,20 @@ static inline int child_read(const char *bench, const char *path, char *err, siz
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// A one-shot prompt must begin with the shot asked as a question, then exam_answer_lead() and the
+// shot's answer: so the letters a model is scored on are exactly what the shots taught it.
+static inline void assert_shot_consistent(const struct exam_item *item, const struct exam_item *shot)
+{
+	char *alone = exam_prompt(shot, NULL, 0);
+	const struct exam_item *shots[1] = { shot };
+	char *with = exam_prompt(item, shots, 1);
+	char *want = xasprintf("%s%s%s", alone, exam_answer_lead(item), shot->answer);
+	if (strncmp(with, want, strlen(want)) != 0)
+		fail_msg("%s %s: the 1-shot prompt does not begin with the shot %s, lead \"%s\" and its answer\n%s",
+			 item->bench, item->id, shot->id, exam_answer_lead(item), with);
+	free(alone);
+	free(with);
+	free(want);
+}
+
 #endif

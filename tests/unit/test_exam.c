@@ -58,10 +58,13 @@ static void test_cmb_fixture(void **state)
 			 "属于水溶性维生素的有\nA. 维生素A\nB. 维生素C\nC. 维生素D\nD. 维生素B1\n"
 			 "答：答案是BD。\n"
 			 "问：以下是中国医师考试中执业医师考试的一道单项选择题，不需要做任何分析和解释，直接输出答案选项。\n"
-			 "正常成人血红蛋白（男性）的参考下限约为\nA. 90 g/L\nB. 110 g/L\nC. 120 g/L\nD. 160 g/L\n答：",
+			 "正常成人血红蛋白（男性）的参考下限约为\nA. 90 g/L\nB. 110 g/L\nC. 120 g/L\nD. 160 g/L\n答：答案是",
 			 "cmb 2-shot");
 	free(p);
 	assert_int_equal(exam_pick_shots(&items[2], val, n_val, 3, shots), 0);  // no 药师考试 in val
+	assert_string_equal(exam_answer_lead(&items[0]), "");
+	assert_shot_consistent(&items[0], &val[0]);
+	assert_shot_consistent(&items[0], &val[2]);
 	exam_items_free(items, n);
 	exam_items_free(val, n_val);
 	free(test_path);
@@ -102,6 +105,9 @@ static void test_cmexam_fixture(void **state)
 			 "E 外观清亮\n### 回答:\n答案:",
 			 "cmexam 1-shot");
 	free(p);
+	assert_string_equal(exam_answer_lead(&items[1]), " ");
+	assert_shot_consistent(&items[1], &items[0]);
+	assert_shot_consistent(&items[0], &items[1]);
 	exam_items_free(items, n);
 	free(path);
 

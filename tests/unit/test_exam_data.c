@@ -325,6 +325,30 @@ static void test_shots_same_subject(void **state)
 	free(test);
 }
 
+// For every published file: its second question as a shot for its first (both orders), and the lead.
+static void test_shot_consistency(void **state)
+{
+	(void)state;
+	static const char *const files[][3] = {
+		{ "cmmlu", "cmmlu/data/test/genetics.csv", "" },
+		{ "mmlu", "mmlu_medical/data/test/college_medicine_test.csv", " " },
+		{ "medqa", "medqa/data_clean/questions/US/dev.jsonl", " " },
+		{ "medqa", "medqa/data_clean/questions/Mainland/dev.jsonl", "" },
+		{ "medmcqa", "medmcqa/dev.json", " " },
+	};
+	for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+		char *path = shared_path(files[f][1]);
+		size_t n;
+		struct exam_item *items = read_all(files[f][0], path, &n);
+		assert_true(n >= 2);
+		assert_string_equal(exam_answer_lead(&items[0]), files[f][2]);
+		assert_shot_consistent(&items[0], &items[1]);
+		assert_shot_consistent(&items[1], &items[0]);
+		exam_items_free(items, n);
+		free(path);
+	}
+}
+
 static void test_cmb_answer_key(void **state)
 {
 	(void)state;
@@ -358,6 +382,7 @@ int main(void)
 		cmocka_unit_test(test_prompt_medqa),
 		cmocka_unit_test(test_prompt_medmcqa),
 		cmocka_unit_test(test_shots_same_subject),
+		cmocka_unit_test(test_shot_consistency),
 		cmocka_unit_test(test_cmb_answer_key),
 	};
 	return cmocka_run_group_tests_name("exam_data", tests, NULL, NULL);
