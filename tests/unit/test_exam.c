@@ -16,11 +16,6 @@ static char *fixture(const char *name)
 	return xasprintf("%s/tests/fixtures/exam/%s", top ? top : ".", name);
 }
 
-static struct exam_item *read_all(const char *bench, const char *path, size_t *n)
-{
-	return exam_read_all(bench, path, n);
-}
-
 // ---- CMB and CMExam fixtures ----------------------------------------------------------------------
 
 static void test_cmb_fixture(void **state)
@@ -28,8 +23,8 @@ static void test_cmb_fixture(void **state)
 	(void)state;
 	char *test_path = fixture("cmb_test.json"), *val_path = fixture("cmb_val.json");
 	size_t n, n_val;
-	struct exam_item *items = read_all("cmb", test_path, &n);
-	struct exam_item *val = read_all("cmb", val_path, &n_val);
+	struct exam_item *items = exam_read_all("cmb", test_path, &n);
+	struct exam_item *val = exam_read_all("cmb", val_path, &n_val);
 	assert_int_equal(n, 3);
 	assert_int_equal(n_val, 3);
 	check_items(test_path, items, n, 0, 1);
@@ -76,7 +71,7 @@ static void test_cmexam_fixture(void **state)
 	(void)state;
 	char *path = fixture("cmexam_test.csv");
 	size_t n;
-	struct exam_item *items = read_all("cmexam", path, &n);
+	struct exam_item *items = exam_read_all("cmexam", path, &n);
 	assert_int_equal(n, 3);
 	check_items(path, items, n, 0, 1);
 	assert_int_equal(items[0].n_options, 5);
@@ -113,7 +108,7 @@ static void test_cmexam_fixture(void **state)
 
 	// The Chinese header spelling (问题, 选项, 答案, 答案解析), after a UTF-8 byte order mark.
 	path = fixture("cmexam_zh.csv");
-	items = read_all("cmexam", path, &n);
+	items = exam_read_all("cmexam", path, &n);
 	assert_int_equal(n, 2);
 	check_items(path, items, n, 4, 1);
 	assert_string_equal(items[0].question, "维持血浆胶体渗透压的主要成分是");

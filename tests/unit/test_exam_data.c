@@ -12,11 +12,6 @@ static char *shared_path(const char *rel)
 	return xasprintf("%s/data/%s", unit_shared_dir(), rel);
 }
 
-static struct exam_item *read_all(const char *bench, const char *path, size_t *n)
-{
-	return exam_read_all(bench, path, n);
-}
-
 struct file_count {
 	const char *path;
 	size_t rows;
@@ -41,7 +36,7 @@ static void test_cmmlu_files(void **state)
 	for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
 		char *path = shared_path(files[f].path);
 		size_t n;
-		struct exam_item *items = read_all("cmmlu", path, &n);
+		struct exam_item *items = exam_read_all("cmmlu", path, &n);
 		if (n != files[f].rows)
 			fail_msg("%s: %zu questions, want %zu", path, n, files[f].rows);
 		check_items(path, items, n, 4, 0);
@@ -76,7 +71,7 @@ static void test_mmlu_files(void **state)
 	for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
 		char *path = shared_path(files[f].path);
 		size_t n;
-		struct exam_item *items = read_all("mmlu", path, &n);
+		struct exam_item *items = exam_read_all("mmlu", path, &n);
 		if (n != files[f].rows)
 			fail_msg("%s: %zu questions, want %zu", path, n, files[f].rows);
 		check_items(path, items, n, 4, 0);
@@ -118,7 +113,7 @@ static void test_medqa_files(void **state)
 	for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
 		char *path = shared_path(files[f].path);
 		size_t n;
-		struct exam_item *items = read_all("medqa", path, &n);
+		struct exam_item *items = exam_read_all("medqa", path, &n);
 		if (n != files[f].rows)
 			fail_msg("%s: %zu questions, want %zu", path, n, files[f].rows);
 		check_items(path, items, n, files[f].options, 0);
@@ -136,7 +131,7 @@ static void test_medmcqa_file(void **state)
 	(void)state;
 	char *path = shared_path("medmcqa/dev.json");
 	size_t n;
-	struct exam_item *items = read_all("medmcqa", path, &n);
+	struct exam_item *items = exam_read_all("medmcqa", path, &n);
 	assert_int_equal(n, 4183);
 	check_items(path, items, n, 4, 0);
 	// README: choice_type single 2,816 / multi 1,367 (one cop either way); exp null 1,977; topic_name null 3,760.
@@ -168,7 +163,7 @@ static char *first_prompt(const char *bench, const char *path, const char *pool_
 	struct exam_item item;
 	assert_int_equal(exam_next(r, &item), 1);
 	size_t n_pool = 0;
-	struct exam_item *pool = pool_path ? read_all(bench, pool_path, &n_pool) : NULL;
+	struct exam_item *pool = pool_path ? exam_read_all(bench, pool_path, &n_pool) : NULL;
 	const struct exam_item *shots[8];
 	size_t n = pool ? exam_pick_shots(&item, pool, n_pool, k, shots) : 0;
 	char *prompt = exam_prompt(&item, shots, n);
@@ -297,7 +292,7 @@ static void test_shots_same_subject(void **state)
 		char *rel = xasprintf("cmmlu/data/dev/%s.csv", subjects[s]);
 		char *path = shared_path(rel);
 		size_t n;
-		struct exam_item *items = read_all("cmmlu", path, &n);
+		struct exam_item *items = exam_read_all("cmmlu", path, &n);
 		pool = xrealloc(pool, (n_pool + n) * sizeof *pool);
 		memcpy(pool + n_pool, items, n * sizeof *items);
 		n_pool += n;
@@ -339,7 +334,7 @@ static void test_shot_consistency(void **state)
 	for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
 		char *path = shared_path(files[f][1]);
 		size_t n;
-		struct exam_item *items = read_all(files[f][0], path, &n);
+		struct exam_item *items = exam_read_all(files[f][0], path, &n);
 		assert_true(n >= 2);
 		assert_string_equal(exam_answer_lead(&items[0]), files[f][2]);
 		assert_shot_consistent(&items[0], &items[1]);
