@@ -145,7 +145,7 @@ int colmap_apply(const struct colmap *map, colmap_get_fn get, void *ctx, struct 
 			}
 			if (got == FIELD_ABSENT) {
 				if (!f->optional) {
-					rec_err_set(err, f->name, "missing (mapping '%s')", map->spec);
+					rec_err_set(err, f->name, "missing or null (mapping '%s')", map->spec);
 					rc = -1;
 					break;
 				}

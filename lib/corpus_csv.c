@@ -3,7 +3,7 @@
 //
 // libcsv handles quoting, quoted newlines and CR/LF/CRLF line ends.  Not strict mode: a quote inside an
 // unquoted field is kept as a character, as Python's csv module does (the Toyhom CSV has one, row 5112:
-// `小三阳"如何治疗`); a quoted field left open at the end of the input is still an error (CSV_STRICT_FINI).
+// `小三阳"如何治疗`); a quoted field left open at the end of the input is still an error.
 // Spaces around fields are kept (libcsv trims them by default), so the text reaches the tokenizer byte for
 // byte.  Header names match
 // case-insensitively.  The record number is the data row (the header is row 0).
@@ -188,6 +188,9 @@ static int csv_next(struct corpus_reader *base, struct conversation *conv)
 		size_t n = textsrc_read(r->src->text, chunk, sizeof chunk);
 		if (n == 0) {
 			r->eof = 1;
+			// libcsv reports an unterminated quoted field only in strict mode; strictness matters
+			// for nothing else at this point, so it is switched on just for the end.
+			csv_set_opts(&r->parser, CSV_STRICT | CSV_STRICT_FINI);
 			if (csv_fini(&r->parser, on_field, on_row, r) != 0)
 				csv_die(r);
 		} else if (csv_parse(&r->parser, chunk, n, on_field, on_row, r) != n)
@@ -218,7 +221,7 @@ struct corpus_reader *csv_reader_new(struct corpus_src *src)
 	struct csv_reader *r = xcalloc(1, sizeof *r);
 	r->base = (struct corpus_reader){ csv_next, csv_reader_free };
 	r->src = src;
-	if (csv_init(&r->parser, CSV_STRICT_FINI) != 0)
+	if (csv_init(&r->parser, 0) != 0)
 		die(EXIT_FAIL, "out of memory (csv_init)");
 	csv_set_space_func(&r->parser, no_space);
 	return &r->base;

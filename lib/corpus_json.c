@@ -313,8 +313,8 @@ static int jsonl_next(struct corpus_reader *base, struct conversation *conv)
 		if (bad < r->line.len) {
 			long top;
 			json_locate(r->line.data, bad, 0, &top, &r->path);
-			rec_err_set(&err, r->path.len ? r->path.data : NULL, "invalid UTF-8 (byte 0x%02x at column %zu)%s",
-				    (unsigned char)r->line.data[bad], bad + 1, " (give the encoding?)");
+			rec_err_set(&err, r->path.len ? r->path.data : NULL, "invalid UTF-8 at column %zu (byte 0x%02x); give the encoding?",
+				    bad + 1, (unsigned char)r->line.data[bad]);
 			corpus_reject(r->src, r->lineno, &err);
 			continue;
 		}
