@@ -549,6 +549,21 @@ static void test_json_shapes(void **state)
 	check_roles(&all, 5, "ua");
 	assert_string_equal(all.v[5].turns[0].text, "cough");
 	convs_free(&all);
+	// The same from standard input ("-"): the child exits with the number of records it read.
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(path, O_RDONLY);
+		if (fd < 0 || dup2(fd, 0) < 0)
+			_exit(100);
+		struct convs in = read_all("-", &opts);
+		_exit(in.n == 6 && strcmp(in.v[1].turns[4].text, "A2") == 0 ? 6 : 101);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 6);
 	// An explicit mapping overrides detection.
 	const char *qa = "[{\"q\":\"why\",\"a\":\"because\",\"note\":\"n\",\"key\":\"k1\"}]";
 	char *qa_path = write_tmp("qa.json", qa, strlen(qa));
