@@ -257,10 +257,10 @@ static int next_member(struct corpus *c)
 	for (;;) {
 		int r = archive_read_next_header(c->ar, &entry);
 		if (r == ARCHIVE_EOF) {
+			if (c->n_members == 0 && c->member)
+				die_data(c->path, -1, NULL, "no member matches '%s'", c->member);
 			if (c->n_members == 0)
-				die_data(c->path, -1, NULL, c->member ? "no member matches '%s'"
-								   : "no member is a corpus (%s.jsonl, .json, .csv, .txt)",
-					 c->member ? c->member : "");
+				die_data(c->path, -1, NULL, "no member is a corpus (.jsonl, .ndjson, .json, .csv, .txt)");
 			return 0;
 		}
 		if (r < ARCHIVE_WARN)
