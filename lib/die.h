@@ -7,6 +7,7 @@
 #define MEDMOE_DIE_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdnoreturn.h>
 
