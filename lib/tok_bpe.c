@@ -34,6 +34,7 @@ struct symbol {
 
 struct heap_entry {
 	uint32_t rank, pos, new_id;
+	uint32_t left, right;  // the pair when pushed: if both are still there, the entry is not stale
 };
 
 struct tls_state {
@@ -211,10 +212,12 @@ static void merge_all(const struct tokenizer *tok, struct tls_state *st, size_t 
 	size_t n_heap = 0;
 	if (n_syms)
 		sy[n_syms - 1].next = -1;
+	for (size_t i = 0; i + 1 < n_syms; i++)
+		mergemap_prefetch(&tok->merges, sy[i].id, sy[i + 1].id);
 	for (size_t i = 0; i + 1 < n_syms; i++) {
 		const struct merge_slot *m = mergemap_get(&tok->merges, sy[i].id, sy[i + 1].id);
 		if (m)
-			heap_push(st, &n_heap, (struct heap_entry){ m->rank, (uint32_t)i, m->new_id });
+			heap_push(st, &n_heap, (struct heap_entry){ m->rank, (uint32_t)i, m->new_id, sy[i].id, sy[i + 1].id });
 	}
 	while (n_heap) {
 		struct heap_entry top = heap_pop(st, &n_heap);
@@ -224,25 +227,33 @@ static void merge_all(const struct tokenizer *tok, struct tls_state *st, size_t 
 			continue;
 		int32_t right_pos = left->next;
 		struct symbol right = sy[right_pos];
-		const struct merge_slot *m = mergemap_get(&tok->merges, left->id, right.id);
-		if (!m || m->new_id != top.new_id)
-			continue;  // stale entry
+		// HF's staleness test is "the pair here no longer merges into new_id"; when the pair is the
+		// one pushed it trivially holds, so the map is only consulted when the pair changed.
+		if (left->id != top.left || right.id != top.right) {
+			const struct merge_slot *m = mergemap_get(&tok->merges, left->id, right.id);
+			if (!m || m->new_id != top.new_id)
+				continue;  // stale entry
+		}
 		left->id = top.new_id;
 		left->len += right.len;
 		left->next = right.next;
 		sy[right_pos].len = 0;
-		if (right.next >= 0 && (size_t)right.next < n_syms)
+		if (right.next >= 0 && (size_t)right.next < n_syms) {
 			sy[right.next].prev = (int32_t)top.pos;
+			mergemap_prefetch(&tok->merges, left->id, sy[right.next].id);
+		}
 		if (left->prev >= 0) {
 			const struct merge_slot *pm = mergemap_get(&tok->merges, sy[left->prev].id, left->id);
 			if (pm)
-				heap_push(st, &n_heap, (struct heap_entry){ pm->rank, (uint32_t)left->prev, pm->new_id });
+				heap_push(st, &n_heap, (struct heap_entry){ pm->rank, (uint32_t)left->prev, pm->new_id,
+									   sy[left->prev].id, left->id });
 		}
 		left = &st->syms[top.pos];
 		if (left->next >= 0 && (size_t)left->next < n_syms) {
 			const struct merge_slot *nm = mergemap_get(&tok->merges, left->id, sy[left->next].id);
 			if (nm)
-				heap_push(st, &n_heap, (struct heap_entry){ nm->rank, top.pos, nm->new_id });
+				heap_push(st, &n_heap, (struct heap_entry){ nm->rank, top.pos, nm->new_id, left->id,
+									   sy[left->next].id });
 		}
 	}
 }

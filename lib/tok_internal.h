@@ -46,6 +46,17 @@ struct mergemap {
 void mergemap_init(struct mergemap *m, size_t expect);
 void mergemap_put(struct mergemap *m, uint32_t left, uint32_t right, uint32_t rank, uint32_t new_id);
 const struct merge_slot *mergemap_get(const struct mergemap *m, uint32_t left, uint32_t right);
+// Starts loading the slot of (LEFT, RIGHT) into cache: the table is megabytes, so a word's lookups are
+// memory-bound, and issuing them together hides most of the latency.
+static inline size_t mergemap_slot(uint64_t key, size_t mask)
+{
+	uint64_t h = key * 0x9E3779B97F4A7C15ull;
+	return (size_t)(h ^ (h >> 29)) & mask;
+}
+static inline void mergemap_prefetch(const struct mergemap *m, uint32_t left, uint32_t right)
+{
+	__builtin_prefetch(&m->slots[mergemap_slot((uint64_t)left << 32 | right, m->mask)]);
+}
 void mergemap_free(struct mergemap *m);
 
 // ---- patterns: a literal string or a PCRE2 regex (tok_pattern.c) ----

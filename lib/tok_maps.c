@@ -90,12 +90,6 @@ void strmap_free(struct strmap *m)
 
 static uint64_t pair_key(uint32_t left, uint32_t right) { return (uint64_t)left << 32 | right; }
 
-static size_t pair_slot(uint64_t key, size_t mask)
-{
-	uint64_t h = key * 0x9E3779B97F4A7C15ull;
-	return (size_t)(h ^ (h >> 29)) & mask;
-}
-
 void mergemap_init(struct mergemap *m, size_t expect)
 {
 	size_t n = table_size(expect);
@@ -118,7 +112,7 @@ void mergemap_put(struct mergemap *m, uint32_t left, uint32_t right, uint32_t ra
 		free(old.slots);
 	}
 	uint64_t key = pair_key(left, right);
-	for (size_t i = pair_slot(key, m->mask);; i = (i + 1) & m->mask) {
+	for (size_t i = mergemap_slot(key, m->mask);; i = (i + 1) & m->mask) {
 		struct merge_slot *s = &m->slots[i];
 		if (s->rank == UINT32_MAX) {
 			*s = (struct merge_slot){ key, rank, new_id };
@@ -136,7 +130,7 @@ void mergemap_put(struct mergemap *m, uint32_t left, uint32_t right, uint32_t ra
 const struct merge_slot *mergemap_get(const struct mergemap *m, uint32_t left, uint32_t right)
 {
 	uint64_t key = pair_key(left, right);
-	for (size_t i = pair_slot(key, m->mask);; i = (i + 1) & m->mask) {
+	for (size_t i = mergemap_slot(key, m->mask);; i = (i + 1) & m->mask) {
 		const struct merge_slot *s = &m->slots[i];
 		if (s->rank == UINT32_MAX)
 			return NULL;
