@@ -272,27 +272,21 @@ static void json_char(struct bytevec *out, uint32_t cp)
 	bytevec_puts(out, buf);
 }
 
-// The layout `init-base` writes: 256 byte characters as ids 0..255, no merges, ByteLevel without
-// prefix space or regex, special tokens from id 256.
-static char *base_tokenizer_json(void)
+// A byte-level tokenizer: the 256 byte characters as ids 0..255, then EXTRA vocab entries (already
+// in byte-level form, JSON-escaped) from id 256, the given pre-tokenizer and added tokens.
+static char *byte_level_json(const char *pre_tokenizer, const char *added, const char *const *extra, size_t n_extra,
+			     int ignore_merges)
 {
-	static const char *specials[] = { "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>",
-					  "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<s>", "</s>" };
 	struct bytevec j = { 0 };
-	bytevec_puts(&j, "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[");
-	for (size_t i = 0; i < 9; i++) {
-		char *t = xasprintf("%s{\"id\":%zu,\"content\":\"%s\",\"single_word\":false,\"lstrip\":false,"
-				    "\"rstrip\":false,\"normalized\":false,\"special\":true}",
-				    i ? "," : "", 256 + i, specials[i]);
-		bytevec_puts(&j, t);
-		free(t);
-	}
-	bytevec_puts(&j, "],\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
-			 "\"trim_offsets\":true,\"use_regex\":false},\"post_processor\":null,"
-			 "\"decoder\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,"
-			 "\"use_regex\":false},\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,"
-			 "\"continuing_subword_prefix\":null,\"end_of_word_suffix\":null,\"fuse_unk\":false,"
-			 "\"byte_fallback\":false,\"ignore_merges\":false,\"vocab\":{");
+	char *head = xasprintf("{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[%s],"
+			       "\"normalizer\":null,\"pre_tokenizer\":%s,\"post_processor\":null,"
+			       "\"decoder\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,"
+			       "\"use_regex\":false},\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,"
+			       "\"continuing_subword_prefix\":null,\"end_of_word_suffix\":null,\"fuse_unk\":false,"
+			       "\"byte_fallback\":false,\"ignore_merges\":%s,\"vocab\":{",
+			       added, pre_tokenizer, ignore_merges ? "true" : "false");
+	bytevec_puts(&j, head);
+	free(head);
 	for (unsigned b = 0; b < 256; b++) {
 		bytevec_puts(&j, b ? ",\"" : "\"");
 		json_char(&j, gpt2_char(b));
@@ -300,8 +294,34 @@ static char *base_tokenizer_json(void)
 		snprintf(num, sizeof num, "\":%u", b);
 		bytevec_puts(&j, num);
 	}
+	for (size_t i = 0; i < n_extra; i++) {
+		char *e = xasprintf(",\"%s\":%zu", extra[i], 256 + i);
+		bytevec_puts(&j, e);
+		free(e);
+	}
 	bytevec_puts(&j, "},\"merges\":[]}}");
 	return j.data;
+}
+
+// The layout `init-base` writes: no merges, ByteLevel without prefix space or regex, special tokens
+// from id 256.
+static char *base_tokenizer_json(void)
+{
+	static const char *specials[] = { "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>",
+					  "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<s>", "</s>" };
+	struct bytevec added = { 0 };
+	for (size_t i = 0; i < 9; i++) {
+		char *t = xasprintf("%s{\"id\":%zu,\"content\":\"%s\",\"single_word\":false,\"lstrip\":false,"
+				    "\"rstrip\":false,\"normalized\":false,\"special\":true}",
+				    i ? "," : "", 256 + i, specials[i]);
+		bytevec_puts(&added, t);
+		free(t);
+	}
+	char *json = byte_level_json("{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,"
+				     "\"use_regex\":false}",
+				     added.data, NULL, 0, 0);
+	free(added.data);
+	return json;
 }
 
 static void test_byte_level_base(void **state)
@@ -340,6 +360,66 @@ static void test_byte_level_base(void **state)
 	assert_int_equal(tokenizer_decode(tok, bad_id, 2, &back), -1);
 	free(back.data);
 	free(ids.data);
+	tokenizer_free(tok);
+}
+
+// ByteLevel with add_prefix_space and use_regex (the GPT-2 regex); ignore_merges makes every
+// pre-token that is in the vocab come out whole, so the ids show the pre-tokens.
+static void test_byte_level_gpt2_regex(void **state)
+{
+	(void)state;
+	static const char *const extra[] = { "\u0120hello", "\u0120world", "'s", "\u0120123" };
+	char *json = byte_level_json("{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"use_regex\":true}", "",
+				     extra, 4, 1);
+	struct tokenizer *tok = load_json("gpt2.json", json);
+	free(json);
+	CHECK_IDS(tok, "hello world's", 256, 257, 258);
+	CHECK_IDS(tok, " hello 123!", 256, 259, '!');
+	// Two spaces before a word: "\s+(?!\S)" leaves the last one to the word.
+	CHECK_IDS(tok, "hello  world", 256, ' ', 257);
+	tokenizer_free(tok);
+}
+
+// The LLaMA-3 Split regex (digits in runs of up to three) and Qwen's (single digits), then ByteLevel.
+static void test_split_regex_llama3_qwen(void **state)
+{
+	(void)state;
+	static const char *const extra[] = { "123", "45", "\u0120abc", "'LL", "I" };
+	for (int qwen = 0; qwen < 2; qwen++) {
+		char *pre = xasprintf("{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":"
+				      "{\"Regex\":\"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|"
+				      "\\\\p{N}%s| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|"
+				      "\\\\s+(?!\\\\S)|\\\\s+\"},\"behavior\":\"Isolated\",\"invert\":false},"
+				      "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false}]}",
+				      qwen ? "" : "{1,3}");
+		char *json = byte_level_json(pre, "", extra, 5, 1);
+		struct tokenizer *tok = load_json(qwen ? "qwen_regex.json" : "llama3_regex.json", json);
+		if (qwen)
+			CHECK_IDS(tok, "12345 abc", '1', '2', '3', '4', '5', 258);
+		else
+			CHECK_IDS(tok, "12345 abc", 256, 257, 258);
+		CHECK_IDS(tok, "I'LL", 260, 259);  // the case-insensitive contraction
+		tokenizer_free(tok);
+		free(json);
+		free(pre);
+	}
+}
+
+// NFKC folds full-width forms and composes; Strip and a regex Replace run in sequence after it.
+static void test_normalizers(void **state)
+{
+	(void)state;
+	static const char json[] = "{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":{\"type\":\"Sequence\","
+		"\"normalizers\":[{\"type\":\"NFKC\"},{\"type\":\"Strip\",\"strip_left\":true,\"strip_right\":true},"
+		"{\"type\":\"Replace\",\"pattern\":{\"Regex\":\" +\"},\"content\":\"_\"}]},\"pre_tokenizer\":null,"
+		"\"decoder\":null,\"model\":{\"type\":\"BPE\",\"vocab\":{\"A\":0,\"B\":1,\"1\":2,\"\u00e9\":3,\"_\":4},"
+		"\"merges\":[]}}";
+	struct tokenizer *tok = load_json("nfkc.json", json);
+	// Full-width A B 1, then e + combining acute, with spaces around and between.
+	CHECK_IDS(tok, "  \xef\xbc\xa1\xef\xbc\xa2   \xef\xbc\x91" "e\xcc\x81 ", 0, 1, 4, 2, 3);
+	// Without a decoder, decoding joins the token strings with spaces, as HF does.
+	static const uint32_t ids[] = { 0, 4, 3 };
+	check_decode(tok, ids, 3, "A _ \xc3\xa9");
 	tokenizer_free(tok);
 }
 
@@ -457,6 +537,9 @@ int main(void)
 		cmocka_unit_test(test_split_behaviours),
 		cmocka_unit_test(test_added_tokens),
 		cmocka_unit_test(test_byte_level_base),
+		cmocka_unit_test(test_byte_level_gpt2_regex),
+		cmocka_unit_test(test_split_regex_llama3_qwen),
+		cmocka_unit_test(test_normalizers),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_sha256_and_directory),
 		cmocka_unit_test(test_utf8_valid),
