@@ -274,9 +274,8 @@ static int64_t char_id(const struct tokenizer *tok, struct tls_state *st, const 
 }
 
 void tok_bpe_word(const struct tokenizer *tok, const char *s, size_t len, int byte_level_form,
-		  struct u32vec *out, struct tok_scratch *scr)
+		  struct u32vec *out)
 {
-	(void)scr;
 	if (len == 0)
 		return;
 	struct tls_state *st = tls_get();

@@ -211,12 +211,14 @@ struct tok_scratch *tok_scratch_get(void);
 const char *tok_normalize(const struct tokenizer *tok, const char *s, size_t len, size_t *out_len,
 			  struct tok_scratch *scr);
 // tok_pretokenize.c: splits TEXT into pre-tokens.  On return *TEXT_OUT is the buffer the pieces index
-// (TEXT or a scratch buffer) and *BYTE_LEVEL is 1 when the pieces still need the byte-level mapping.
+// (TEXT or a scratch buffer) and *BYTE_LEVEL_FORM is 1 when the pieces still need the byte-level mapping.
 void tok_pretokenize(const struct tokenizer *tok, const char *text, size_t len, struct tok_scratch *scr,
 		     const char **text_out, struct piecevec **pieces_out, int *byte_level_form);
 // tok_bpe.c: appends the ids of one pre-token.
-void tok_bpe_word(const struct tokenizer *tok, const char *s, size_t len, int byte_level, struct u32vec *out,
-		  struct tok_scratch *scr);
+// BYTE_LEVEL_FORM: S is raw bytes that the model sees as GPT-2 byte characters.
+void tok_bpe_word(const struct tokenizer *tok, const char *s, size_t len, int byte_level_form,
+		  struct u32vec *out);
+// Frees the calling thread's word cache for TOK (other threads free theirs when they exit).
 void tok_bpe_release_thread_cache(const struct tokenizer *tok);
 // tok_added.c
 void added_matcher_build(struct added_matcher *m, const struct added_token *tokens, size_t n, int normalized);

@@ -10,7 +10,9 @@ void tok_pattern_regex(struct tok_pattern *p, const char *regex, const char *fil
 	int err;
 	PCRE2_SIZE at;
 	memset(p, 0, sizeof *p);
-	p->re = pcre2_compile((PCRE2_SPTR)regex, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &at, NULL);
+	// MULTILINE: HF compiles with Oniguruma's Ruby syntax, where ^ and $ are line anchors.
+	p->re = pcre2_compile((PCRE2_SPTR)regex, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE,
+			      &err, &at, NULL);
 	if (!p->re) {
 		PCRE2_UCHAR msg[256];
 		pcre2_get_error_message(err, msg, sizeof msg);

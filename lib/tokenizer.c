@@ -22,6 +22,7 @@ struct loader {
 	const char *file;
 };
 
+// OBJ[KEY] of type WANT (JSON_TRUE stands for either boolean); NULL when absent or null and OPTIONAL.
 static json_t *member(struct loader *ld, json_t *obj, const char *path, const char *key, json_type want,
 		      int optional)
 {
@@ -507,7 +508,7 @@ static void encode_model(const struct tokenizer *tok, const char *s, size_t len,
 	int byte_level_form;
 	tok_pretokenize(tok, s, len, scr, &text, &pieces, &byte_level_form);
 	for (size_t i = 0; i < pieces->len; i++)
-		tok_bpe_word(tok, text + pieces->data[i].off, pieces->data[i].len, byte_level_form, out, scr);
+		tok_bpe_word(tok, text + pieces->data[i].off, pieces->data[i].len, byte_level_form, out);
 }
 
 // Raw text between non-normalized added tokens: normalize, then cut at normalized added tokens.
