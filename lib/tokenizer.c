@@ -15,6 +15,10 @@ static const char gpt2_regex[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?
 
 static atomic_uint_fast64_t next_serial = 1;
 
+// Ids index dense tables, so a stray huge id would be a huge allocation; real vocabularies have at
+// most a few hundred thousand entries.
+enum { MAX_IDS = 1 << 24 };
+
 // ---- JSON access with errors naming the file and the field ----
 
 struct loader {
@@ -268,9 +272,14 @@ static void parse_merges(struct loader *ld, json_t *merges)
 			blen = json_string_length(json_array_get(m, 1));
 		} else
 			die_data(ld->file, -1, field, "neither a \"a b\" string nor a pair of strings");
+		// The merged token is a + b without b's continuing-subword prefix (HF BpeBuilder::build cuts
+		// prefix_len bytes off b).
+		size_t cut = tok->subword_prefix ? strlen(tok->subword_prefix) : 0;
+		if (blen < cut)
+			die_data(ld->file, -1, field, "\"%s\" is shorter than the continuing_subword_prefix", b);
 		joined.len = 0;
 		bytevec_append(&joined, a, alen);
-		bytevec_append(&joined, b, blen);
+		bytevec_append(&joined, b + cut, blen - cut);
 		uint32_t left = vocab_id(ld, a, alen, field), right = vocab_id(ld, b, blen, field);
 		uint32_t merged = vocab_id(ld, joined.data, joined.len, field);
 		mergemap_put(&tok->merges, left, right, (uint32_t)i, merged);
@@ -298,8 +307,9 @@ static void parse_model(struct loader *ld, json_t *model)
 	json_t *val;
 	uint32_t max_id = 0;
 	json_object_foreach(vocab, key, val) {
-		if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) > INT32_MAX)
-			die_data(ld->file, -1, "model.vocab", "token \"%s\": id is not a non-negative integer", key);
+		if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= MAX_IDS)
+			die_data(ld->file, -1, "model.vocab", "token \"%s\": id is not an integer in [0, %d)", key,
+				 MAX_IDS);
 		uint32_t id = (uint32_t)json_integer_value(val);
 		char *s = arena_dup(tok, key, strlen(key));
 		strmap_put(&tok->vocab, s, strlen(s), id);
@@ -307,6 +317,10 @@ static void parse_model(struct loader *ld, json_t *model)
 			max_id = id + 1;
 	}
 	tok->n_ids = max_id;
+	const char *prefix = str_member(ld, model, "model", "continuing_subword_prefix", 1);
+	const char *suffix = str_member(ld, model, "model", "end_of_word_suffix", 1);
+	tok->subword_prefix = prefix && *prefix ? xstrdup(prefix) : NULL;
+	tok->word_suffix = suffix && *suffix ? xstrdup(suffix) : NULL;
 	parse_merges(ld, member(ld, model, "model", "merges", JSON_ARRAY, 0));
 
 	const char *unk = str_member(ld, model, "model", "unk_token", 1);
@@ -314,10 +328,6 @@ static void parse_model(struct loader *ld, json_t *model)
 	tok->fuse_unk = bool_member(ld, model, "model", "fuse_unk", 0);
 	tok->byte_fallback = bool_member(ld, model, "model", "byte_fallback", 0);
 	tok->ignore_merges = bool_member(ld, model, "model", "ignore_merges", 0);
-	const char *prefix = str_member(ld, model, "model", "continuing_subword_prefix", 1);
-	const char *suffix = str_member(ld, model, "model", "end_of_word_suffix", 1);
-	tok->subword_prefix = prefix && *prefix ? xstrdup(prefix) : NULL;
-	tok->word_suffix = suffix && *suffix ? xstrdup(suffix) : NULL;
 
 	const struct byte_level_table *bl = byte_level();
 	for (int b = 0; b < 256; b++) {
@@ -342,8 +352,8 @@ static void parse_added(struct loader *ld, json_t *list)
 			die_data(ld->file, -1, path, "not a JSON object");
 		struct added_token *t = &tok->added[tok->n_added++];
 		json_int_t id = int_member(ld, o, path, "id", -1);
-		if (id < 0 || id > INT32_MAX)
-			die_data(ld->file, -1, path, "missing or bad \"id\"");
+		if (id < 0 || id >= MAX_IDS)
+			die_data(ld->file, -1, path, "missing \"id\", or not an integer in [0, %d)", MAX_IDS);
 		t->id = (uint32_t)id;
 		t->content = dup_json_string(member(ld, o, path, "content", JSON_STRING, 0), &t->len);
 		t->special = bool_member(ld, o, path, "special", 0);

@@ -141,6 +141,26 @@ static void test_ignore_merges(void **state)
 	free(off);
 }
 
+// continuing_subword_prefix: inner characters are looked up as "##c", and a merge's result drops the
+// prefix of its right side ("a" + "##b" -> "ab"); end_of_word_suffix: the last character carries "</w>".
+static void test_subword_prefix_and_suffix(void **state)
+{
+	(void)state;
+	struct tokenizer *pre = load_json("prefix.json", BPE_HEAD
+		"\"model\":{\"type\":\"BPE\",\"continuing_subword_prefix\":\"##\",\"vocab\":{\"a\":0,\"##b\":1,"
+		"\"ab\":2,\"##c\":3,\"abc\":4},\"merges\":[\"a ##b\",\"ab ##c\"]}}");
+	CHECK_IDS(pre, "abc", 4);
+	CHECK_IDS(pre, "ab", 2);
+	CHECK_IDS(pre, "acb", 0, 3, 1);
+	tokenizer_free(pre);
+	struct tokenizer *suf = load_json("suffix.json", BPE_HEAD
+		"\"model\":{\"type\":\"BPE\",\"end_of_word_suffix\":\"</w>\",\"vocab\":{\"a\":0,\"b</w>\":1,"
+		"\"b\":2,\"ab</w>\":3},\"merges\":[\"a b</w>\"]}}");
+	CHECK_IDS(suf, "ab", 3);
+	CHECK_IDS(suf, "ba", 2);  // "a</w>" is not in the vocab and there is no unk: it is dropped, as in HF
+	tokenizer_free(suf);
+}
+
 // SentencePiece-style BPE (the LLaMA-2 layout): Prepend/Replace normalizers, byte fallback, unk.
 static const char sp_json[] =
 	"{\"version\":\"1.0\",\"added_tokens\":[{\"id\":0,\"content\":\"<unk>\",\"single_word\":false,\"lstrip\":false,"
@@ -533,6 +553,7 @@ int main(void)
 		cmocka_unit_test(test_merge_forms_agree),
 		cmocka_unit_test(test_merge_rank_order),
 		cmocka_unit_test(test_ignore_merges),
+		cmocka_unit_test(test_subword_prefix_and_suffix),
 		cmocka_unit_test(test_byte_fallback_and_unk),
 		cmocka_unit_test(test_split_behaviours),
 		cmocka_unit_test(test_added_tokens),
