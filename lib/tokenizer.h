@@ -1,12 +1,15 @@
 // tokenizer.h — Hugging Face tokenizer.json, id-for-id with `tokenizers` encode(text, add_special_tokens=False).
 //
 // Supported: model BPE (merges as "a b" strings or ["a","b"] pairs, ignore_merges, byte_fallback, fuse_unk,
-// unk_token); normalizers NFC, NFKC, Prepend, Replace, Sequence; pre-tokenizers Split (regex through PCRE2,
-// behaviours), ByteLevel, Sequence; decoders ByteLevel, Replace, ByteFallback, Fuse, Strip, Sequence;
-// added tokens (special or not, lstrip/rstrip/single_word/normalized).  Anything else is refused by name.
+// unk_token, continuing_subword_prefix, end_of_word_suffix); normalizers NFC, NFKC, NFD, NFKD, Prepend,
+// Replace, Strip, Sequence; pre-tokenizers Split (string or regex through PCRE2, all five behaviours,
+// invert), ByteLevel (add_prefix_space, use_regex), Sequence; decoders ByteLevel, Replace, ByteFallback,
+// Fuse, Strip, Sequence; added tokens (special or not, lstrip/rstrip/single_word/normalized).  Anything
+// else is refused by name.  post_processor, truncation and padding are not read: with
+// add_special_tokens=False they change nothing.
 //
 // A loaded tokenizer is read-only; tokenizer_encode and tokenizer_decode may be called from several
-// threads at once.
+// threads at once without locking: each thread keeps its own scratch space and word cache.
 #ifndef MEDMOE_TOKENIZER_H
 #define MEDMOE_TOKENIZER_H
 
