@@ -41,6 +41,13 @@ ok "chatml: the mask covers the answer and <|im_end|>, not the prompt" "
 ok "llama2 with the Mistral tokenizer: <s>[INST] ... [/INST] answer </s>" "
 	tokenize -q --tokenizer $MISTRAL --template llama2 chat.jsonl > l.mpk &&
 	stream2json -N l.mpk | grep -q '\"ids\":\[1,'"
+for pair in chatml:qwen3 llama2:mistral; do
+	tmpl=${pair%%:*} tok=${pair#*:}
+	ok "$tmpl template with the $tok tokenizer: ids equal Hugging Face's encoding of the templated text" "
+		tokenize -q --tokenizer $TOK/$tok --template $tmpl $FIXTURES/templates/$tmpl-$tok.jsonl |
+			stream2json -N > tmpl.json && ids_of tmpl.json > got && ids_of $FIXTURES/templates/$tmpl-$tok.jsonl > want &&
+		test -s want && diff got want"
+done
 ok_fails 65 "llama3 template with a tokenizer that lacks its header tokens" "
 	tokenize -q --tokenizer $MISTRAL --template llama3 chat.jsonl > /dev/null"
 ok "--max-len truncates and marks the record; --overflow drop leaves it out" "
