@@ -159,6 +159,7 @@ struct tokenizer {
 	struct mergemap merges;
 	int64_t unk_id;              // -1: no unk token
 	int fuse_unk, byte_fallback, ignore_merges;
+	int split_at_metaspace;      // see encode_model in tokenizer.c
 	char *subword_prefix, *word_suffix;  // NULL when absent or empty
 	int64_t byte_token[256];     // byte_fallback: id of "<0xNN>", -1 when absent
 	int64_t byte_level_id[256];  // id of byte_char[b] in the vocab, -1 when absent

@@ -198,6 +198,20 @@ static void test_byte_fallback_and_unk(void **state)
 	free(unfused);
 }
 
+// A vocab with "a▁" (a character before "▁"): a word may not be cut before its "▁"s, and the merge
+// across them must happen.  "▁a▁a": "a ▁" (rank 0) merges first, and the "▁ a" entries go stale.
+static void test_metaspace_merge_across(void **state)
+{
+	(void)state;
+	struct tokenizer *tok = load_json("across.json",
+		"{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"\xe2\x96\x81\"},"
+		"{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\xe2\x96\x81\"}]},"
+		"\"model\":{\"type\":\"BPE\",\"vocab\":{\"\xe2\x96\x81\":0,\"a\":1,\"a\xe2\x96\x81\":2,\"\xe2\x96\x81" "a\":3},"
+		"\"merges\":[\"a \xe2\x96\x81\",\"\xe2\x96\x81 a\"]}}");
+	CHECK_IDS(tok, "a a", 0, 2, 1);
+	tokenizer_free(tok);
+}
+
 // Split on the literal "-" with each behaviour; ignore_merges emits each piece whole, so the ids
 // spell the pieces: a=0 b=1 -=2 a-=3 -b=4 --=5.
 static const char split_json[] = "{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":null,"
@@ -555,6 +569,7 @@ int main(void)
 		cmocka_unit_test(test_ignore_merges),
 		cmocka_unit_test(test_subword_prefix_and_suffix),
 		cmocka_unit_test(test_byte_fallback_and_unk),
+		cmocka_unit_test(test_metaspace_merge_across),
 		cmocka_unit_test(test_split_behaviours),
 		cmocka_unit_test(test_added_tokens),
 		cmocka_unit_test(test_byte_level_base),
