@@ -155,6 +155,7 @@ struct tokenizer {
 	struct strmap all_tokens;    // vocab plus added tokens (tokenizer_token_id)
 	char **id_str;               // id -> token string (added content wins), NULL for gaps
 	uint32_t *id_len;
+	uint8_t *id_special;         // 1 for added tokens marked special
 	uint32_t n_ids;
 	struct mergemap merges;
 	int64_t unk_id;              // -1: no unk token

@@ -373,6 +373,7 @@ static void build_tables(struct tokenizer *tok)
 {
 	tok->id_str = xcalloc(tok->n_ids ? tok->n_ids : 1, sizeof *tok->id_str);
 	tok->id_len = xcalloc(tok->n_ids ? tok->n_ids : 1, sizeof *tok->id_len);
+	tok->id_special = xcalloc(tok->n_ids ? tok->n_ids : 1, 1);
 	strmap_init(&tok->all_tokens, tok->vocab.count + tok->n_added);
 	for (size_t i = 0; i <= tok->vocab.mask; i++) {
 		const struct strmap_slot *s = &tok->vocab.slots[i];
@@ -387,6 +388,7 @@ static void build_tables(struct tokenizer *tok)
 		char *s = arena_dup(tok, t->content, t->len);
 		tok->id_str[t->id] = s;
 		tok->id_len[t->id] = (uint32_t)t->len;
+		tok->id_special[t->id] = (uint8_t)t->special;
 		strmap_put(&tok->all_tokens, s, t->len, t->id);
 	}
 	// Normalized added tokens are matched against normalized text, so match their normalized form.
@@ -486,6 +488,7 @@ void tokenizer_free(struct tokenizer *tok)
 	free(tok->arena);
 	free(tok->id_str);
 	free(tok->id_len);
+	free(tok->id_special);
 	for (size_t i = 0; i < tok->n_added; i++)
 		free(tok->added[i].content);
 	free(tok->added);
@@ -590,6 +593,11 @@ int64_t tokenizer_token_id(const struct tokenizer *tok, const char *token)
 const char *tokenizer_token_str(const struct tokenizer *tok, uint32_t id)
 {
 	return id < tok->n_ids ? tok->id_str[id] : NULL;
+}
+
+int tokenizer_is_special(const struct tokenizer *tok, uint32_t id)
+{
+	return id < tok->n_ids && tok->id_special[id];
 }
 
 const char *tokenizer_sha256(const struct tokenizer *tok) { return tok->sha256; }
