@@ -212,6 +212,9 @@ struct tok_scratch *tok_scratch_get(void);
 // buffer valid until the next call in this thread.  The loader also runs it on normalized added tokens.
 const char *tok_normalize(const struct tokenizer *tok, const char *s, size_t len, size_t *out_len,
 			  struct tok_scratch *scr);
+// 1 when NFC (NFKC) leaves CP alone whatever surrounds it: such characters are copied, not normalized.
+int tok_nfc_stable(uint32_t cp);
+int tok_nfkc_stable(uint32_t cp);
 // tok_pretokenize.c: splits TEXT into pre-tokens.  On return *TEXT_OUT is the buffer the pieces index
 // (TEXT or a scratch buffer) and *BYTE_LEVEL_FORM is 1 when the pieces still need the byte-level mapping.
 void tok_pretokenize(const struct tokenizer *tok, const char *text, size_t len, struct tok_scratch *scr,
