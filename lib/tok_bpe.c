@@ -9,7 +9,6 @@
 // Character lookup, byte_fallback, unk and fuse_unk follow BPE::merge_word (models/bpe/model.rs).
 // The cache mirrors HF's per-thread cache of words under 256 bytes, direct-mapped here.
 #include <pthread.h>
-#include <stdatomic.h>
 #include <string.h>
 #include "tok_internal.h"
 

@@ -153,6 +153,7 @@ int tokenizer_decode(const struct tokenizer *tok, const uint32_t *ids, size_t n,
 		next = t;
 	}
 	bytevec_reserve(out, out->len + 1);
+	out->data[out->len] = '\0';  // NUL-terminated even when nothing is appended
 	for (size_t i = 0; i < in->items.len; i++) {
 		if (!tok->has_decoder && i > 0)
 			bytevec_append(out, " ", 1);

@@ -155,10 +155,12 @@ struct tokenizer {
 	struct strmap all_tokens;    // vocab plus added tokens (tokenizer_token_id)
 	char **id_str;               // id -> token string (added content wins), NULL for gaps
 	uint32_t *id_len;
+	uint8_t *id_special;         // 1 for added tokens marked special
 	uint32_t n_ids;
 	struct mergemap merges;
 	int64_t unk_id;              // -1: no unk token
 	int fuse_unk, byte_fallback, ignore_merges;
+	int split_at_metaspace;      // see encode_model in tokenizer.c
 	char *subword_prefix, *word_suffix;  // NULL when absent or empty
 	int64_t byte_token[256];     // byte_fallback: id of "<0xNN>", -1 when absent
 	int64_t byte_level_id[256];  // id of byte_char[b] in the vocab, -1 when absent
@@ -210,6 +212,9 @@ struct tok_scratch *tok_scratch_get(void);
 // buffer valid until the next call in this thread.  The loader also runs it on normalized added tokens.
 const char *tok_normalize(const struct tokenizer *tok, const char *s, size_t len, size_t *out_len,
 			  struct tok_scratch *scr);
+// 1 when NFC (NFKC) leaves CP alone whatever surrounds it: such characters are copied, not normalized.
+int tok_nfc_stable(uint32_t cp);
+int tok_nfkc_stable(uint32_t cp);
 // tok_pretokenize.c: splits TEXT into pre-tokens.  On return *TEXT_OUT is the buffer the pieces index
 // (TEXT or a scratch buffer) and *BYTE_LEVEL_FORM is 1 when the pieces still need the byte-level mapping.
 void tok_pretokenize(const struct tokenizer *tok, const char *text, size_t len, struct tok_scratch *scr,

@@ -7,36 +7,31 @@
 #include "die.h"
 #include "tok_internal.h"
 
-// A string made only of these code points is already in NFC, so NFC can be skipped (the common case:
-// ASCII, Latin-1 and CJK ideographs).  Sound because every one of them has NFC_Quick_Check=Yes and
-// combining class 0, and none is the second element of a canonical composition (UAX #15, section 9).
-static int nfc_stable(uint32_t cp)
+// Characters NFC leaves alone whatever surrounds them: NFC_Quick_Check=Yes, combining class 0, and
+// never the second element of a canonical composition (UAX #15; the blocks checked against
+// UnicodeData.txt: ASCII to Spacing Modifiers, General Punctuation from U+2002 (U+2000/2001 are
+// singletons), CJK punctuation before the combining tone marks at U+302A, kana without the combining
+// sound marks U+3099/309A, CJK ideographs, Hangul syllables, half- and full-width forms).
+int tok_nfc_stable(uint32_t cp)
 {
-	return cp < 0x300 || (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3000 && cp <= 0x3029) ||
-	       (cp >= 0xFF00 && cp <= 0xFFEF);
+	return cp < 0x300 || (cp >= 0x2002 && cp <= 0x206F) || (cp >= 0x3000 && cp <= 0x3029) ||
+	       (cp >= 0x3041 && cp <= 0x3096) || (cp >= 0x30A1 && cp <= 0x30FA) || (cp >= 0x4E00 && cp <= 0x9FFF) ||
+	       (cp >= 0xAC00 && cp <= 0xD7A3) || (cp >= 0xFF00 && cp <= 0xFFEF);
 }
 
-// The same for NFKC: code points without compatibility decompositions either.
-static int nfkc_stable(uint32_t cp)
+// The same for NFKC, which also rewrites every character with a compatibility decomposition.
+int tok_nfkc_stable(uint32_t cp)
 {
 	return cp < 0xA0 || (cp >= 0x4E00 && cp <= 0x9FFF);
 }
 
-static int all_stable(const char *s, size_t len, int (*stable)(uint32_t))
+static uint32_t next_cp(const unsigned char *p, size_t len, size_t i, size_t *n)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-	while (i < len) {
-		if (p[i] < 0x80) {
-			i++;
-			continue;
-		}
-		size_t n;
-		if (!stable(utf8_decode(p + i, len - i, &n)))
-			return 0;
-		i += n;
+	if (p[i] < 0x80) {
+		*n = 1;
+		return p[i];
 	}
-	return 1;
+	return utf8_decode(p + i, len - i, n);
 }
 
 static void unicode_normalize(enum norm_type type, const char *s, size_t len, struct bytevec *out)
@@ -54,6 +49,47 @@ static void unicode_normalize(enum norm_type type, const char *s, size_t len, st
 		die(EXIT_DATA, "tokenizer: cannot normalize text: %s", utf8proc_errmsg(n));
 	bytevec_append(out, res, (size_t)n);
 	free(res);
+}
+
+// NFC or NFKC of S into OUT, running utf8proc only on the stretches around unstable characters.  A
+// cut just before a stable character X changes nothing: X is a starter that nothing composes with
+// and that canonical reordering cannot cross.  So each stretch runs from the stable character before
+// an unstable run (it may compose with what follows) to the next stable character.
+static void compose_stretches(enum norm_type type, int (*stable)(uint32_t), const char *s, size_t len,
+			      size_t first_unstable, struct bytevec *out)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t copied = 0, i = first_unstable, prev_start = 0, n;
+	// The character before the first unstable one, if any.
+	if (i > 0) {
+		prev_start = i - 1;
+		while (prev_start > 0 && (p[prev_start] & 0xC0) == 0x80)
+			prev_start--;
+	}
+	while (i < len) {
+		if (stable(next_cp(p, len, i, &n))) {
+			prev_start = i;
+			i += n;
+			continue;
+		}
+		size_t from = i > copied ? prev_start : i, to = i + n;
+		while (to < len && !stable(next_cp(p, len, to, &n)))
+			to += n;
+		bytevec_append(out, s + copied, from - copied);
+		unicode_normalize(type, s + from, to - from, out);
+		copied = i = to;
+	}
+	bytevec_append(out, s + copied, len - copied);
+}
+
+// The offset of the first character not in STABLE, or LEN.
+static size_t first_unstable(const char *s, size_t len, int (*stable)(uint32_t))
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, n;
+	while (i < len && (p[i] < 0x80 || stable(next_cp(p, len, i, &n))))
+		i += p[i] < 0x80 ? 1 : n;
+	return i;
 }
 
 static void replace_all(const struct norm_step *st, const char *s, size_t len, struct bytevec *out)
@@ -99,13 +135,16 @@ const char *tok_normalize(const struct tokenizer *tok, const char *s, size_t len
 		out->len = 0;
 		switch (st->type) {
 		case NORM_NFC:
-		case NORM_NFKC:
+		case NORM_NFKC: {
+			int (*stable)(uint32_t) = st->type == NORM_NFC ? tok_nfc_stable : tok_nfkc_stable;
+			size_t u = first_unstable(s, len, stable);
+			if (u == len)
+				continue;  // already normalized: no copy
+			compose_stretches(st->type, stable, s, len, u, out);
+			break;
+		}
 		case NORM_NFD:
 		case NORM_NFKD:
-			if (st->type == NORM_NFC && all_stable(s, len, nfc_stable))
-				continue;
-			if (st->type == NORM_NFKC && all_stable(s, len, nfkc_stable))
-				continue;
 			if (len == 0)
 				continue;
 			unicode_normalize(st->type, s, len, out);

@@ -19,6 +19,8 @@ static atomic_uint_fast64_t next_serial = 1;
 // most a few hundred thousand entries.
 enum { MAX_IDS = 1 << 24 };
 
+static int metaspace_split_safe(const struct tokenizer *tok);
+
 // ---- JSON access with errors naming the file and the field ----
 
 struct loader {
@@ -371,6 +373,7 @@ static void build_tables(struct tokenizer *tok)
 {
 	tok->id_str = xcalloc(tok->n_ids ? tok->n_ids : 1, sizeof *tok->id_str);
 	tok->id_len = xcalloc(tok->n_ids ? tok->n_ids : 1, sizeof *tok->id_len);
+	tok->id_special = xcalloc(tok->n_ids ? tok->n_ids : 1, 1);
 	strmap_init(&tok->all_tokens, tok->vocab.count + tok->n_added);
 	for (size_t i = 0; i <= tok->vocab.mask; i++) {
 		const struct strmap_slot *s = &tok->vocab.slots[i];
@@ -385,6 +388,7 @@ static void build_tables(struct tokenizer *tok)
 		char *s = arena_dup(tok, t->content, t->len);
 		tok->id_str[t->id] = s;
 		tok->id_len[t->id] = (uint32_t)t->len;
+		tok->id_special[t->id] = (uint8_t)t->special;
 		strmap_put(&tok->all_tokens, s, t->len, t->id);
 	}
 	// Normalized added tokens are matched against normalized text, so match their normalized form.
@@ -467,6 +471,7 @@ struct tokenizer *tokenizer_load(const char *path)
 	// post_processor only adds tokens when add_special_tokens is true, which this tokenizer never does.
 	json_decref(root);
 	build_tables(tok);
+	tok->split_at_metaspace = metaspace_split_safe(tok);
 	return tok;
 }
 
@@ -483,6 +488,7 @@ void tokenizer_free(struct tokenizer *tok)
 	free(tok->arena);
 	free(tok->id_str);
 	free(tok->id_len);
+	free(tok->id_special);
 	for (size_t i = 0; i < tok->n_added; i++)
 		free(tok->added[i].content);
 	free(tok->added);
@@ -507,12 +513,51 @@ void tokenizer_free(struct tokenizer *tok)
 	free(tok);
 }
 
+// SentencePiece-style tokenizers (LLaMA-2, Mistral) have no pre-tokenizer: each whole normalized
+// segment is one BPE word, thousands of symbols long and never cached.  When no vocab token holds a
+// "▁" right after another character, no merge can join a symbol ending in such a character to one
+// starting with "▁" (the result would be such a token), so no symbol ever spans that boundary and
+// the merges on either side never interact: cutting the word there gives the same ids, and the
+// pieces are short enough for the word cache.  Only valid without ignore_merges (which looks at the
+// whole word) and without prefix/suffix (which mark word ends).
+static const char metaspace[] = "\xe2\x96\x81";  // U+2581
+
+static int metaspace_split_safe(const struct tokenizer *tok)
+{
+	if (tok->n_pretok || tok->ignore_merges || tok->subword_prefix || tok->word_suffix)
+		return 0;
+	for (size_t i = 0; i <= tok->vocab.mask; i++) {
+		const struct strmap_slot *sl = &tok->vocab.slots[i];
+		if (!sl->key || sl->len < 4)  // "x▁" takes at least 4 bytes
+			continue;
+		const char *k = sl->key, *end = k + sl->len, *hit = k;
+		while ((hit = memmem(hit + 1, (size_t)(end - hit - 1), metaspace, 3)) != NULL)
+			if (hit - k < 3 || memcmp(hit - 3, metaspace, 3) != 0)
+				return 0;
+	}
+	return 1;
+}
+
 // ---- encoding ----
 
 // Pre-tokenize and run BPE on normalized text that holds no added token.
 static void encode_model(const struct tokenizer *tok, const char *s, size_t len, struct u32vec *out,
 			 struct tok_scratch *scr)
 {
+	if (tok->split_at_metaspace) {  // cut before each "▁" that follows another character
+		size_t start = 0;
+		const char *hit = s;
+		while (hit + 3 <= s + len && (hit = memmem(hit, (size_t)(s + len - hit), metaspace, 3)) != NULL) {
+			size_t at = (size_t)(hit - s);
+			if (at > start && (at < 3 || memcmp(s + at - 3, metaspace, 3) != 0)) {
+				tok_bpe_word(tok, s + start, at - start, 0, out);
+				start = at;
+			}
+			hit += 3;
+		}
+		tok_bpe_word(tok, s + start, len - start, 0, out);
+		return;
+	}
 	const char *text;
 	struct piecevec *pieces;
 	int byte_level_form;
@@ -548,6 +593,11 @@ int64_t tokenizer_token_id(const struct tokenizer *tok, const char *token)
 const char *tokenizer_token_str(const struct tokenizer *tok, uint32_t id)
 {
 	return id < tok->n_ids ? tok->id_str[id] : NULL;
+}
+
+int tokenizer_is_special(const struct tokenizer *tok, uint32_t id)
+{
+	return id < tok->n_ids && tok->id_special[id];
 }
 
 const char *tokenizer_sha256(const struct tokenizer *tok) { return tok->sha256; }

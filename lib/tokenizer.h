@@ -36,6 +36,9 @@ int64_t tokenizer_token_id(const struct tokenizer *tok, const char *token);
 // The string of an id (its vocab form, e.g. "Ġthe"), or NULL.
 const char *tokenizer_token_str(const struct tokenizer *tok, uint32_t id);
 
+// 1 when ID is an added token marked "special" (what skip_special_tokens would drop), else 0.
+int tokenizer_is_special(const struct tokenizer *tok, uint32_t id);
+
 // Identity, carried in stream headers: sha256 (hex) of the tokenizer.json bytes, and the number of ids
 // (vocab plus added tokens: max id + 1).
 const char *tokenizer_sha256(const struct tokenizer *tok);

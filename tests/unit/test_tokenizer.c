@@ -198,6 +198,20 @@ static void test_byte_fallback_and_unk(void **state)
 	free(unfused);
 }
 
+// A vocab with "a▁" (a character before "▁"): a word may not be cut before its "▁"s, and the merge
+// across them must happen.  "▁a▁a": "a ▁" (rank 0) merges first, and the "▁ a" entries go stale.
+static void test_metaspace_merge_across(void **state)
+{
+	(void)state;
+	struct tokenizer *tok = load_json("across.json",
+		"{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"\xe2\x96\x81\"},"
+		"{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\xe2\x96\x81\"}]},"
+		"\"model\":{\"type\":\"BPE\",\"vocab\":{\"\xe2\x96\x81\":0,\"a\":1,\"a\xe2\x96\x81\":2,\"\xe2\x96\x81" "a\":3},"
+		"\"merges\":[\"a \xe2\x96\x81\",\"\xe2\x96\x81 a\"]}}");
+	CHECK_IDS(tok, "a a", 0, 2, 1);
+	tokenizer_free(tok);
+}
+
 // Split on the literal "-" with each behaviour; ignore_merges emits each piece whole, so the ids
 // spell the pieces: a=0 b=1 -=2 a-=3 -b=4 --=5.
 static const char split_json[] = "{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":null,"
@@ -262,6 +276,10 @@ static void test_added_tokens(void **state)
 	check_ids(tok, "", NULL, 0);
 	assert_int_equal(tokenizer_vocab_size(tok), 15);
 	assert_int_equal(tokenizer_token_id(tok, "<bigger>"), 14);
+	assert_true(tokenizer_is_special(tok, 10));
+	assert_false(tokenizer_is_special(tok, 12));  // x is added but not special
+	assert_false(tokenizer_is_special(tok, 0));
+	assert_false(tokenizer_is_special(tok, 99));
 	tokenizer_free(tok);
 }
 
@@ -443,6 +461,21 @@ static void test_normalizers(void **state)
 	tokenizer_free(tok);
 }
 
+// Decoder steps in sequence: a regex Replace on each token, Fuse, then Strip from both ends.
+static void test_decoder_sequence(void **state)
+{
+	(void)state;
+	struct tokenizer *tok = load_json("decoders.json",
+		"{\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"_+\"},"
+		"\"content\":\" \"},{\"type\":\"Fuse\"},{\"type\":\"Strip\",\"content\":\"x\",\"start\":2,\"stop\":1}]},"
+		"\"model\":{\"type\":\"BPE\",\"vocab\":{\"xx\":0,\"a_\":1,\"__b\":2,\"x\":3},\"merges\":[]}}");
+	static const uint32_t ids[] = { 0, 1, 2, 3 };
+	check_decode(tok, ids, 4, "a  b");  // "xx" "a " " b" "x" -> "xxa  bx" -> strip 2 x left, 1 right
+	static const uint32_t none[] = { 0 };
+	check_decode(tok, none, 0, "");
+	tokenizer_free(tok);
+}
+
 // Runs tokenizer_load(PATH) in a child; returns its exit status and leaves its stderr in ERR.
 static int load_in_child(const char *path, char *err, size_t err_size)
 {
@@ -555,12 +588,14 @@ int main(void)
 		cmocka_unit_test(test_ignore_merges),
 		cmocka_unit_test(test_subword_prefix_and_suffix),
 		cmocka_unit_test(test_byte_fallback_and_unk),
+		cmocka_unit_test(test_metaspace_merge_across),
 		cmocka_unit_test(test_split_behaviours),
 		cmocka_unit_test(test_added_tokens),
 		cmocka_unit_test(test_byte_level_base),
 		cmocka_unit_test(test_byte_level_gpt2_regex),
 		cmocka_unit_test(test_split_regex_llama3_qwen),
 		cmocka_unit_test(test_normalizers),
+		cmocka_unit_test(test_decoder_sequence),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_sha256_and_directory),
 		cmocka_unit_test(test_utf8_valid),
