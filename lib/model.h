@@ -1,0 +1,102 @@
+// model.h — a LLaMA / Qwen2 / Qwen3 decoder on CPU in fp32, loaded from a Hugging Face directory.
+//
+// model_load reads DIR/config.json (model_config.h) and DIR's safetensors (one file or an index with shards,
+// bf16/f16/f32, memory-mapped and converted to fp32 once).  Every tensor the architecture needs must be there with
+// exactly the expected shape: a missing one is named, a wrong shape is named with both shapes (exit 65).
+//
+// Reading the model is reading model_forward in model.c: embedding, then per layer
+//   rmsnorm → q,k,v projections (+bias) → [Qwen3: per-head q/k rmsnorm] → rope → attention → o_proj → residual
+//   → rmsnorm → gate,up → swiglu → down → residual,
+// then the final rmsnorm and the LM head, fused with cross-entropy over the loss mask so the (T,V) logits are
+// only materialised when a caller asks for them.
+//
+// Memory is planned: the weights are one allocation carved into struct model_weights (per-layer tensors stacked,
+// layer l at base + l·size); the activations are one allocation sized for the longest batch seen so far, so a
+// training or evaluation loop with a fixed batch size allocates nothing per step.
+#ifndef MEDMOE_MODEL_H
+#define MEDMOE_MODEL_H
+
+#include <stdint.h>
+
+#include "model_config.h"
+
+// fp32 parameters; a pointer is NULL where the architecture has no such tensor (no bias, no q/k norm).
+struct model_weights {
+	float *wte;              // (V,C)        model.embed_tokens.weight
+	float *ln1;              // (L,C)        input_layernorm
+	float *wq, *bq;          // (L,NH*HD,C), (L,NH*HD)
+	float *wk, *bk;          // (L,NKV*HD,C), (L,NKV*HD)
+	float *wv, *bv;          // (L,NKV*HD,C), (L,NKV*HD)
+	float *wo, *bo;          // (L,C,NH*HD), (L,C)
+	float *q_norm, *k_norm;  // (L,HD)       Qwen3
+	float *ln2;              // (L,C)        post_attention_layernorm
+	float *w_gate, *w_up;    // (L,F,C)
+	float *w_down;           // (L,C,F)
+	float *ln_f;             // (C)          model.norm
+	float *lm_head;          // (V,C)        == wte when tie_word_embeddings
+};
+
+// Forward scratch for up to `cap` tokens, one allocation (float) plus one (int32).
+struct model_acts {
+	int64_t cap;
+	float *mem;
+	float *x;        // (T,C) the residual stream
+	float *xn;       // (T,C) normed input of the current sublayer
+	float *q;        // (T,NH,HD)
+	float *k, *v;    // (T,NKV,HD)
+	float *att;      // (T,NH,HD)
+	float *gate;     // (T,F)
+	float *up;       // (T,F)
+	float *proj;     // (T,C) o_proj / down_proj output before the residual add
+	float *att_lse;  // (NH,T)
+	float *rstd;     // (T*NH)
+	float *x_sel;    // (T,C) final hidden states of the positions that have a target
+	float *losses;   // (T)
+	float *lse;      // (T)
+	float *ce_tile;  // (CE_TB, CE_VC)
+	int32_t *imem;
+	int32_t *positions;  // (T)
+	int32_t *targets;    // (T)
+};
+
+struct model {
+	struct model_config cfg;
+	struct model_weights w;
+	float *weights_mem;
+	float *inv_freq;         // (HD/2) RoPE inverse frequencies, scaling applied
+	struct model_acts acts;
+	char *dir;
+	char tokenizer_sha256[65];   // of DIR/tokenizer.json; "" when the directory has none
+};
+
+struct model *model_load(const char *dir);
+void model_free(struct model *m);
+
+// Packed forward.  ids (T) hold n_docs documents back to back, cut by doc_offsets (n_docs+1 cumulative
+// lengths, from 0 to T); positions restart at 0 in each document and a token attends only within its own.
+// loss_mask (T) or NULL marks targets: token t (not the first of its document) is predicted from t−1 and
+// counts in the loss when loss_mask[t] != 0 (the labels convention of transformers, shifted inside the model).
+// logits (T,V) or NULL.  Returns the mean cross-entropy over the targets (0 when there are none) and their
+// number in *n_targets (when not NULL).  Bad ids or offsets → exit 65.
+double model_forward(struct model *m, const int32_t *ids, int64_t T, const int32_t *doc_offsets, int n_docs,
+		     const uint8_t *loss_mask, float *logits, int64_t *n_targets);
+
+// KV cache for incremental decoding of one sequence: keys and values (L, max_len, NKV*HD).
+struct kv_cache {
+	int64_t max_len, len;
+	float *k, *v;
+};
+struct kv_cache *kv_cache_new(const struct model *m, int64_t max_len);
+void kv_cache_reset(struct kv_cache *cache);
+void kv_cache_free(struct kv_cache *cache);
+
+// Feed n tokens after the cache->len already cached (prefill: n > 1; a decoding step: n = 1).  They continue the
+// same document (positions cache->len, ...).  logits_last (V) or NULL receives the logits of the last one.
+// Dies (exit 1) when the cache would overflow.
+void model_decode(struct model *m, struct kv_cache *cache, const int32_t *ids, int64_t n, float *logits_last);
+
+// The token-stream identity check: 0 when SHA256 (hex) is the sha256 of the checkpoint's tokenizer.json, else
+// -1 (also when the checkpoint has no tokenizer.json).  Callers turn -1 into a data error naming both.
+int model_check_tokenizer(const struct model *m, const char *sha256);
+
+#endif

@@ -1,0 +1,251 @@
+// ops_cpu.c — the CPU reference backend of ops.h: fp32, OpenBLAS for matrix products, OpenMP for the loops.
+//
+// The math follows transformers' LLaMA/Qwen modules op for op (LlamaRMSNorm, apply_rotary_pos_emb, eager
+// attention, LlamaMLP); the only reassociations are inside sums (BLAS, the online softmax), which stay within
+// fp32 rounding of the reference.
+#include "ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "die.h"
+
+static void need_cpu(struct tensor t, const char *op)
+{
+	if (t.data && t.device != DEVICE_CPU)
+		die(EXIT_FAIL, "%s: tensor on a non-CPU device given to the CPU backend", op);
+}
+
+// ----------------------------------------------------------------------------
+// embedding
+
+// ids (T), wte (V,C) -> out (T,C)
+void embedding_forward(struct tensor out, const int32_t *ids, struct tensor wte)
+{
+	need_cpu(out, "embedding_forward");
+	need_cpu(wte, "embedding_forward");
+	int64_t T = out.dim[0], C = out.dim[1];
+#pragma omp parallel for
+	for (int64_t t = 0; t < T; t++)
+		memcpy(out.data + t * C, wte.data + (int64_t)ids[t] * C, (size_t)C * sizeof(float));
+}
+
+// ----------------------------------------------------------------------------
+// matmul
+
+// inp (T,C), weight (OC,C), bias (OC) or NONE -> out (T,OC)
+void matmul_forward(struct tensor out, struct tensor inp, struct tensor weight, struct tensor bias)
+{
+	need_cpu(out, "matmul_forward");
+	need_cpu(inp, "matmul_forward");
+	need_cpu(weight, "matmul_forward");
+	int64_t T = inp.dim[0], C = inp.dim[1], OC = weight.dim[0];
+	if (T == 0)
+		return;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)OC, (int)C, 1.0f, inp.data, (int)C,
+		    weight.data, (int)C, 0.0f, out.data, (int)OC);
+	if (bias.data) {
+#pragma omp parallel for
+		for (int64_t t = 0; t < T; t++)
+			for (int64_t o = 0; o < OC; o++)
+				out.data[t * OC + o] += bias.data[o];
+	}
+}
+
+// ----------------------------------------------------------------------------
+// RMSNorm
+
+// inp (N,D), weight (D) -> out (N,D), rstd (N)
+void rmsnorm_forward(struct tensor out, struct tensor rstd, struct tensor inp, struct tensor weight, float eps)
+{
+	need_cpu(out, "rmsnorm_forward");
+	need_cpu(inp, "rmsnorm_forward");
+	int64_t D = inp.dim[inp.ndim - 1], N = tensor_numel(inp) / D;
+#pragma omp parallel for
+	for (int64_t n = 0; n < N; n++) {
+		const float *x = inp.data + n * D;
+		float *y = out.data + n * D;
+		// transformers: variance = x.pow(2).mean(-1); x * rsqrt(variance + eps), all in fp32
+		float ss = 0.0f;
+		for (int64_t i = 0; i < D; i++)
+			ss += x[i] * x[i];
+		float r = 1.0f / sqrtf(ss / (float)D + eps);
+		for (int64_t i = 0; i < D; i++)
+			y[i] = weight.data[i] * (x[i] * r);
+		if (rstd.data)
+			rstd.data[n] = r;
+	}
+}
+
+// ----------------------------------------------------------------------------
+// RoPE
+
+// x (T,H,HD) in place; positions (T); inv_freq (HD/2)
+void rope_forward(struct tensor x, const int32_t *positions, struct tensor inv_freq)
+{
+	need_cpu(x, "rope_forward");
+	int64_t T = x.dim[0], H = x.dim[1], HD = x.dim[2], half = HD / 2;
+#pragma omp parallel for
+	for (int64_t t = 0; t < T; t++) {
+		for (int64_t i = 0; i < half; i++) {
+			// transformers computes freqs = position · inv_freq in fp32, then cos and sin of that
+			float angle = (float)positions[t] * inv_freq.data[i];
+			float c = cosf(angle), s = sinf(angle);
+			for (int64_t h = 0; h < H; h++) {
+				float *row = x.data + (t * H + h) * HD;
+				float x1 = row[i], x2 = row[i + half];
+				row[i] = x1 * c - x2 * s;
+				row[i + half] = x2 * c + x1 * s;
+			}
+		}
+	}
+}
+
+// ----------------------------------------------------------------------------
+// attention
+
+// The document holding key index t: the d with doc_offsets[d] ≤ t < doc_offsets[d+1] (binary search).
+static int64_t doc_start(const int32_t *doc_offsets, int n_docs, int64_t t)
+{
+	int lo = 0, hi = n_docs - 1;
+	while (lo < hi) {
+		int mid = (lo + hi + 1) / 2;
+		if (doc_offsets[mid] <= t)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return doc_offsets[lo];
+}
+
+// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD) -> out (Tq,NH,HD), lse (NH,Tq)
+void attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
+		       const int32_t *doc_offsets, int n_docs, int64_t q_offset)
+{
+	need_cpu(out, "attention_forward");
+	need_cpu(q, "attention_forward");
+	need_cpu(k, "attention_forward");
+	need_cpu(v, "attention_forward");
+	int64_t Tq = q.dim[0], NH = q.dim[1], HD = q.dim[2], NKV = k.dim[1];
+	int64_t group = NH / NKV;
+	float scale = 1.0f / sqrtf((float)HD);
+#pragma omp parallel for collapse(2) schedule(dynamic, 4)
+	for (int64_t i = 0; i < Tq; i++) {
+		for (int64_t h = 0; h < NH; h++) {
+			int64_t t = q_offset + i, kvh = h / group;
+			int64_t start = doc_start(doc_offsets, n_docs, t);
+			const float *qrow = q.data + (i * NH + h) * HD;
+			float *orow = out.data + (i * NH + h) * HD;
+			// Online softmax (Milakov & Gimelshein 2018): a running max m and sum l; the output accumulator
+			// is rescaled by e^(m_old − m_new) whenever the max rises.  One pass, no (T,T) scores.
+			float m = -INFINITY, l = 0.0f;
+			memset(orow, 0, (size_t)HD * sizeof(float));
+			for (int64_t s = start; s <= t; s++) {
+				const float *krow = k.data + (s * NKV + kvh) * HD;
+				const float *vrow = v.data + (s * NKV + kvh) * HD;
+				float score = 0.0f;
+				for (int64_t d = 0; d < HD; d++)
+					score += qrow[d] * krow[d];
+				score *= scale;
+				if (score > m) {
+					float corr = expf(m - score);   // 0 on the first key (m = −inf)
+					l *= corr;
+					for (int64_t d = 0; d < HD; d++)
+						orow[d] *= corr;
+					m = score;
+				}
+				float p = expf(score - m);
+				l += p;
+				for (int64_t d = 0; d < HD; d++)
+					orow[d] += p * vrow[d];
+			}
+			float inv_l = 1.0f / l;
+			for (int64_t d = 0; d < HD; d++)
+				orow[d] *= inv_l;
+			if (lse.data)
+				lse.data[h * Tq + i] = m + logf(l);
+		}
+	}
+}
+
+// ----------------------------------------------------------------------------
+// SwiGLU
+
+// gate (T,F), up (T,F) -> out (T,F)
+void swiglu_forward(struct tensor out, struct tensor gate, struct tensor up)
+{
+	need_cpu(out, "swiglu_forward");
+	int64_t n = tensor_numel(gate);
+#pragma omp parallel for
+	for (int64_t i = 0; i < n; i++) {
+		float g = gate.data[i];
+		out.data[i] = g / (1.0f + expf(-g)) * up.data[i];
+	}
+}
+
+// ----------------------------------------------------------------------------
+// residual
+
+// a (N), b (N) -> out (N)
+void residual_forward(struct tensor out, struct tensor a, struct tensor b)
+{
+	need_cpu(out, "residual_forward");
+	int64_t n = tensor_numel(a);
+#pragma omp parallel for
+	for (int64_t i = 0; i < n; i++)
+		out.data[i] = a.data[i] + b.data[i];
+}
+
+// ----------------------------------------------------------------------------
+// LM head + cross-entropy
+
+// x (T,C), weight (V,C), targets (T), scratch (TB,VC) -> losses (T), lse (T)
+void lmhead_ce_forward(struct tensor losses, struct tensor lse, struct tensor x, struct tensor weight,
+		       const int32_t *targets, struct tensor scratch)
+{
+	need_cpu(losses, "lmhead_ce_forward");
+	need_cpu(x, "lmhead_ce_forward");
+	need_cpu(weight, "lmhead_ce_forward");
+	need_cpu(scratch, "lmhead_ce_forward");
+	int64_t T = x.dim[0], C = x.dim[1], V = weight.dim[0];
+	int64_t TB = scratch.dim[0], VC = scratch.dim[1];
+	// lse holds the running max and losses the running sum until a row block is done.
+	float *run_max = lse.data, *run_sum = losses.data;
+	for (int64_t r0 = 0; r0 < T; r0 += TB) {
+		int64_t rb = T - r0 < TB ? T - r0 : TB;
+		for (int64_t r = r0; r < r0 + rb; r++) {
+			run_max[r] = -INFINITY;
+			run_sum[r] = 0.0f;
+		}
+		for (int64_t v0 = 0; v0 < V; v0 += VC) {
+			int64_t vc = V - v0 < VC ? V - v0 : VC;
+			// tile (rb,vc) = x[r0:r0+rb] · weight[v0:v0+vc]ᵀ
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rb, (int)vc, (int)C, 1.0f,
+				    x.data + r0 * C, (int)C, weight.data + v0 * C, (int)C, 0.0f, scratch.data, (int)vc);
+#pragma omp parallel for
+			for (int64_t r = 0; r < rb; r++) {
+				const float *row = scratch.data + r * vc;
+				float m = run_max[r0 + r];
+				for (int64_t j = 0; j < vc; j++)
+					m = row[j] > m ? row[j] : m;
+				float s = run_sum[r0 + r] * expf(run_max[r0 + r] - m);
+				for (int64_t j = 0; j < vc; j++)
+					s += expf(row[j] - m);
+				run_max[r0 + r] = m;
+				run_sum[r0 + r] = s;
+			}
+		}
+#pragma omp parallel for
+		for (int64_t r = r0; r < r0 + rb; r++) {
+			// the target's logit as its own dot product: exact enough and no bookkeeping across tiles
+			const float *w = weight.data + (int64_t)targets[r] * C, *xr = x.data + r * C;
+			float logit = 0.0f;
+			for (int64_t c = 0; c < C; c++)
+				logit += xr[c] * w[c];
+			float l = run_max[r] + logf(run_sum[r]);
+			lse.data[r] = l;
+			losses.data[r] = l - logit;
+		}
+	}
+}
