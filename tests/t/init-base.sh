@@ -1,0 +1,31 @@
+#!/bin/sh
+# init-base: tiny random-weight checkpoints, deterministic by seed, with the byte tokenizer or a copied one.
+. "$MEDMOE_TOP/tests/lib.sh"
+
+for arch in llama qwen2 qwen3; do
+	ok "$arch: writes config.json, model.safetensors, tokenizer.json" \
+		"init-base --arch $arch --seed 3 -o $arch && test -s $arch/config.json && test -s $arch/model.safetensors && test -s $arch/tokenizer.json"
+done
+ok "config names the architecture" 'grep -q "\"Qwen3ForCausalLM\"" qwen3/config.json && grep -q "\"model_type\": \"qwen3\"" qwen3/config.json'
+ok "qwen2 checkpoint carries q/k/v biases" 'grep -q "self_attn.q_proj.bias" qwen2/model.safetensors'
+ok "qwen3 checkpoint carries q/k norms" 'grep -q "self_attn.q_norm.weight" qwen3/model.safetensors'
+ok "llama checkpoint has no biases" '! grep -q "_proj.bias" llama/model.safetensors'
+ok "no temporary files are left" 'test -z "$(ls -a | grep tmp)"'
+ok "same seed, same bytes" 'init-base --arch llama --seed 3 -o llama2 && cmp llama/model.safetensors llama2/model.safetensors && cmp llama/config.json llama2/config.json && cmp llama/tokenizer.json llama2/tokenizer.json'
+ok "another seed, other weights" 'init-base --arch llama --seed 4 -o llama4 && ! cmp -s llama/model.safetensors llama4/model.safetensors'
+ok "byte tokenizer: 256 byte tokens then 9 specials, vocab 265" \
+	'grep -q "\"vocab_size\": 265" llama/config.json && grep -q "\"<|endoftext|>\"" llama/tokenizer.json && grep -q "\"id\": 264" llama/tokenizer.json && grep -q "\"merges\": \[\]" llama/tokenizer.json'
+ok "byte tokenizer maps the space byte to U+0120" 'grep -q "\"Ġ\": 32" llama/tokenizer.json'
+ok "options set the shape" 'init-base --arch llama --layers 3 --hidden 96 --heads 6 --kv-heads 3 --ffn 200 --vocab 300 --head-dim 8 --tied -o shaped && grep -q "\"num_hidden_layers\": 3" shaped/config.json && grep -q "\"head_dim\": 8" shaped/config.json && grep -q "\"vocab_size\": 300" shaped/config.json && grep -q "\"tie_word_embeddings\": true" shaped/config.json && ! grep -q lm_head shaped/model.safetensors'
+ok "bf16 weights are half the size" 'init-base --arch llama --dtype bf16 --seed 3 -o bf16 && test $(wc -c < bf16/model.safetensors) -lt $(( $(wc -c < llama/model.safetensors) * 6 / 10 ))'
+ok "--tokenizer FILE copies it and sizes the vocab from its ids" 'init-base --arch qwen2 --tokenizer llama/tokenizer.json -o copied && cmp llama/tokenizer.json copied/tokenizer.json && grep -q "\"vocab_size\": 265" copied/config.json'
+ok "--force replaces an existing directory" 'init-base --arch llama --seed 9 --force -o llama4 && ! cmp -s llama2/model.safetensors llama4/model.safetensors'
+ok_fails 1 "an existing directory is refused without --force" 'init-base --arch llama -o llama'
+ok_fails 2 "unknown architecture" 'init-base --arch gpt2 -o g'
+ok_fails 2 "--vocab below the tokenizer's ids" 'init-base --arch llama --vocab 100 -o v'
+ok_fails 2 "--kv-heads must divide --heads" 'init-base --arch llama --heads 4 --kv-heads 3 -o kv'
+ok_fails 2 "missing -o" 'init-base --arch llama'
+ok_fails 65 "malformed tokenizer file" 'echo "{not json" > bad.json && init-base --arch llama --tokenizer bad.json -o bad'
+ok "a failed run leaves nothing behind" 'test ! -e bad && test ! -e v && test -z "$(ls -a | grep tmp)"'
+ok "--help prints the usage" 'init-base --help | grep -q "usage: init-base --arch"'
+done_testing
