@@ -87,6 +87,8 @@ static void parse_rope(struct model_config *cfg, json_t *root, const char *path)
 	if (!json_is_object(params))
 		die_data(path, -1, field, "not an object");
 	cfg->rope_theta = get_num(params, path, "rope_theta", cfg->rope_theta);
+	if (get_num(params, path, "partial_rotary_factor", 1.0) != 1.0)
+		die_data(path, -1, field, "partial_rotary_factor is not supported");
 	json_t *t = json_object_get(params, "rope_type");
 	if (!t)
 		t = json_object_get(params, "type");   // the legacy key
@@ -160,6 +162,8 @@ void model_config_load(struct model_config *cfg, const char *path)
 	json_t *act = json_object_get(root, "hidden_act");
 	if (act && (!json_is_string(act) || strcmp(json_string_value(act), "silu") != 0))
 		die_data(path, -1, "hidden_act", "only silu (SwiGLU) is supported");
+	if (get_num(root, path, "partial_rotary_factor", 1.0) != 1.0)
+		die_data(path, -1, "partial_rotary_factor", "only a full rotary dimension (1.0) is supported");
 	parse_rope(cfg, root, path);
 	json_decref(root);
 }

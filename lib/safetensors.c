@@ -126,7 +126,7 @@ void st_tensor_to_f32(const struct st_tensor *t, float *out)
 
 static int cmp_offset(const void *a, const void *b)
 {
-	const struct st_tensor *x = *(struct st_tensor *const *)a, *y = *(struct st_tensor *const *)b;
+	const struct st_tensor *x = a, *y = b;
 	const unsigned char *xa = x->data, *ya = y->data;
 	if (xa != ya)
 		return xa < ya ? -1 : 1;
@@ -178,8 +178,10 @@ static void parse_entry(struct st_file *f, const char *name, json_t *v, const un
 	}
 	t->nelem = (int64_t)nelem;
 	int64_t begin = json_u63(json_array_get(jo, 0)), end = json_u63(json_array_get(jo, 1));
-	if (begin < 0 || end < 0 || end < begin)
-		die_data(path, -1, name, "data_offsets [%lld, %lld] are not 0 ≤ begin ≤ end", (long long)begin,
+	if (begin < 0 || end < 0)
+		die_data(path, -1, name, "data_offsets are not two non-negative integers");
+	if (end < begin)
+		die_data(path, -1, name, "data_offsets [%lld, %lld] end before they begin", (long long)begin,
 			 (long long)end);
 	uint64_t want = nelem * st_dtype_size(t->dtype);
 	if ((uint64_t)(end - begin) != want)
@@ -258,21 +260,19 @@ static void open_file(struct safetensors *st, const char *path)
 	}
 	json_decref(root);
 
-	// Sorted by offset, the tensors must tile the data section exactly: no gap, no overlap, nothing left over.
+	// Sorted by offset (in place: the table is sorted by name later), the tensors must tile the data section
+	// exactly: no gap, no overlap, nothing left over.
+	struct st_tensor *mine = st->tensors + first;
 	size_t n = st->n_tensors - first;
-	struct st_tensor **order = xmalloc((n ? n : 1) * sizeof *order);
-	for (size_t i = 0; i < n; i++)
-		order[i] = &st->tensors[first + i];
-	qsort(order, n, sizeof *order, cmp_offset);
+	qsort(mine, n, sizeof *mine, cmp_offset);
 	size_t expect = 0;
 	for (size_t i = 0; i < n; i++) {
-		size_t begin = (size_t)((const unsigned char *)order[i]->data - data);
+		size_t begin = (size_t)((const unsigned char *)mine[i].data - data);
 		if (begin != expect)
-			die_data(path, -1, order[i]->name, "data_offsets begin %zu, but the previous tensor ends at %zu "
+			die_data(path, -1, mine[i].name, "data_offsets begin %zu, but the previous tensor ends at %zu "
 				 "(offsets must be contiguous from 0)", begin, expect);
-		expect = begin + order[i]->nbytes;
+		expect = begin + mine[i].nbytes;
 	}
-	free(order);
 	if (expect != data_len)
 		die_data(path, -1, "header", "tensors cover %zu bytes but the data section is %zu bytes%s", expect,
 			 data_len, expect > data_len ? " (truncated?)" : "");
