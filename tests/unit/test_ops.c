@@ -1,0 +1,192 @@
+// test_ops.c — each CPU op against a direct, unoptimised evaluation of its formula, at shapes where the
+// optimisations matter: the LM-head/cross-entropy tiles not dividing the rows or the vocabulary, the online
+// softmax across document boundaries and GQA groups, RMSNorm and RoPE on odd sizes.
+#include "unit.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "ops.h"
+#include "rng.h"
+
+static float *randn(struct rng *r, size_t n, float scale)
+{
+	float *x = malloc(n * sizeof(float));
+	for (size_t i = 0; i < n; i++)
+		x[i] = scale * (float)rng_normal(r);
+	return x;
+}
+
+static void assert_close(const char *what, const float *got, const double *want, size_t n, double tol)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fabs((double)got[i] - want[i]) > tol * (1.0 + fabs(want[i])))
+			fail_msg("%s[%zu]: got %.7g, want %.7g", what, i, got[i], want[i]);
+}
+
+// Cross-entropy with 13 rows and a vocabulary of 50 through 5×7 tiles: partial tiles on both axes.
+static void test_lmhead_ce_tiles(void **state)
+{
+	(void)state;
+	struct rng r;
+	rng_seed(&r, 1);
+	int T = 13, C = 9, V = 50;
+	float *x = randn(&r, (size_t)T * C, 1.0f), *w = randn(&r, (size_t)V * C, 1.0f);
+	int32_t targets[13];
+	for (int t = 0; t < T; t++)
+		targets[t] = (int32_t)(rng_next(&r) % (uint64_t)V);
+	float losses[13], lse[13], scratch[5 * 7];
+	lmhead_ce_forward(tensor1(losses, T), tensor1(lse, T), tensor2(x, T, C), tensor2(w, V, C), targets,
+			  tensor2(scratch, 5, 7));
+	double want_loss[13], want_lse[13];
+	for (int t = 0; t < T; t++) {
+		double logits[50], m = -INFINITY, s = 0.0;
+		for (int v = 0; v < V; v++) {
+			logits[v] = 0.0;
+			for (int c = 0; c < C; c++)
+				logits[v] += (double)x[t * C + c] * w[v * C + c];
+			m = fmax(m, logits[v]);
+		}
+		for (int v = 0; v < V; v++)
+			s += exp(logits[v] - m);
+		want_lse[t] = m + log(s);
+		want_loss[t] = want_lse[t] - logits[targets[t]];
+	}
+	assert_close("lse", lse, want_lse, (size_t)T, 1e-5);
+	assert_close("loss", losses, want_loss, (size_t)T, 1e-5);
+	free(x);
+	free(w);
+}
+
+// Attention over three packed documents with GQA (6 query heads on 2 kv heads), against the masked softmax
+// written out in doubles; and the q_offset form (queries after cached keys) against the same rows.
+static void test_attention_documents(void **state)
+{
+	(void)state;
+	struct rng r;
+	rng_seed(&r, 2);
+	int T = 12, NH = 6, NKV = 2, HD = 4;
+	int32_t offsets[4] = {0, 5, 6, 12};   // documents of 5, 1 and 6 tokens
+	float *q = randn(&r, (size_t)T * NH * HD, 2.0f), *k = randn(&r, (size_t)T * NKV * HD, 2.0f),
+	      *v = randn(&r, (size_t)T * NKV * HD, 1.0f);
+	float *out = malloc((size_t)T * NH * HD * sizeof(float)), lse[6 * 12];
+	attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD),
+			  tensor3(k, T, NKV, HD), tensor3(v, T, NKV, HD), offsets, 3, 0);
+	double *want = calloc((size_t)T * NH * HD, sizeof(double));
+	for (int t = 0; t < T; t++) {
+		int start = t < 5 ? 0 : t < 6 ? 5 : 6;
+		for (int h = 0; h < NH; h++) {
+			int kvh = h / (NH / NKV);
+			double s[12], m = -INFINITY, z = 0.0;
+			for (int j = start; j <= t; j++) {
+				s[j] = 0.0;
+				for (int d = 0; d < HD; d++)
+					s[j] += (double)q[(t * NH + h) * HD + d] * k[(j * NKV + kvh) * HD + d];
+				s[j] /= sqrt((double)HD);
+				m = fmax(m, s[j]);
+			}
+			for (int j = start; j <= t; j++)
+				z += exp(s[j] - m);
+			for (int j = start; j <= t; j++)
+				for (int d = 0; d < HD; d++)
+					want[(t * NH + h) * HD + d] += exp(s[j] - m) / z * v[(j * NKV + kvh) * HD + d];
+			double want_lse = m + log(z);
+			if (fabs(lse[h * T + t] - want_lse) > 1e-5 * (1 + fabs(want_lse)))
+				fail_msg("lse[h %d, t %d]: got %g, want %g", h, t, lse[h * T + t], want_lse);
+		}
+	}
+	assert_close("attention out", out, want, (size_t)T * NH * HD, 1e-5);
+
+	// the last 4 queries of the last document, given after 8 keys (as from a KV cache)
+	float *out_tail = malloc((size_t)4 * NH * HD * sizeof(float));
+	int32_t one_doc[2] = {0, 6};
+	attention_forward(tensor3(out_tail, 4, NH, HD), TENSOR_NONE, tensor3(q + 8 * NH * HD, 4, NH, HD),
+			  tensor3(k + 6 * NKV * HD, 6, NKV, HD), tensor3(v + 6 * NKV * HD, 6, NKV, HD), one_doc, 1, 2);
+	assert_close("attention with q_offset", out_tail, want + 8 * NH * HD, (size_t)4 * NH * HD, 1e-5);
+	free(out_tail);
+	free(want);
+	free(out);
+	free(q);
+	free(k);
+	free(v);
+}
+
+static void test_rmsnorm_rope_swiglu(void **state)
+{
+	(void)state;
+	struct rng r;
+	rng_seed(&r, 3);
+	int N = 5, D = 6;
+	float *x = randn(&r, (size_t)N * D, 3.0f), *w = randn(&r, (size_t)D, 1.0f), y[30], rstd[5];
+	rmsnorm_forward(tensor2(y, N, D), tensor1(rstd, N), tensor2(x, N, D), tensor1(w, D), 1e-5f);
+	double want[30];
+	for (int n = 0; n < N; n++) {
+		double ss = 0.0;
+		for (int i = 0; i < D; i++)
+			ss += (double)x[n * D + i] * x[n * D + i];
+		for (int i = 0; i < D; i++)
+			want[n * D + i] = w[i] * x[n * D + i] / sqrt(ss / D + 1e-5);
+	}
+	assert_close("rmsnorm", y, want, (size_t)N * D, 1e-5);
+
+	// RoPE on (T=3, H=2, HD=6): pairs (j, j+3) rotated by position · inv_freq[j]
+	int32_t pos[3] = {0, 7, 2};
+	float inv_freq[3] = {1.0f, 0.1f, 0.01f}, rot[36];
+	float *z = randn(&r, 36, 1.0f);
+	memcpy(rot, z, sizeof rot);
+	rope_forward(tensor3(rot, 3, 2, 6), pos, tensor1(inv_freq, 3));
+	double want_rot[36];
+	for (int t = 0; t < 3; t++)
+		for (int h = 0; h < 2; h++)
+			for (int j = 0; j < 3; j++) {
+				const float *row = z + (t * 2 + h) * 6;
+				double a = pos[t] * (double)inv_freq[j];
+				want_rot[(t * 2 + h) * 6 + j] = row[j] * cos(a) - row[j + 3] * sin(a);
+				want_rot[(t * 2 + h) * 6 + j + 3] = row[j + 3] * cos(a) + row[j] * sin(a);
+			}
+	assert_close("rope", rot, want_rot, 36, 1e-5);
+
+	float *g = randn(&r, 8, 2.0f), *u = randn(&r, 8, 1.0f), s[8];
+	double want_s[8];
+	swiglu_forward(tensor1(s, 8), tensor1(g, 8), tensor1(u, 8));
+	for (int i = 0; i < 8; i++)
+		want_s[i] = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+	assert_close("swiglu", s, want_s, 8, 1e-6);
+	free(x);
+	free(w);
+	free(z);
+	free(g);
+	free(u);
+}
+
+static void test_matmul_bias(void **state)
+{
+	(void)state;
+	struct rng r;
+	rng_seed(&r, 4);
+	int T = 3, C = 5, OC = 4;
+	float *x = randn(&r, 15, 1.0f), *w = randn(&r, 20, 1.0f), *b = randn(&r, 4, 1.0f), y[12];
+	matmul_forward(tensor2(y, T, OC), tensor2(x, T, C), tensor2(w, OC, C), tensor1(b, OC));
+	double want[12];
+	for (int t = 0; t < T; t++)
+		for (int o = 0; o < OC; o++) {
+			want[t * OC + o] = b[o];
+			for (int c = 0; c < C; c++)
+				want[t * OC + o] += (double)x[t * C + c] * w[o * C + c];
+		}
+	assert_close("matmul", y, want, 12, 1e-5);
+	free(x);
+	free(w);
+	free(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lmhead_ce_tiles),
+		cmocka_unit_test(test_attention_documents),
+		cmocka_unit_test(test_rmsnorm_rope_swiglu),
+		cmocka_unit_test(test_matmul_bias),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
