@@ -151,6 +151,7 @@ struct model *model_load(const char *dir)
 	m->inv_freq = xmalloc((size_t)m->cfg.head_dim / 2 * sizeof(float));
 	model_config_rope_inv_freq(&m->cfg, m->inv_freq);
 
+	ops_cpu_check_blas();
 	char *tok_path = xasprintf("%s/tokenizer.json", dir);
 	if (access(tok_path, R_OK) == 0 && !SHA256File(tok_path, m->tokenizer_sha256))
 		die_errno("%s", tok_path);

@@ -35,6 +35,10 @@ struct tensor {
 
 #define TENSOR_NONE ((struct tensor){0})
 
+// CPU backend: warn once (stderr) when OpenBLAS runs kernels older than the CPU supports, with the
+// OPENBLAS_CORETYPE value that fixes it.  model_load calls it.
+void ops_cpu_check_blas(void);
+
 static inline struct tensor tensor1(float *data, int64_t d0)
 {
 	return (struct tensor){data, {d0, 1, 1, 1}, 1, DEVICE_CPU};

@@ -7,14 +7,45 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "die.h"
+
+// The loops that are not BLAS are compiled for each vector width and picked at load time (GCC function
+// multiversioning through an ifunc), so one portable binary still uses AVX2/AVX-512 where the CPU has them.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
 
 static void need_cpu(struct tensor t, const char *op)
 {
 	if (t.data && t.device != DEVICE_CPU)
 		die(EXIT_FAIL, "%s: tensor on a non-CPU device given to the CPU backend", op);
+}
+
+// OpenBLAS picks its kernels from the CPU model at load time; under some hypervisors the model is generic
+// ("Intel Xeon Processor") and it falls back to SSE3 "Prescott" kernels, 2-3x slower than the AVX2/AVX-512 ones
+// the CPU has (measured on this project's build machine).  OPENBLAS_CORETYPE overrides the choice, but only
+// before the library loads, so all we can do here is say so.
+void ops_cpu_check_blas(void)
+{
+	static int checked;
+	if (checked || getenv("OPENBLAS_CORETYPE"))
+		return;
+	checked = 1;
+	static const char *const weak[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom",
+					   "Katmai", "Coppermine", "Northwood", "Banias", "Sandybridge"};
+	const char *core = openblas_get_corename();
+	const char *better = __builtin_cpu_supports("avx512f") ? "SkylakeX" :
+			     __builtin_cpu_supports("avx2") ? "Haswell" : NULL;
+	for (size_t i = 0; better && core && i < sizeof weak / sizeof weak[0]; i++)
+		if (strcasecmp(core, weak[i]) == 0)
+			warnx("OpenBLAS chose its %s kernels on a CPU with %s: set OPENBLAS_CORETYPE=%s for faster matrix "
+			      "products", core, strcmp(better, "SkylakeX") == 0 ? "AVX-512" : "AVX2", better);
 }
 
 // ----------------------------------------------------------------------------
@@ -57,6 +88,7 @@ void matmul_forward(struct tensor out, struct tensor inp, struct tensor weight, 
 // RMSNorm
 
 // inp (N,D), weight (D) -> out (N,D), rstd (N)
+VECTOR_CLONES
 void rmsnorm_forward(struct tensor out, struct tensor rstd, struct tensor inp, struct tensor weight, float eps)
 {
 	need_cpu(out, "rmsnorm_forward");
@@ -82,6 +114,7 @@ void rmsnorm_forward(struct tensor out, struct tensor rstd, struct tensor inp, s
 // RoPE
 
 // x (T,H,HD) in place; positions (T); inv_freq (HD/2)
+VECTOR_CLONES
 void rope_forward(struct tensor x, const int32_t *positions, struct tensor inv_freq)
 {
 	need_cpu(x, "rope_forward");
@@ -119,7 +152,11 @@ static int64_t doc_start(const int32_t *doc_offsets, int n_docs, int64_t t)
 	return doc_offsets[lo];
 }
 
+// Keys per block of the online softmax (scores of one block live on the stack).
+#define ATT_BLOCK 128
+
 // q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD) -> out (Tq,NH,HD), lse (NH,Tq)
+VECTOR_CLONES
 void attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
 		       const int32_t *doc_offsets, int n_docs, int64_t q_offset)
 {
@@ -137,28 +174,39 @@ void attention_forward(struct tensor out, struct tensor lse, struct tensor q, st
 			int64_t start = doc_start(doc_offsets, n_docs, t);
 			const float *qrow = q.data + (i * NH + h) * HD;
 			float *orow = out.data + (i * NH + h) * HD;
-			// Online softmax (Milakov & Gimelshein 2018): a running max m and sum l; the output accumulator
-			// is rescaled by e^(m_old − m_new) whenever the max rises.  One pass, no (T,T) scores.
-			float m = -INFINITY, l = 0.0f;
+			// Online softmax (Milakov & Gimelshein 2018) over blocks of keys, as flash attention does: the
+			// scores of a block go to a small local array, then the running max m and sum l are updated and
+			// the output accumulator rescaled by e^(m_old − m_new) once per block.  No (T,T) scores.
+			float m = -INFINITY, l = 0.0f, scores[ATT_BLOCK];
 			memset(orow, 0, (size_t)HD * sizeof(float));
-			for (int64_t s = start; s <= t; s++) {
-				const float *krow = k.data + (s * NKV + kvh) * HD;
-				const float *vrow = v.data + (s * NKV + kvh) * HD;
-				float score = 0.0f;
-				for (int64_t d = 0; d < HD; d++)
-					score += qrow[d] * krow[d];
-				score *= scale;
-				if (score > m) {
-					float corr = expf(m - score);   // 0 on the first key (m = −inf)
+			for (int64_t s0 = start; s0 <= t; s0 += ATT_BLOCK) {
+				int64_t n = t + 1 - s0 < ATT_BLOCK ? t + 1 - s0 : ATT_BLOCK;
+				float block_max = -INFINITY;
+				for (int64_t j = 0; j < n; j++) {
+					const float *krow = k.data + ((s0 + j) * NKV + kvh) * HD;
+					float score = 0.0f;
+#pragma omp simd reduction(+ : score)
+					for (int64_t d = 0; d < HD; d++)
+						score += qrow[d] * krow[d];
+					scores[j] = score * scale;
+					block_max = scores[j] > block_max ? scores[j] : block_max;
+				}
+				if (block_max > m) {
+					float corr = expf(m - block_max);   // 0 on the first block (m = −inf)
 					l *= corr;
+#pragma omp simd
 					for (int64_t d = 0; d < HD; d++)
 						orow[d] *= corr;
-					m = score;
+					m = block_max;
 				}
-				float p = expf(score - m);
-				l += p;
-				for (int64_t d = 0; d < HD; d++)
-					orow[d] += p * vrow[d];
+				for (int64_t j = 0; j < n; j++) {
+					const float *vrow = v.data + ((s0 + j) * NKV + kvh) * HD;
+					float p = expf(scores[j] - m);
+					l += p;
+#pragma omp simd
+					for (int64_t d = 0; d < HD; d++)
+						orow[d] += p * vrow[d];
+				}
 			}
 			float inv_l = 1.0f / l;
 			for (int64_t d = 0; d < HD; d++)
@@ -173,6 +221,7 @@ void attention_forward(struct tensor out, struct tensor lse, struct tensor q, st
 // SwiGLU
 
 // gate (T,F), up (T,F) -> out (T,F)
+VECTOR_CLONES
 void swiglu_forward(struct tensor out, struct tensor gate, struct tensor up)
 {
 	need_cpu(out, "swiglu_forward");
@@ -188,6 +237,7 @@ void swiglu_forward(struct tensor out, struct tensor gate, struct tensor up)
 // residual
 
 // a (N), b (N) -> out (N)
+VECTOR_CLONES
 void residual_forward(struct tensor out, struct tensor a, struct tensor b)
 {
 	need_cpu(out, "residual_forward");
@@ -201,6 +251,7 @@ void residual_forward(struct tensor out, struct tensor a, struct tensor b)
 // LM head + cross-entropy
 
 // x (T,C), weight (V,C), targets (T), scratch (TB,VC) -> losses (T), lse (T)
+VECTOR_CLONES
 void lmhead_ce_forward(struct tensor losses, struct tensor lse, struct tensor x, struct tensor weight,
 		       const int32_t *targets, struct tensor scratch)
 {

@@ -58,6 +58,38 @@ static void test_lmhead_ce_tiles(void **state)
 	free(w);
 }
 
+// The masked softmax attention written out in doubles: want (T,NH,HD), want_lse (NH,T).
+static void naive_attention(const float *q, const float *k, const float *v, int T, int NH, int NKV, int HD,
+			    const int32_t *offsets, int n_docs, double *want, double *want_lse)
+{
+	double *s = malloc((size_t)T * sizeof(double));
+	memset(want, 0, (size_t)T * NH * HD * sizeof(double));
+	for (int t = 0; t < T; t++) {
+		int start = 0;
+		for (int d = 0; d < n_docs; d++)
+			if (offsets[d] <= t)
+				start = offsets[d];
+		for (int h = 0; h < NH; h++) {
+			int kvh = h / (NH / NKV);
+			double m = -INFINITY, z = 0.0;
+			for (int j = start; j <= t; j++) {
+				s[j] = 0.0;
+				for (int d = 0; d < HD; d++)
+					s[j] += (double)q[(t * NH + h) * HD + d] * k[(j * NKV + kvh) * HD + d];
+				s[j] /= sqrt((double)HD);
+				m = fmax(m, s[j]);
+			}
+			for (int j = start; j <= t; j++)
+				z += exp(s[j] - m);
+			for (int j = start; j <= t; j++)
+				for (int d = 0; d < HD; d++)
+					want[(t * NH + h) * HD + d] += exp(s[j] - m) / z * v[(j * NKV + kvh) * HD + d];
+			want_lse[h * T + t] = m + log(z);
+		}
+	}
+	free(s);
+}
+
 // Attention over three packed documents with GQA (6 query heads on 2 kv heads), against the masked softmax
 // written out in doubles; and the q_offset form (queries after cached keys) against the same rows.
 static void test_attention_documents(void **state)
@@ -72,29 +104,9 @@ static void test_attention_documents(void **state)
 	float *out = malloc((size_t)T * NH * HD * sizeof(float)), lse[6 * 12];
 	attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD),
 			  tensor3(k, T, NKV, HD), tensor3(v, T, NKV, HD), offsets, 3, 0);
-	double *want = calloc((size_t)T * NH * HD, sizeof(double));
-	for (int t = 0; t < T; t++) {
-		int start = t < 5 ? 0 : t < 6 ? 5 : 6;
-		for (int h = 0; h < NH; h++) {
-			int kvh = h / (NH / NKV);
-			double s[12], m = -INFINITY, z = 0.0;
-			for (int j = start; j <= t; j++) {
-				s[j] = 0.0;
-				for (int d = 0; d < HD; d++)
-					s[j] += (double)q[(t * NH + h) * HD + d] * k[(j * NKV + kvh) * HD + d];
-				s[j] /= sqrt((double)HD);
-				m = fmax(m, s[j]);
-			}
-			for (int j = start; j <= t; j++)
-				z += exp(s[j] - m);
-			for (int j = start; j <= t; j++)
-				for (int d = 0; d < HD; d++)
-					want[(t * NH + h) * HD + d] += exp(s[j] - m) / z * v[(j * NKV + kvh) * HD + d];
-			double want_lse = m + log(z);
-			if (fabs(lse[h * T + t] - want_lse) > 1e-5 * (1 + fabs(want_lse)))
-				fail_msg("lse[h %d, t %d]: got %g, want %g", h, t, lse[h * T + t], want_lse);
-		}
-	}
+	double *want = calloc((size_t)T * NH * HD, sizeof(double)), want_lse[6 * 12];
+	naive_attention(q, k, v, T, NH, NKV, HD, offsets, 3, want, want_lse);
+	assert_close("attention lse", lse, want_lse, (size_t)NH * T, 1e-5);
 	assert_close("attention out", out, want, (size_t)T * NH * HD, 1e-5);
 
 	// the last 4 queries of the last document, given after 8 keys (as from a KV cache)
@@ -109,6 +121,33 @@ static void test_attention_documents(void **state)
 	free(q);
 	free(k);
 	free(v);
+}
+
+// Documents longer than one key block of the online softmax (ATT_BLOCK = 128 in ops_cpu.c), with scores
+// large enough that the running max changes from block to block.
+static void test_attention_long_documents(void **state)
+{
+	(void)state;
+	struct rng r;
+	rng_seed(&r, 5);
+	int T = 400, NH = 2, NKV = 1, HD = 8;
+	int32_t offsets[3] = {0, 130, 400};
+	float *q = randn(&r, (size_t)T * NH * HD, 2.0f), *k = randn(&r, (size_t)T * NKV * HD, 2.0f),
+	      *v = randn(&r, (size_t)T * NKV * HD, 1.0f);
+	float *out = malloc((size_t)T * NH * HD * sizeof(float)), *lse = malloc((size_t)NH * T * sizeof(float));
+	double *want = malloc((size_t)T * NH * HD * sizeof(double)), *want_lse = malloc((size_t)NH * T * sizeof(double));
+	attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD),
+			  tensor3(k, T, NKV, HD), tensor3(v, T, NKV, HD), offsets, 2, 0);
+	naive_attention(q, k, v, T, NH, NKV, HD, offsets, 2, want, want_lse);
+	assert_close("long attention out", out, want, (size_t)T * NH * HD, 1e-5);
+	assert_close("long attention lse", lse, want_lse, (size_t)NH * T, 1e-5);
+	free(q);
+	free(k);
+	free(v);
+	free(out);
+	free(lse);
+	free(want);
+	free(want_lse);
 }
 
 static void test_rmsnorm_rope_swiglu(void **state)
@@ -185,6 +224,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lmhead_ce_tiles),
 		cmocka_unit_test(test_attention_documents),
+		cmocka_unit_test(test_attention_long_documents),
 		cmocka_unit_test(test_rmsnorm_rope_swiglu),
 		cmocka_unit_test(test_matmul_bias),
 	};
