@@ -14,6 +14,8 @@
 // LM-head tile: CE_TB rows × CE_VC vocab entries of logits at a time (4 MB), see lmhead_ce_forward.
 #define CE_TB 128
 #define CE_VC 8192
+// Attention: queries per block of scores on the GEMM path (attention_forward with a scratch).
+#define ATT_QB 128
 
 // ----------------------------------------------------------------------------
 // weights: sizes, one allocation, loading
@@ -188,9 +190,9 @@ static void ensure_acts(struct model *m, int64_t T)
 	size_t C = (size_t)c->hidden, F = (size_t)c->ffn, NH = (size_t)c->n_heads;
 	size_t QD = NH * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim, N = (size_t)T;
 	size_t sizes[] = {N * C, N * C, N * QD, N * KD, N * KD, N * QD, N * F, N * F, N * C, NH * N, N * NH,
-			  N * C, N, N, (size_t)CE_TB * CE_VC};
+			  N * C, N, N, (size_t)CE_TB * CE_VC, (size_t)ATT_QB * N};
 	float **ptrs[] = {&a->x, &a->xn, &a->q, &a->k, &a->v, &a->att, &a->gate, &a->up, &a->proj, &a->att_lse,
-			  &a->rstd, &a->x_sel, &a->losses, &a->lse, &a->ce_tile};
+			  &a->rstd, &a->x_sel, &a->losses, &a->lse, &a->ce_tile, &a->att_scores};
 	size_t total = 0;
 	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
 		total += sizes[i];
@@ -212,9 +214,10 @@ static void ensure_acts(struct model *m, int64_t T)
 // forward
 
 // One decoder layer over the T tokens in acts.x (updated in place).  Their keys and values are written to
-// k_all/v_all at rows q_offset..q_offset+T−1; attention then reads Tk = q_offset + T rows of k_all/v_all.
+// k_all/v_all at rows q_offset..q_offset+T−1; attention then reads Tk = q_offset + T rows of k_all/v_all, through
+// matrix products when att_scratch is given (a packed forward), key by key when it is NONE (decoding).
 static void layer_forward(struct model *m, int l, int64_t T, float *k_all, float *v_all, int64_t q_offset,
-			  const int32_t *doc_offsets, int n_docs)
+			  const int32_t *doc_offsets, int n_docs, struct tensor att_scratch)
 {
 	const struct model_config *c = &m->cfg;
 	const struct model_weights *w = &m->w;
@@ -241,7 +244,7 @@ static void layer_forward(struct model *m, int l, int64_t T, float *k_all, float
 	rope_forward(q, a->positions, inv_freq);
 	rope_forward(k, a->positions, inv_freq);
 	attention_forward(tensor3(a->att, T, NH, HD), tensor2(a->att_lse, NH, T), q,
-			  tensor3(k_all, Tk, NKV, HD), tensor3(v_all, Tk, NKV, HD), doc_offsets, n_docs, q_offset);
+			  tensor3(k_all, Tk, NKV, HD), tensor3(v_all, Tk, NKV, HD), doc_offsets, n_docs, q_offset, att_scratch);
 	matmul_forward(proj, tensor2(a->att, T, QD), tensor2(w->wo + l * C * QD, C, QD), BIAS(w->bo, C));
 	residual_forward(x, x, proj);
 
@@ -283,7 +286,7 @@ double model_forward(struct model *m, const int32_t *ids, int64_t T, const int32
 
 	embedding_forward(tensor2(a->x, T, C), ids, tensor2(m->w.wte, V, C));
 	for (int l = 0; l < c->n_layers; l++)
-		layer_forward(m, l, T, a->k, a->v, 0, doc_offsets, n_docs);
+		layer_forward(m, l, T, a->k, a->v, 0, doc_offsets, n_docs, tensor2(a->att_scores, ATT_QB, T));
 	struct tensor xn = tensor2(a->xn, T, C);
 	rmsnorm_forward(xn, tensor1(a->rstd, T), tensor2(a->x, T, C), tensor1(m->w.ln_f, C), c->rms_eps);
 	struct tensor lm_head = tensor2(m->w.lm_head, V, C);
@@ -354,7 +357,7 @@ void model_decode(struct model *m, struct kv_cache *cache, const int32_t *ids, i
 	embedding_forward(tensor2(a->x, n, C), ids, tensor2(m->w.wte, V, C));
 	for (int l = 0; l < c->n_layers; l++) {
 		size_t layer = (size_t)l * (size_t)cache->max_len * (size_t)KD;
-		layer_forward(m, l, n, cache->k + layer, cache->v + layer, cache->len, doc_offsets, 1);
+		layer_forward(m, l, n, cache->k + layer, cache->v + layer, cache->len, doc_offsets, 1, TENSOR_NONE);
 	}
 	cache->len += n;
 	if (logits_last) {

@@ -54,6 +54,7 @@ struct model_acts {
 	float *losses;   // (T)
 	float *lse;      // (T)
 	float *ce_tile;  // (CE_TB, CE_VC)
+	float *att_scores;  // (ATT_QB, T) attention scores of one block of queries
 	int32_t *imem;
 	int32_t *positions;  // (T)
 	int32_t *targets;    // (T)
@@ -77,7 +78,8 @@ void model_free(struct model *m);
 // loss_mask (T) or NULL marks targets: token t (not the first of its document) is predicted from t−1 and
 // counts in the loss when loss_mask[t] != 0 (the labels convention of transformers, shifted inside the model).
 // logits (T,V) or NULL.  Returns the mean cross-entropy over the targets (0 when there are none) and their
-// number in *n_targets (when not NULL).  Bad ids or offsets → exit 65.
+// number in *n_targets (when not NULL); each target's own loss (−log p) is left in m->acts.losses, in position
+// order, until the next call (what scoring answer options needs).  Bad ids or offsets → exit 65.
 double model_forward(struct model *m, const int32_t *ids, int64_t T, const int32_t *doc_offsets, int n_docs,
 		     const uint8_t *loss_mask, float *logits, int64_t *n_targets);
 

@@ -97,10 +97,12 @@ void rope_backward(struct tensor dx, const int32_t *positions, struct tensor inv
 // lengths, doc_offsets[0] = 0, doc_offsets[n_docs] = Tk).  Query i sits at key index q_offset + i
 // (q_offset = 0, Tq = Tk for a packed forward; q_offset = cached length for incremental decoding) and attends
 // to the keys of its own document up to and including itself.
-// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD) -> out (Tq,NH,HD), lse (NH,Tq) (log-sum-exp of the scaled
-// scores, kept so backward can recompute the probabilities without storing (NH,T,T))
+// With a scratch (QB, ≥Tk) the scores of QB queries at a time are computed as matrix products (prefill,
+// training); with TENSOR_NONE each query streams its keys through an online softmax (decoding a few tokens).
+// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD), scratch (QB,≥Tk) or NONE -> out (Tq,NH,HD), lse (NH,Tq)
+// (lse: log-sum-exp of the scaled scores, kept so backward can recompute the probabilities without (NH,T,T))
 void attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
-		       const int32_t *doc_offsets, int n_docs, int64_t q_offset);
+		       const int32_t *doc_offsets, int n_docs, int64_t q_offset, struct tensor scratch);
 // dout (Tq,NH,HD) -> dq, dk, dv +=
 void attention_backward(struct tensor dq, struct tensor dk, struct tensor dv, struct tensor dout,
 			struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,

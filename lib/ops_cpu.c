@@ -155,15 +155,11 @@ static int64_t doc_start(const int32_t *doc_offsets, int n_docs, int64_t t)
 // Keys per block of the online softmax (scores of one block live on the stack).
 #define ATT_BLOCK 128
 
-// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD) -> out (Tq,NH,HD), lse (NH,Tq)
+// The streaming path: each (query, head) walks its keys; no scratch, best for a few queries (decoding).
 VECTOR_CLONES
-void attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
-		       const int32_t *doc_offsets, int n_docs, int64_t q_offset)
+static void attention_stream(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
+			     const int32_t *doc_offsets, int n_docs, int64_t q_offset)
 {
-	need_cpu(out, "attention_forward");
-	need_cpu(q, "attention_forward");
-	need_cpu(k, "attention_forward");
-	need_cpu(v, "attention_forward");
 	int64_t Tq = q.dim[0], NH = q.dim[1], HD = q.dim[2], NKV = k.dim[1];
 	int64_t group = NH / NKV;
 	float scale = 1.0f / sqrtf((float)HD);
@@ -215,6 +211,77 @@ void attention_forward(struct tensor out, struct tensor lse, struct tensor q, st
 				lse.data[h * Tq + i] = m + logf(l);
 		}
 	}
+}
+
+// The GEMM path, for many queries: per document, head and block of QB queries, the scores are one sgemm
+// S = q·kᵀ/sqrt(HD) (QB × keys so far), the causal softmax runs row by row over S in place, and one more sgemm
+// gives out = P·v.  Computing the whole block costs up to twice the FLOPs of the causal triangle, but at BLAS
+// speed, several times faster than the streaming loops.  scratch (QB, ≥ Tk).
+VECTOR_CLONES
+static void attention_gemm(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
+			   const int32_t *doc_offsets, int n_docs, int64_t q_offset, struct tensor scratch)
+{
+	int64_t Tq = q.dim[0], NH = q.dim[1], HD = q.dim[2], NKV = k.dim[1], Tk = k.dim[0];
+	int64_t group = NH / NKV, QB = scratch.dim[0];
+	if (scratch.dim[1] < Tk)
+		die(EXIT_FAIL, "attention_forward: scratch rows hold %lld scores, %lld keys need them",
+		    (long long)scratch.dim[1], (long long)Tk);
+	float scale = 1.0f / sqrtf((float)HD);
+	for (int d = 0; d < n_docs; d++) {
+		int64_t a = doc_offsets[d], b = doc_offsets[d + 1];
+		// this document's queries: key index q_offset + i in [a, b)
+		int64_t i_begin = a - q_offset > 0 ? a - q_offset : 0, i_end = b - q_offset < Tq ? b - q_offset : Tq;
+		for (int64_t h = 0; h < NH; h++) {
+			int64_t kvh = h / group;
+			for (int64_t i0 = i_begin; i0 < i_end; i0 += QB) {
+				int64_t rows = i_end - i0 < QB ? i_end - i0 : QB;
+				int64_t n_keys = q_offset + i0 + rows - a;   // keys a .. the block's last query
+				float *S = scratch.data;
+				// S (rows, n_keys) = q[i0.., h] (rows, HD) · k[a.., kvh]ᵀ (HD, n_keys) · scale
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n_keys, (int)HD, scale,
+					    q.data + (i0 * NH + h) * HD, (int)(NH * HD), k.data + (a * NKV + kvh) * HD,
+					    (int)(NKV * HD), 0.0f, S, (int)n_keys);
+#pragma omp parallel for if (rows * n_keys > 4096)
+				for (int64_t r = 0; r < rows; r++) {
+					float *row = S + r * n_keys;
+					int64_t n_vis = q_offset + i0 + r - a + 1;   // causal: keys a .. this query
+					float m = -INFINITY, z = 0.0f;
+					for (int64_t j = 0; j < n_vis; j++)
+						m = row[j] > m ? row[j] : m;
+					for (int64_t j = 0; j < n_vis; j++) {
+						row[j] = expf(row[j] - m);
+						z += row[j];
+					}
+					float inv_z = 1.0f / z;
+					for (int64_t j = 0; j < n_vis; j++)
+						row[j] *= inv_z;
+					for (int64_t j = n_vis; j < n_keys; j++)
+						row[j] = 0.0f;
+					if (lse.data)
+						lse.data[h * Tq + i0 + r] = m + logf(z);
+				}
+				// out[i0.., h] (rows, HD) = P (rows, n_keys) · v[a.., kvh] (n_keys, HD)
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)HD, (int)n_keys, 1.0f,
+					    S, (int)n_keys, v.data + (a * NKV + kvh) * HD, (int)(NKV * HD), 0.0f,
+					    out.data + (i0 * NH + h) * HD, (int)(NH * HD));
+			}
+		}
+	}
+}
+
+// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD), scratch (QB,≥Tk) or NONE -> out (Tq,NH,HD), lse (NH,Tq)
+void attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
+		       const int32_t *doc_offsets, int n_docs, int64_t q_offset, struct tensor scratch)
+{
+	need_cpu(out, "attention_forward");
+	need_cpu(q, "attention_forward");
+	need_cpu(k, "attention_forward");
+	need_cpu(v, "attention_forward");
+	need_cpu(scratch, "attention_forward");
+	if (scratch.data)
+		attention_gemm(out, lse, q, k, v, doc_offsets, n_docs, q_offset, scratch);
+	else
+		attention_stream(out, lse, q, k, v, doc_offsets, n_docs, q_offset);
 }
 
 // ----------------------------------------------------------------------------

@@ -102,19 +102,28 @@ static void test_attention_documents(void **state)
 	float *q = randn(&r, (size_t)T * NH * HD, 2.0f), *k = randn(&r, (size_t)T * NKV * HD, 2.0f),
 	      *v = randn(&r, (size_t)T * NKV * HD, 1.0f);
 	float *out = malloc((size_t)T * NH * HD * sizeof(float)), lse[6 * 12];
-	attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD),
-			  tensor3(k, T, NKV, HD), tensor3(v, T, NKV, HD), offsets, 3, 0);
 	double *want = calloc((size_t)T * NH * HD, sizeof(double)), want_lse[6 * 12];
 	naive_attention(q, k, v, T, NH, NKV, HD, offsets, 3, want, want_lse);
-	assert_close("attention lse", lse, want_lse, (size_t)NH * T, 1e-5);
-	assert_close("attention out", out, want, (size_t)T * NH * HD, 1e-5);
+	// both paths: streaming (no scratch) and GEMM with blocks of 4 queries (partial blocks in every document)
+	float scratch[4 * 12];
+	struct tensor scratches[2] = {TENSOR_NONE, tensor2(scratch, 4, 12)};
+	for (int path = 0; path < 2; path++) {
+		memset(out, 0, (size_t)T * NH * HD * sizeof(float));
+		attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD),
+				  tensor3(k, T, NKV, HD), tensor3(v, T, NKV, HD), offsets, 3, 0, scratches[path]);
+		assert_close(path ? "gemm attention lse" : "attention lse", lse, want_lse, (size_t)NH * T, 1e-5);
+		assert_close(path ? "gemm attention out" : "attention out", out, want, (size_t)T * NH * HD, 1e-5);
+	}
 
 	// the last 4 queries of the last document, given after 8 keys (as from a KV cache)
 	float *out_tail = malloc((size_t)4 * NH * HD * sizeof(float));
 	int32_t one_doc[2] = {0, 6};
-	attention_forward(tensor3(out_tail, 4, NH, HD), TENSOR_NONE, tensor3(q + 8 * NH * HD, 4, NH, HD),
-			  tensor3(k + 6 * NKV * HD, 6, NKV, HD), tensor3(v + 6 * NKV * HD, 6, NKV, HD), one_doc, 1, 2);
-	assert_close("attention with q_offset", out_tail, want + 8 * NH * HD, (size_t)4 * NH * HD, 1e-5);
+	for (int path = 0; path < 2; path++) {
+		attention_forward(tensor3(out_tail, 4, NH, HD), TENSOR_NONE, tensor3(q + 8 * NH * HD, 4, NH, HD),
+				  tensor3(k + 6 * NKV * HD, 6, NKV, HD), tensor3(v + 6 * NKV * HD, 6, NKV, HD), one_doc,
+				  1, 2, path ? tensor2(scratch, 3, 6) : TENSOR_NONE);
+		assert_close("attention with q_offset", out_tail, want + 8 * NH * HD, (size_t)4 * NH * HD, 1e-5);
+	}
 	free(out_tail);
 	free(want);
 	free(out);
@@ -136,11 +145,16 @@ static void test_attention_long_documents(void **state)
 	      *v = randn(&r, (size_t)T * NKV * HD, 1.0f);
 	float *out = malloc((size_t)T * NH * HD * sizeof(float)), *lse = malloc((size_t)NH * T * sizeof(float));
 	double *want = malloc((size_t)T * NH * HD * sizeof(double)), *want_lse = malloc((size_t)NH * T * sizeof(double));
-	attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD),
-			  tensor3(k, T, NKV, HD), tensor3(v, T, NKV, HD), offsets, 2, 0);
+	float *scratch = malloc((size_t)64 * T * sizeof(float));
 	naive_attention(q, k, v, T, NH, NKV, HD, offsets, 2, want, want_lse);
-	assert_close("long attention out", out, want, (size_t)T * NH * HD, 1e-5);
-	assert_close("long attention lse", lse, want_lse, (size_t)NH * T, 1e-5);
+	for (int path = 0; path < 2; path++) {
+		attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD),
+				  tensor3(k, T, NKV, HD), tensor3(v, T, NKV, HD), offsets, 2, 0,
+				  path ? tensor2(scratch, 64, T) : TENSOR_NONE);
+		assert_close("long attention out", out, want, (size_t)T * NH * HD, 1e-5);
+		assert_close("long attention lse", lse, want_lse, (size_t)NH * T, 1e-5);
+	}
+	free(scratch);
 	free(q);
 	free(k);
 	free(v);
