@@ -27,5 +27,11 @@ ok_fails 2 "--kv-heads must divide --heads" 'init-base --arch llama --heads 4 --
 ok_fails 2 "missing -o" 'init-base --arch llama'
 ok_fails 65 "malformed tokenizer file" 'echo "{not json" > bad.json && init-base --arch llama --tokenizer bad.json -o bad'
 ok "a failed run leaves nothing behind" 'test ! -e bad && test ! -e v && test -z "$(ls -a | grep tmp)"'
+if [ -f "$SHARED/tokenizers/qwen3/tokenizer.json" ]; then
+	ok "a real tokenizer (Qwen3's) sizes the vocabulary from its largest id" \
+		'init-base --arch qwen3 --hidden 16 --heads 2 --ffn 16 --layers 1 --tokenizer "$SHARED/tokenizers/qwen3/tokenizer.json" -o realtok && cmp "$SHARED/tokenizers/qwen3/tokenizer.json" realtok/tokenizer.json && grep -q "\"vocab_size\": 151669" realtok/config.json'
+else
+	skip "a real tokenizer sizes the vocabulary" "MEDMOE_SHARED=$SHARED is absent"
+fi
 ok "--help prints the usage" 'init-base --help | grep -q "usage: init-base --arch"'
 done_testing

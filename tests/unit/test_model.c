@@ -152,6 +152,48 @@ static void test_llama_linear_mqa(void **state) { (void)state; parity("llama_lin
 static void test_qwen2_qkv_bias(void **state) { (void)state; parity("qwen2"); }
 static void test_qwen3_qk_norm_f16(void **state) { (void)state; parity("qwen3"); }
 
+// A checkpoint from init-base (its byte tokenizer included) loads, and decoding 300 tokens — a prefill of 100, then
+// one at a time, the key walk crossing several blocks of the streaming attention — gives the logits of one full
+// forward (GEMM attention) at every position.
+static void test_init_base_kv_cache(void **state)
+{
+	(void)state;
+	const char *bin = getenv("MEDMOE_BIN");
+	char dir[256], cmd[1024];
+	snprintf(dir, sizeof dir, "/tmp/medmoe-test-model.%ld", (long)getpid());
+	snprintf(cmd, sizeof cmd, "rm -rf %s && '%s/init-base' --arch qwen3 --layers 2 --hidden 32 --heads 4 "
+		 "--kv-heads 2 --seed 5 -o %s", dir, bin ? bin : MEDMOE_SOURCE_DIR "/bin", dir);
+	assert_int_equal(system(cmd), 0);
+	struct model *m = model_load(dir);
+	assert_int_equal(m->cfg.vocab, 265);
+	assert_int_equal(strlen(m->tokenizer_sha256), 64);
+	assert_int_equal(model_check_tokenizer(m, m->tokenizer_sha256), 0);
+
+	int64_t T = 300, V = m->cfg.vocab;
+	int32_t *ids = malloc((size_t)T * sizeof *ids), offsets[2] = {0, (int32_t)T};
+	for (int64_t t = 0; t < T; t++)
+		ids[t] = (int32_t)((t * 37 + 11) % V);
+	float *logits = malloc((size_t)(T * V) * sizeof(float)), *row = malloc((size_t)V * sizeof(float));
+	model_forward(m, ids, T, offsets, 1, NULL, logits, NULL);
+	struct kv_cache *cache = kv_cache_new(m, T);
+	double max_diff = 0.0;
+	model_decode(m, cache, ids, 100, row);
+	check_row("init-base qwen3", 99, row, logits + 99 * V, V, &max_diff);
+	for (int64_t t = 100; t < T; t++) {
+		model_decode(m, cache, ids + t, 1, row);
+		check_row("init-base qwen3", t, row, logits + t * V, V, &max_diff);
+	}
+	printf("# init-base qwen3: decoding vs full forward over %lld tokens: max |Δlogit| %.2e\n", (long long)T,
+	       max_diff);
+	kv_cache_free(cache);
+	free(row);
+	free(logits);
+	free(ids);
+	model_free(m);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -160,6 +202,7 @@ int main(void)
 		cmocka_unit_test(test_llama_linear_mqa),
 		cmocka_unit_test(test_qwen2_qkv_bias),
 		cmocka_unit_test(test_qwen3_qk_norm_f16),
+		cmocka_unit_test(test_init_base_kv_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
