@@ -10,6 +10,7 @@
 
 #include "model.h"
 #include "safetensors.h"
+#include "tokenizer.h"
 
 #ifndef MEDMOE_SOURCE_DIR
 #define MEDMOE_SOURCE_DIR "."
@@ -168,6 +169,20 @@ static void test_init_base_kv_cache(void **state)
 	assert_int_equal(m->cfg.vocab, 265);
 	assert_int_equal(strlen(m->tokenizer_sha256), 64);
 	assert_int_equal(model_check_tokenizer(m, m->tokenizer_sha256), 0);
+
+	// The byte tokenizer through the project's tokenizer: same identity as the model sees, and a text is its
+	// UTF-8 bytes with the specials from 256 (HF tokenizers 0.23.3 gives these ids for this text too).
+	struct tokenizer *tok = tokenizer_load(dir);
+	assert_string_equal(tokenizer_sha256(tok), m->tokenizer_sha256);
+	assert_int_equal(tokenizer_vocab_size(tok), 265);
+	struct u32vec enc = {0};
+	const char *text = "h\xc3\xa9llo <|im_start|>x";
+	tokenizer_encode(tok, text, strlen(text), &enc);
+	const uint32_t want_ids[] = {104, 195, 169, 108, 108, 111, 32, 257, 120};
+	assert_int_equal(enc.len, 9);
+	assert_memory_equal(enc.data, want_ids, sizeof want_ids);
+	free(enc.data);
+	tokenizer_free(tok);
 
 	int64_t T = 300, V = m->cfg.vocab;
 	int32_t *ids = malloc((size_t)T * sizeof *ids), offsets[2] = {0, (int32_t)T};
