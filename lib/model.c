@@ -10,6 +10,7 @@
 #include "die.h"
 #include "ops.h"
 #include "safetensors.h"
+#include "stream.h"
 
 // LM-head tile: CE_TB rows × CE_VC vocab entries of logits at a time (4 MB), see lmhead_ce_forward.
 #define CE_TB 128
@@ -176,6 +177,22 @@ void model_free(struct model *m)
 int model_check_tokenizer(const struct model *m, const char *sha256)
 {
 	return m->tokenizer_sha256[0] && strcmp(m->tokenizer_sha256, sha256) == 0 ? 0 : -1;
+}
+
+void model_require_stream(const struct model *m, const struct stream_reader *r)
+{
+	char sha256[65];
+	uint32_t vocab_size;
+	stream_tokenizer(r, sha256, &vocab_size);
+	if (!m->tokenizer_sha256[0])
+		die_data(m->dir, -1, "tokenizer.json", "missing, so stream %s cannot be checked against the model",
+			 r->path);
+	char *name = xasprintf("%s/tokenizer.json", m->dir);
+	stream_require_tokenizer(r, m->tokenizer_sha256, name);
+	free(name);
+	if (vocab_size > (uint32_t)m->cfg.vocab)
+		die_data(r->path, 0, "tokenizer.vocab_size", "%u ids, more than the model's vocabulary (%d)", vocab_size,
+			 m->cfg.vocab);
 }
 
 // ----------------------------------------------------------------------------

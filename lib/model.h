@@ -98,7 +98,11 @@ void kv_cache_free(struct kv_cache *cache);
 void model_decode(struct model *m, struct kv_cache *cache, const int32_t *ids, int64_t n, float *logits_last);
 
 // The token-stream identity check: 0 when SHA256 (hex) is the sha256 of the checkpoint's tokenizer.json, else
-// -1 (also when the checkpoint has no tokenizer.json).  Callers turn -1 into a data error naming both.
+// -1 (also when the checkpoint has no tokenizer.json).
 int model_check_tokenizer(const struct model *m, const char *sha256);
+// The same for a token stream: refuse (exit 65, naming both sides) a stream whose header's tokenizer is not the
+// checkpoint's, or whose vocabulary is larger than the model's, or a checkpoint without tokenizer.json.
+struct stream_reader;
+void model_require_stream(const struct model *m, const struct stream_reader *r);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "model.h"
 #include "safetensors.h"
+#include "stream.h"
 
 #ifndef MEDMOE_SOURCE_DIR
 #define MEDMOE_SOURCE_DIR "."
@@ -366,6 +367,53 @@ static void test_tokenizer_identity(void **state)
 	model_free(m);
 }
 
+// A token stream whose header carries tokenizer SHA256 and VOCAB, with one record.
+static void write_token_stream(const char *path, const char *sha256, uint32_t vocab)
+{
+	struct stream_writer *w = stream_create(path);
+	struct tokenizer_identity id = {.vocab_size = vocab};
+	snprintf(id.sha256, sizeof id.sha256, "%s", sha256);
+	stream_begin_header(w, "medmoe.tokens", 1, "test_safetensors", 1);
+	pack_kv_tokenizer(&w->pk, &id);
+	stream_begin_record(w, 1);
+	uint32_t ids[3] = {1, 2, 3};
+	pack_kv_u32bin(&w->pk, "ids", ids, 3);
+	stream_commit(w);
+}
+
+static const char *stream_dir;
+
+static void check_stream(const char *path)
+{
+	struct model *m = model_load(stream_dir);
+	struct stream_reader *r = stream_open(path, NULL, 1);
+	model_require_stream(m, r);
+	stream_close(r);
+	model_free(m);
+}
+
+// Token streams are checked against the checkpoint's tokenizer.json: same sha256 passes, another is refused.
+static void test_stream_tokenizer(void **state)
+{
+	(void)state;
+	char dir[300], cmd[800], good[400], other[400], wide[400];
+	snprintf(dir, sizeof dir, "%s/streamtok", scratch);
+	make_checkpoint(dir, NULL, NULL);
+	snprintf(cmd, sizeof cmd, "printf '{\"model\":{}}' > '%s/tokenizer.json'", dir);
+	assert_int_equal(system(cmd), 0);
+	stream_dir = dir;
+	const char *sha = "bf424d8ddd80096abbed03d6b10b78fc817c625258c998e0a7bda16a855573c8";
+	snprintf(good, sizeof good, "%s/good.mpk", scratch);
+	snprintf(other, sizeof other, "%s/other.mpk", scratch);
+	snprintf(wide, sizeof wide, "%s/wide.mpk", scratch);
+	write_token_stream(good, sha, 300);
+	write_token_stream(other, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 300);
+	write_token_stream(wide, sha, 400);   // the qwen2 fixture has 320 ids
+	check_stream(good);
+	expect_data_error(check_stream, other, "other.mpk", "tokenizer.json");
+	expect_data_error(check_stream, wide, "wide.mpk", "vocab");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -377,6 +425,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_checkpoint),
 		cmocka_unit_test(test_model_bad_checkpoints),
 		cmocka_unit_test(test_tokenizer_identity),
+		cmocka_unit_test(test_stream_tokenizer),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
