@@ -12,7 +12,8 @@
 //
 // Memory is planned: the weights are one allocation carved into struct model_weights (per-layer tensors stacked,
 // layer l at base + l·size); the activations are one allocation sized for the longest batch seen so far, so a
-// training or evaluation loop with a fixed batch size allocates nothing per step.
+// training or evaluation loop with a fixed batch size allocates nothing per step.  Because the activations
+// live in the model, one model runs one forward at a time (the ops inside use all cores through OpenMP).
 #ifndef MEDMOE_MODEL_H
 #define MEDMOE_MODEL_H
 

@@ -166,6 +166,9 @@ def make_case(outdir, name, cfg_cls, model_cls, overrides, opts, seed):
 
 
 def main():
+    if int(transformers.__version__.split(".")[0]) < 5:
+        # older versions silently ignore the rope_parameters argument the cases use
+        sys.exit(f"make_model_fixtures: needs transformers >= 5 (have {transformers.__version__})")
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "fixtures",
                                                                  "model")
     os.makedirs(outdir, exist_ok=True)
