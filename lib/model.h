@@ -76,6 +76,7 @@ void model_free(struct model *m);
 
 // Packed forward.  ids (T) hold n_docs documents back to back, cut by doc_offsets (n_docs+1 cumulative
 // lengths, from 0 to T); positions restart at 0 in each document and a token attends only within its own.
+// For a medmoe.shard record pass T = doc_offsets[n_docs], its real tokens: the padding after them is not run.
 // loss_mask (T) or NULL marks targets: token t (not the first of its document) is predicted from t−1 and
 // counts in the loss when loss_mask[t] != 0 (the labels convention of transformers, shifted inside the model).
 // logits (T,V) or NULL.  Returns the mean cross-entropy over the targets (0 when there are none) and their
