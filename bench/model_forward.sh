@@ -16,11 +16,6 @@ layers=4 hidden=512 heads=8 kv=2 ffn=1376 vocab=32000 tokens=1024 docs=4 reps=3
 "$MEDMOE_BIN/init-base" --arch llama --layers $layers --hidden $hidden --heads $heads --kv-heads $kv \
 	--ffn $ffn --vocab $vocab --seed 1 -o "$work/ckpt"
 threads=$(nproc)
-# Two thread pools share the cores (libgomp's for our loops, OpenBLAS's own for the GEMMs): with libgomp's default
-# spinning they fight, and on 2 cores the engine ran about 2x slower.  Passive waiting for both programs (torch's
-# bundled libgomp reads it too); libgomp reads it at load time, so it has to come from the environment.
-: "${OMP_WAIT_POLICY:=passive}"
-export OMP_WAIT_POLICY
 # OpenBLAS misreads some virtual CPUs and falls back to SSE3 kernels (ops_cpu_check_blas warns about it); pick the
 # kernels from the CPU flags, as torch does for itself.
 if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
@@ -30,7 +25,7 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
 fi
 echo "model: llama, $layers layers, hidden $hidden, $heads heads / $kv kv, ffn $ffn, vocab $vocab, fp32;" \
 	"$tokens tokens in $docs documents; mean of $reps forwards after a warm-up; $threads threads;" \
-	"OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto} OMP_WAIT_POLICY=$OMP_WAIT_POLICY"
+	"OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto} OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-default}"
 printf '%-34s %12s %12s %10s %8s\n' implementation "tokens/s" "s/forward" loss ratio
 set -- $("$PY" "$MEDMOE_TOP/bench/model_forward_peer.py" "$work/ckpt" $tokens $docs $reps 2>/dev/null)
 hf_tps=$1 hf_loss=$2 hf_s=$3

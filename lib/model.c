@@ -1,6 +1,7 @@
 // model.c — loading a Hugging Face LLaMA/Qwen checkpoint and running it forward on CPU.
 #include "model.h"
 
+#include <omp.h>
 #include <sha2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 #define CE_TB 128
 #define CE_VC 8192
 // Attention: queries per block of scores on the GEMM path (attention_forward with a scratch).
-#define ATT_QB 128
+#define ATT_QB 64
 
 // ----------------------------------------------------------------------------
 // weights: sizes, one allocation, loading
@@ -201,13 +202,13 @@ void model_require_stream(const struct model *m, const struct stream_reader *r)
 static void ensure_acts(struct model *m, int64_t T)
 {
 	struct model_acts *a = &m->acts;
-	if (T <= a->cap)
+	if (T <= a->cap && a->att_threads >= omp_get_max_threads())
 		return;
 	const struct model_config *c = &m->cfg;
 	size_t C = (size_t)c->hidden, F = (size_t)c->ffn, NH = (size_t)c->n_heads;
 	size_t QD = NH * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim, N = (size_t)T;
 	size_t sizes[] = {N * C, N * C, N * QD, N * KD, N * KD, N * QD, N * F, N * F, N * C, NH * N, N * NH,
-			  N * C, N, N, (size_t)CE_TB * CE_VC, (size_t)ATT_QB * N};
+			  N * C, N, N, (size_t)CE_TB * CE_VC, (size_t)omp_get_max_threads() * ATT_QB * N};
 	float **ptrs[] = {&a->x, &a->xn, &a->q, &a->k, &a->v, &a->att, &a->gate, &a->up, &a->proj, &a->att_lse,
 			  &a->rstd, &a->x_sel, &a->losses, &a->lse, &a->ce_tile, &a->att_scores};
 	size_t total = 0;
@@ -225,6 +226,7 @@ static void ensure_acts(struct model *m, int64_t T)
 	a->positions = a->imem;
 	a->targets = a->imem + N;
 	a->cap = T;
+	a->att_threads = omp_get_max_threads();
 }
 
 // ----------------------------------------------------------------------------
@@ -303,7 +305,7 @@ double model_forward(struct model *m, const int32_t *ids, int64_t T, const int32
 
 	embedding_forward(tensor2(a->x, T, C), ids, tensor2(m->w.wte, V, C));
 	for (int l = 0; l < c->n_layers; l++)
-		layer_forward(m, l, T, a->k, a->v, 0, doc_offsets, n_docs, tensor2(a->att_scores, ATT_QB, T));
+		layer_forward(m, l, T, a->k, a->v, 0, doc_offsets, n_docs, tensor3(a->att_scores, a->att_threads, ATT_QB, T));
 	struct tensor xn = tensor2(a->xn, T, C);
 	rmsnorm_forward(xn, tensor1(a->rstd, T), tensor2(a->x, T, C), tensor1(m->w.ln_f, C), c->rms_eps);
 	struct tensor lm_head = tensor2(m->w.lm_head, V, C);

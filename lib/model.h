@@ -55,7 +55,8 @@ struct model_acts {
 	float *losses;   // (T)
 	float *lse;      // (T)
 	float *ce_tile;  // (CE_TB, CE_VC)
-	float *att_scores;  // (ATT_QB, T) attention scores of one block of queries
+	float *att_scores;  // (P, ATT_QB, T) attention scores of a block of queries, per thread
+	int att_threads;    // P, OpenMP threads when the activations were planned
 	int32_t *imem;
 	int32_t *positions;  // (T)
 	int32_t *targets;    // (T)

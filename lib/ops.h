@@ -5,7 +5,8 @@
 // (token ids, positions, document offsets, targets) are int32 arrays on the same device as the tensors.
 //
 // Backends.  lib/ops_cpu.c is the fp32 reference (OpenBLAS sgemm for matrix products, OpenMP for the rest) and
-// accepts only DEVICE_CPU views.  The CUDA backend (cuda/, a later issue) implements the same names and
+// accepts only DEVICE_CPU views.  It runs one thread pool, OpenMP's: OpenBLAS is set to one thread and called
+// from OpenMP threads (see sgemm_split there).  The CUDA backend (cuda/, a later issue) implements the same names and
 // signatures for DEVICE_CUDA views, so model code reads the same on both; a test runs both on the same inputs.
 //
 // Conventions, as in llm.c's train_gpt2.c:
@@ -97,9 +98,10 @@ void rope_backward(struct tensor dx, const int32_t *positions, struct tensor inv
 // lengths, doc_offsets[0] = 0, doc_offsets[n_docs] = Tk).  Query i sits at key index q_offset + i
 // (q_offset = 0, Tq = Tk for a packed forward; q_offset = cached length for incremental decoding) and attends
 // to the keys of its own document up to and including itself.
-// With a scratch (QB, ≥Tk) the scores of QB queries at a time are computed as matrix products (prefill,
-// training); with TENSOR_NONE each query streams its keys through an online softmax (decoding a few tokens).
-// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD), scratch (QB,≥Tk) or NONE -> out (Tq,NH,HD), lse (NH,Tq)
+// With a scratch (P, QB, ≥Tk), P ≥ the number of OpenMP threads, the scores of QB queries at a time are computed
+// as matrix products (prefill, training); with TENSOR_NONE each query streams its keys through an online softmax
+// (decoding a few tokens).
+// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD), scratch (P,QB,≥Tk) or NONE -> out (Tq,NH,HD), lse (NH,Tq)
 // (lse: log-sum-exp of the scaled scores, kept so backward can recompute the probabilities without (NH,T,T))
 void attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
 		       const int32_t *doc_offsets, int n_docs, int64_t q_offset, struct tensor scratch);

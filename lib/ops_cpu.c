@@ -7,6 +7,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -49,6 +50,42 @@ void ops_cpu_check_blas(void)
 }
 
 // ----------------------------------------------------------------------------
+// matrix products: one thread pool
+
+// The Debian OpenBLAS (pthreads build) keeps a thread pool of its own.  Next to libgomp's workers, which spin
+// a while after each parallel loop, the two pools fight over the cores: the forward ran 2-3x slower on 2 cores
+// unless OMP_WAIT_POLICY=passive was set (bench/model_forward.sh).  So OpenBLAS runs single-threaded, called
+// from OpenMP threads, and each product is split across the OpenMP team by columns of its output.
+static void blas_one_thread(void)
+{
+	static int done;
+	if (!done) {
+		openblas_set_num_threads(1);
+		done = 1;
+	}
+}
+
+// C (M,N) = alpha · A (M,K) · op(B) + beta · C, where op(B) = Bᵀ for B (N,K) when b_trans, else B (K,N).
+// Each OpenMP thread computes a block of C's columns (a multiple of 16, whole SIMD panels).
+static void sgemm_split(int b_trans, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+			const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+	blas_one_thread();
+	if (M == 0 || N == 0)
+		return;
+#pragma omp parallel
+	{
+		int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+		int64_t chunk = ((N + nt - 1) / nt + 15) / 16 * 16, n0 = id * chunk;
+		int64_t n1 = n0 + chunk < N ? n0 + chunk : N;
+		if (n0 < n1)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, b_trans ? CblasTrans : CblasNoTrans, (int)M, (int)(n1 - n0),
+				    (int)K, alpha, A, (int)lda, b_trans ? B + n0 * ldb : B + n0, (int)ldb, beta, C + n0,
+				    (int)ldc);
+	}
+}
+
+// ----------------------------------------------------------------------------
 // embedding
 
 // ids (T), wte (V,C) -> out (T,C)
@@ -74,8 +111,7 @@ void matmul_forward(struct tensor out, struct tensor inp, struct tensor weight, 
 	int64_t T = inp.dim[0], C = inp.dim[1], OC = weight.dim[0];
 	if (T == 0)
 		return;
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)OC, (int)C, 1.0f, inp.data, (int)C,
-		    weight.data, (int)C, 0.0f, out.data, (int)OC);
+	sgemm_split(1, T, OC, C, 1.0f, inp.data, C, weight.data, C, 0.0f, out.data, OC);
 	if (bias.data) {
 #pragma omp parallel for
 		for (int64_t t = 0; t < T; t++)
@@ -216,32 +252,36 @@ static void attention_stream(struct tensor out, struct tensor lse, struct tensor
 // The GEMM path, for many queries: per document, head and block of QB queries, the scores are one sgemm
 // S = q·kᵀ/sqrt(HD) (QB × keys so far), the causal softmax runs row by row over S in place, and one more sgemm
 // gives out = P·v.  Computing the whole block costs up to twice the FLOPs of the causal triangle, but at BLAS
-// speed, several times faster than the streaming loops.  scratch (QB, ≥ Tk).
+// speed, several times faster than the streaming loops.  The (head, block) pairs of a document are shared out
+// among the OpenMP threads, each with its own slice of scratch (P ≥ threads, QB, ≥ Tk).
 VECTOR_CLONES
 static void attention_gemm(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
 			   const int32_t *doc_offsets, int n_docs, int64_t q_offset, struct tensor scratch)
 {
 	int64_t Tq = q.dim[0], NH = q.dim[1], HD = q.dim[2], NKV = k.dim[1], Tk = k.dim[0];
-	int64_t group = NH / NKV, QB = scratch.dim[0];
-	if (scratch.dim[1] < Tk)
-		die(EXIT_FAIL, "attention_forward: scratch rows hold %lld scores, %lld keys need them",
-		    (long long)scratch.dim[1], (long long)Tk);
+	int64_t group = NH / NKV, P = scratch.dim[0], QB = scratch.dim[1], cols = scratch.dim[2];
+	if (cols < Tk || P < omp_get_max_threads())
+		die(EXIT_FAIL, "attention_forward: scratch (%lld, %lld, %lld) is too small for %d threads and %lld keys",
+		    (long long)P, (long long)QB, (long long)cols, omp_get_max_threads(), (long long)Tk);
 	float scale = 1.0f / sqrtf((float)HD);
-	for (int d = 0; d < n_docs; d++) {
-		int64_t a = doc_offsets[d], b = doc_offsets[d + 1];
-		// this document's queries: key index q_offset + i in [a, b)
-		int64_t i_begin = a - q_offset > 0 ? a - q_offset : 0, i_end = b - q_offset < Tq ? b - q_offset : Tq;
-		for (int64_t h = 0; h < NH; h++) {
-			int64_t kvh = h / group;
-			for (int64_t i0 = i_begin; i0 < i_end; i0 += QB) {
+	blas_one_thread();
+#pragma omp parallel
+	{
+		float *S = scratch.data + (int64_t)omp_get_thread_num() * QB * cols;
+		for (int d = 0; d < n_docs; d++) {
+			int64_t a = doc_offsets[d], b = doc_offsets[d + 1];
+			// this document's queries: key index q_offset + i in [a, b)
+			int64_t i_begin = a - q_offset > 0 ? a - q_offset : 0, i_end = b - q_offset < Tq ? b - q_offset : Tq;
+			int64_t n_blocks = i_end > i_begin ? (i_end - i_begin + QB - 1) / QB : 0;
+#pragma omp for schedule(dynamic)
+			for (int64_t task = 0; task < NH * n_blocks; task++) {
+				int64_t h = task / n_blocks, kvh = h / group, i0 = i_begin + (task % n_blocks) * QB;
 				int64_t rows = i_end - i0 < QB ? i_end - i0 : QB;
 				int64_t n_keys = q_offset + i0 + rows - a;   // keys a .. the block's last query
-				float *S = scratch.data;
 				// S (rows, n_keys) = q[i0.., h] (rows, HD) · k[a.., kvh]ᵀ (HD, n_keys) · scale
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n_keys, (int)HD, scale,
 					    q.data + (i0 * NH + h) * HD, (int)(NH * HD), k.data + (a * NKV + kvh) * HD,
 					    (int)(NKV * HD), 0.0f, S, (int)n_keys);
-#pragma omp parallel for if (rows * n_keys > 4096)
 				for (int64_t r = 0; r < rows; r++) {
 					float *row = S + r * n_keys;
 					int64_t n_vis = q_offset + i0 + r - a + 1;   // causal: keys a .. this query
@@ -269,7 +309,7 @@ static void attention_gemm(struct tensor out, struct tensor lse, struct tensor q
 	}
 }
 
-// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD), scratch (QB,≥Tk) or NONE -> out (Tq,NH,HD), lse (NH,Tq)
+// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD), scratch (P,QB,≥Tk) or NONE -> out (Tq,NH,HD), lse (NH,Tq)
 void attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
 		       const int32_t *doc_offsets, int n_docs, int64_t q_offset, struct tensor scratch)
 {
@@ -339,8 +379,7 @@ void lmhead_ce_forward(struct tensor losses, struct tensor lse, struct tensor x,
 		for (int64_t v0 = 0; v0 < V; v0 += VC) {
 			int64_t vc = V - v0 < VC ? V - v0 : VC;
 			// tile (rb,vc) = x[r0:r0+rb] · weight[v0:v0+vc]ᵀ
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rb, (int)vc, (int)C, 1.0f,
-				    x.data + r0 * C, (int)C, weight.data + v0 * C, (int)C, 0.0f, scratch.data, (int)vc);
+			sgemm_split(1, rb, vc, C, 1.0f, x.data + r0 * C, C, weight.data + v0 * C, C, 0.0f, scratch.data, vc);
 #pragma omp parallel for
 			for (int64_t r = 0; r < rb; r++) {
 				const float *row = scratch.data + r * vc;

@@ -4,6 +4,7 @@
 #include "unit.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "ops.h"
@@ -105,8 +106,9 @@ static void test_attention_documents(void **state)
 	double *want = calloc((size_t)T * NH * HD, sizeof(double)), want_lse[6 * 12];
 	naive_attention(q, k, v, T, NH, NKV, HD, offsets, 3, want, want_lse);
 	// both paths: streaming (no scratch) and GEMM with blocks of 4 queries (partial blocks in every document)
-	float scratch[4 * 12];
-	struct tensor scratches[2] = {TENSOR_NONE, tensor2(scratch, 4, 12)};
+	int P = omp_get_max_threads();
+	float *scratch = malloc((size_t)P * 4 * 12 * sizeof(float));
+	struct tensor scratches[2] = {TENSOR_NONE, tensor3(scratch, P, 4, 12)};
 	for (int path = 0; path < 2; path++) {
 		memset(out, 0, (size_t)T * NH * HD * sizeof(float));
 		attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD),
@@ -121,10 +123,11 @@ static void test_attention_documents(void **state)
 	for (int path = 0; path < 2; path++) {
 		attention_forward(tensor3(out_tail, 4, NH, HD), TENSOR_NONE, tensor3(q + 8 * NH * HD, 4, NH, HD),
 				  tensor3(k + 6 * NKV * HD, 6, NKV, HD), tensor3(v + 6 * NKV * HD, 6, NKV, HD), one_doc,
-				  1, 2, path ? tensor2(scratch, 3, 6) : TENSOR_NONE);
+				  1, 2, path ? tensor3(scratch, P, 3, 6) : TENSOR_NONE);
 		assert_close("attention with q_offset", out_tail, want + 8 * NH * HD, (size_t)4 * NH * HD, 1e-5);
 	}
 	free(out_tail);
+	free(scratch);
 	free(want);
 	free(out);
 	free(q);
@@ -145,12 +148,13 @@ static void test_attention_long_documents(void **state)
 	      *v = randn(&r, (size_t)T * NKV * HD, 1.0f);
 	float *out = malloc((size_t)T * NH * HD * sizeof(float)), *lse = malloc((size_t)NH * T * sizeof(float));
 	double *want = malloc((size_t)T * NH * HD * sizeof(double)), *want_lse = malloc((size_t)NH * T * sizeof(double));
-	float *scratch = malloc((size_t)64 * T * sizeof(float));
+	int P = omp_get_max_threads();
+	float *scratch = malloc((size_t)P * 64 * T * sizeof(float));
 	naive_attention(q, k, v, T, NH, NKV, HD, offsets, 2, want, want_lse);
 	for (int path = 0; path < 2; path++) {
 		attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD),
 				  tensor3(k, T, NKV, HD), tensor3(v, T, NKV, HD), offsets, 2, 0,
-				  path ? tensor2(scratch, 64, T) : TENSOR_NONE);
+				  path ? tensor3(scratch, P, 64, T) : TENSOR_NONE);
 		assert_close("long attention out", out, want, (size_t)T * NH * HD, 1e-5);
 		assert_close("long attention lse", lse, want_lse, (size_t)NH * T, 1e-5);
 	}
