@@ -27,7 +27,7 @@ static void carry(struct task_table *tt, const struct stream_reader *r, size_t i
 				 t->name, tt->tasks[j].name, tt->tasks[j].id_source);
 	if (t->id < 0) {
 		t->id = id;
-		t->id_source = r->path;
+		t->id_source = xstrdup(r->path);
 	}
 }
 
@@ -108,8 +108,10 @@ void task_table_pack(msgpack_packer *pk, const struct task_table *tt)
 
 void task_table_free(struct task_table *tt)
 {
-	for (size_t i = 0; i < tt->n; i++)
+	for (size_t i = 0; i < tt->n; i++) {
 		free(tt->tasks[i].name);
+		free((char *)tt->tasks[i].id_source);
+	}
 	free(tt->tasks);
 	memset(tt, 0, sizeof *tt);
 }

@@ -2,10 +2,11 @@
 // tests of mix-tasks and shard.  Plain msgpack-c only, so a test compiles it with one cc line.
 //
 //   mktokens [-t TASK] [-i TASK_ID] [-n RECORDS] [-l MIN_LEN] [-L MAX_LEN] [-s SEED] [-k SHA256]
-//            [-S SCHEMA] [-T NAME=ID,...] [-p ID_PREFIX] > FILE
+//            [-S SCHEMA] [-T NAME=ID,...] [-p ID_PREFIX] [-a ALT_TASK_ID] > FILE
 //
 // Record r has a length drawn from [MIN_LEN, MAX_LEN]; its token j is (r * 1000003 + j * 7919 + SEED) mod
-// 151643, its mask is 1 from a third of the way on (the "assistant" part).  -T writes a header task table.
+// 151643, its mask is 1 from a third of the way on (the "assistant" part).  -T writes a header task table;
+// -a gives every odd record another task_id (an inconsistent file, for the error tests).
 #include <msgpack.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,10 +37,10 @@ static uint64_t next(uint64_t *state)  // splitmix64
 int main(int argc, char **argv)
 {
 	const char *task = "qa", *sha = NULL, *schema = "medmoe.tokens", *table = NULL, *prefix = NULL;
-	long task_id = 0, n = 10, min_len = 1, max_len = 50;
+	long task_id = 0, alt_id = -1, n = 10, min_len = 1, max_len = 50;
 	uint64_t seed = 1;
 	int ch;
-	while ((ch = getopt(argc, argv, "t:i:n:l:L:s:k:S:T:p:")) != -1) {
+	while ((ch = getopt(argc, argv, "t:i:n:l:L:s:k:S:T:p:a:")) != -1) {
 		switch (ch) {
 		case 't': task = optarg; break;
 		case 'i': task_id = atol(optarg); break;
@@ -51,6 +52,7 @@ int main(int argc, char **argv)
 		case 'S': schema = optarg; break;
 		case 'T': table = optarg; break;
 		case 'p': prefix = optarg; break;
+		case 'a': alt_id = atol(optarg); break;
 		default: fprintf(stderr, "mktokens: bad option\n"); return 2;
 		}
 	}
@@ -108,7 +110,7 @@ int main(int argc, char **argv)
 		snprintf(id, sizeof id, "%s:%ld", prefix ? prefix : task, r);
 		msgpack_pack_map(&pk, 6);
 		pack_s(&pk, "task"); pack_s(&pk, task);
-		pack_s(&pk, "task_id"); msgpack_pack_int(&pk, (int)task_id);
+		pack_s(&pk, "task_id"); msgpack_pack_int(&pk, (int)(r % 2 && alt_id >= 0 ? alt_id : task_id));
 		pack_s(&pk, "id"); pack_s(&pk, id);
 		pack_s(&pk, "ids"); msgpack_pack_bin(&pk, (size_t)len * 4); msgpack_pack_bin_body(&pk, ids, (size_t)len * 4);
 		pack_s(&pk, "mask"); msgpack_pack_bin(&pk, (size_t)len); msgpack_pack_bin_body(&pk, mask, (size_t)len);
