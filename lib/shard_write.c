@@ -334,7 +334,8 @@ static void split_add(struct split *s, const struct shard_doc *d)
 	bin->used += len;
 	u32vec_push(&bin->offsets, bin->used);
 	u32vec_push(&bin->task_ids, d->task_id);
-	bytevec_append(&bin->doc_ids, d->id, d->id_len);
+	if (d->id_len)  // an empty msgpack str may have a NULL pointer
+		bytevec_append(&bin->doc_ids, d->id, d->id_len);
 	u32vec_push(&bin->id_ends, (uint32_t)bin->doc_ids.len);
 	struct task_stat *t = task_stat(s, d);
 	t->documents++;
@@ -395,17 +396,21 @@ static struct held_doc *hold(const struct shard_doc *d)
 	hd->bytes = xmalloc(n ? n : 1);
 	char *p = hd->bytes;
 	hd->doc = *d;
-	memcpy(p, d->id, d->id_len);
+	// Empty msgpack strs and bins may carry NULL pointers: copy only what has bytes.
+	if (d->id_len)
+		memcpy(p, d->id, d->id_len);
 	hd->doc.id = p;
 	p += d->id_len;
-	memcpy(p, d->task, d->task_len);
+	if (d->task_len)
+		memcpy(p, d->task, d->task_len);
 	hd->doc.task = p;
 	p += d->task_len;
-	memcpy(p, d->ids_le, (size_t)d->len * 4);
+	if (d->len) {
+		memcpy(p, d->ids_le, (size_t)d->len * 4);
+		memcpy(p + (size_t)d->len * 4, d->mask, d->len);
+	}
 	hd->doc.ids_le = (const uint8_t *)p;
-	p += (size_t)d->len * 4;
-	memcpy(p, d->mask, d->len);
-	hd->doc.mask = (const uint8_t *)p;
+	hd->doc.mask = (const uint8_t *)p + (size_t)d->len * 4;
 	return hd;
 }
 
@@ -562,7 +567,8 @@ static json_t *split_json(struct split *s, uint32_t seq_len)
 	json_object_set_new(j, "dropped_tokens", json_integer((json_int_t)s->dropped_tokens));
 	json_object_set_new(j, "empty_documents", json_integer((json_int_t)s->empty_docs));
 	json_object_set_new(j, "no_loss_documents", json_integer((json_int_t)s->no_loss_docs));
-	qsort(s->tasks, s->n_tasks, sizeof *s->tasks, by_task_id);
+	if (s->n_tasks)
+		qsort(s->tasks, s->n_tasks, sizeof *s->tasks, by_task_id);
 	json_t *tasks = json_array();
 	for (size_t i = 0; i < s->n_tasks; i++)
 		json_array_append_new(tasks, json_pack("{s:s, s:I, s:I, s:I, s:I}", "name", s->tasks[i].name, "id",
@@ -623,7 +629,8 @@ static void print_split(const struct split *s, uint32_t seq_len)
 void shard_builder_finish(struct shard_builder *b, int print_summary)
 {
 	// Count rule: the held groups are the valid split, in hash order (a pseudo-random order).
-	qsort(b->heap, b->n_heap, sizeof *b->heap, by_hash);
+	if (b->n_heap)
+		qsort(b->heap, b->n_heap, sizeof *b->heap, by_hash);
 	for (size_t i = 0; i < b->n_heap; i++)
 		release_group(&b->valid, &b->heap[i]);
 	split_flush(&b->train);

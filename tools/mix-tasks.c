@@ -94,6 +94,7 @@ struct mix_input {
 	struct task_table tasks;
 	struct task_records *records;  // per task (index in tasks)
 	size_t n_records;              // entries of records
+	int64_t *seen_id;              // per task: its task_id in the file being indexed (-1: not seen there)
 	struct record_files files;
 	char sha256[65];
 	const char *first_path;
@@ -133,7 +134,7 @@ static void index_input(struct mix_input *in, const char *path)
 
 	// Inside one file a task name has one task_id and a task_id one name, whatever the table says.
 	size_t n_seen = 0;
-	int64_t *seen_id = NULL;
+	int64_t *seen_id = in->seen_id;
 	msgpack_object rec;
 	while (stream_next(r, &rec)) {
 		size_t name_len, id_len, mask_len, ids_len;
@@ -155,7 +156,7 @@ static void index_input(struct mix_input *in, const char *path)
 			in->n_records = in->tasks.n;
 		}
 		if (t >= n_seen) {
-			seen_id = xrealloc(seen_id, in->tasks.n * sizeof *seen_id);
+			seen_id = in->seen_id = xrealloc(seen_id, in->tasks.n * sizeof *seen_id);
 			for (size_t j = n_seen; j < in->tasks.n; j++)
 				seen_id[j] = -1;
 			n_seen = in->tasks.n;
@@ -179,7 +180,6 @@ static void index_input(struct mix_input *in, const char *path)
 		struct record_ref ref = { r->record_offset, (uint32_t)length, file };
 		task_records_push(&in->records[t], ref, (uint32_t)(ids_len / 4), r->record);
 	}
-	free(seen_id);
 	stream_close(r);
 }
 
@@ -427,6 +427,7 @@ int main(int argc, char **argv)
 	free(in_tokens);
 	free(p);
 	free(w);
+	free(in.seen_id);
 	msgpack_unpacked_destroy(&in.first_header);
 	msgpack_sbuffer_destroy(&in.first_header_bytes);
 	free((char *)in.first_path);
