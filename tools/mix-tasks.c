@@ -380,7 +380,8 @@ int main(int argc, char **argv)
 	uint64_t all_out_tokens = 0;
 	for (t = 0; t < n; t++)
 		all_out_tokens += out_tokens[t];
-	json_t *stats = json_pack("{s:s, s:f, s:I, s:I, s:I, s:o}", "strategy", strategy, "temperature", temperature,
+	json_t *stats = json_pack("{s:s, s:o, s:I, s:I, s:I, s:o}", "strategy", strategy, "temperature",
+				  strcmp(strategy, "weights") == 0 ? json_null() : json_real(temperature),
 				  "seed", (json_int_t)seed, "examples", (json_int_t)drawn_total, "tokens",
 				  (json_int_t)all_out_tokens, "tasks", json_array());
 	if (!quiet)

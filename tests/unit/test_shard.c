@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "die.h"
+#include "ext_shuffle.h"
 #include "shard_manifest.h"
 #include "shard_read.h"
 #include "shard_verify.h"
@@ -390,6 +391,58 @@ static void test_verify_flipped_byte(void **state)
 	free(in);
 }
 
+struct drained {
+	int n;
+	int order[1000];
+};
+
+static void collect(const msgpack_object *rec, void *arg)
+{
+	struct drained *d = arg;
+	assert_int_equal(rec->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+	d->order[d->n++] = (int)rec->via.u64;
+}
+
+// The two-pass shuffle returns every record once, in an order that depends on the seed only, and spreads the
+// first records over the whole output (bucket boundaries do not show).
+static void test_external_shuffle(void **state)
+{
+	(void)state;
+	struct drained runs[3];
+	const uint64_t seeds[3] = { 1, 1, 2 };
+	for (int k = 0; k < 3; k++) {
+		struct ext_shuffle *sh = ext_shuffle_open(dir, 7, seeds[k]);
+		for (int i = 0; i < 1000; i++) {
+			msgpack_object o = { .type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = (uint64_t)i };
+			ext_shuffle_add(sh, &o);
+		}
+		runs[k].n = 0;
+		ext_shuffle_drain(sh, collect, &runs[k]);
+		assert_int_equal(runs[k].n, 1000);
+		int seen[1000] = { 0 };
+		for (int i = 0; i < 1000; i++)
+			seen[runs[k].order[i]]++;
+		for (int i = 0; i < 1000; i++)
+			assert_int_equal(seen[i], 1);
+	}
+	assert_memory_equal(runs[0].order, runs[1].order, sizeof runs[0].order);
+	assert_memory_not_equal(runs[0].order, runs[2].order, sizeof runs[0].order);
+	// Mean output position of records 0..99: 499.5 for a uniform shuffle, sd ≈ 289/sqrt(100) ≈ 29.
+	double mean = 0;
+	for (int pos = 0; pos < 1000; pos++)
+		if (runs[0].order[pos] < 100)
+			mean += pos / 100.0;
+	assert_true(mean > 499.5 - 4 * 29 && mean < 499.5 + 4 * 29);
+	// The buckets are gone.
+	char *cmd = xasprintf("ls %s | grep -c shuffle || true", dir);
+	FILE *p = popen(cmd, "r");
+	char buf[16] = "";
+	assert_non_null(fgets(buf, sizeof buf, p));
+	pclose(p);
+	assert_int_equal(atoi(buf), 0);
+	free(cmd);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -400,6 +453,7 @@ int main(void)
 		cmocka_unit_test(test_rank_world_coverage),
 		cmocka_unit_test(test_cursor_resume),
 		cmocka_unit_test(test_verify_flipped_byte),
+		cmocka_unit_test(test_external_shuffle),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	char *cmd = xasprintf("rm -rf %s", dir);
