@@ -9,11 +9,10 @@
 
 #include "die.h"
 #include "mix.h"
+#include "mix_input.h"
 #include "outfile.h"
-#include "record_index.h"
 #include "rng.h"
 #include "stream.h"
-#include "task_table.h"
 
 static noreturn void usage(FILE *fp, int code)
 {
@@ -67,135 +66,6 @@ static uint64_t parse_count(const char *opt, const char *arg)
 	if (*end || arg[0] == '-' || end == arg)
 		die(EXIT_USAGE, "%s: not a count: %s", opt, arg);
 	return v;
-}
-
-// Every record of one task: where it is and how many tokens it has.
-struct task_records {
-	size_t n, cap;
-	struct record_ref *refs;
-	uint32_t *tokens;
-	int64_t *record_no;
-};
-
-static void task_records_push(struct task_records *tr, struct record_ref ref, uint32_t tokens, int64_t record_no)
-{
-	if (tr->n == tr->cap) {
-		tr->cap = tr->cap ? 2 * tr->cap : 256;
-		tr->refs = xrealloc(tr->refs, tr->cap * sizeof *tr->refs);
-		tr->tokens = xrealloc(tr->tokens, tr->cap * sizeof *tr->tokens);
-		tr->record_no = xrealloc(tr->record_no, tr->cap * sizeof *tr->record_no);
-	}
-	tr->refs[tr->n] = ref;
-	tr->tokens[tr->n] = tokens;
-	tr->record_no[tr->n++] = record_no;
-}
-
-struct mix_input {
-	struct task_table tasks;
-	struct task_records *records;  // per task (index in tasks)
-	size_t n_records;              // entries of records
-	int64_t *seen_id;              // per task: its task_id in the file being indexed (-1: not seen there)
-	struct record_files files;
-	char sha256[65];
-	const char *first_path;
-	msgpack_sbuffer first_header_bytes;
-	msgpack_unpacked first_header;  // kept for its tokenizer and template (points into first_header_bytes)
-	msgpack_object tokenizer, template;
-};
-
-// Read one input once: header checks, its task table, and the offset of every record.
-static void index_input(struct mix_input *in, const char *path)
-{
-	if (strcmp(path, "-") == 0)
-		die(EXIT_USAGE, "inputs must be files: mix-tasks reads records back by their offsets");
-	struct stream_reader *r = stream_open(path, "medmoe.tokens", 1);
-	if (!in->first_path) {
-		uint32_t vocab;
-		stream_tokenizer(r, in->sha256, &vocab);
-		in->first_path = xstrdup(path);
-		// Deep-copy the header objects the output needs (the reader's zone dies with it).
-		msgpack_sbuffer_init(&in->first_header_bytes);
-		msgpack_packer pk;
-		msgpack_packer_init(&pk, &in->first_header_bytes, msgpack_sbuffer_write);
-		msgpack_pack_object(&pk, r->header);
-		msgpack_unpacked_init(&in->first_header);
-		msgpack_unpack_next(&in->first_header, in->first_header_bytes.data, in->first_header_bytes.size, NULL);
-		const msgpack_object *t = msgpack_map_get(&in->first_header.data, "tokenizer");
-		const msgpack_object *tpl = msgpack_map_get(&in->first_header.data, "template");
-		in->tokenizer = *t;
-		in->template.type = MSGPACK_OBJECT_NIL;
-		if (tpl)
-			in->template = *tpl;
-	} else {
-		stream_require_tokenizer(r, in->sha256, in->first_path);
-	}
-	int carried = task_table_read_header(&in->tasks, r);
-	uint32_t file = record_files_add(&in->files, path);
-
-	// Inside one file a task name has one task_id and a task_id one name, whatever the table says.
-	size_t n_seen = 0;
-	int64_t *seen_id = in->seen_id;
-	msgpack_object rec;
-	while (stream_next(r, &rec)) {
-		size_t name_len, id_len, mask_len, ids_len;
-		const char *name = rec_str(r, &rec, "task", &name_len);
-		int64_t task_id = rec_int(r, &rec, "task_id");
-		rec_str(r, &rec, "id", &id_len);
-		rec_bin(r, &rec, "ids", &ids_len);
-		rec_bin(r, &rec, "mask", &mask_len);
-		if (ids_len % 4 != 0)
-			rec_die(r, "ids", "bin of %zu bytes is not a whole number of uint32", ids_len);
-		if (mask_len != ids_len / 4)
-			rec_die(r, "mask", "%zu entries for %zu ids", mask_len, ids_len / 4);
-		if (task_id < 0 || task_id > UINT32_MAX)
-			rec_die(r, "task_id", "%lld is not in 0..2^32-1", (long long)task_id);
-		size_t t = task_table_intern(&in->tasks, name, name_len);
-		if (t >= in->n_records) {
-			in->records = xrealloc(in->records, in->tasks.n * sizeof *in->records);
-			memset(in->records + in->n_records, 0, (in->tasks.n - in->n_records) * sizeof *in->records);
-			in->n_records = in->tasks.n;
-		}
-		if (t >= n_seen) {
-			seen_id = in->seen_id = xrealloc(seen_id, in->tasks.n * sizeof *seen_id);
-			for (size_t j = n_seen; j < in->tasks.n; j++)
-				seen_id[j] = -1;
-			n_seen = in->tasks.n;
-		}
-		if (seen_id[t] < 0) {
-			for (size_t j = 0; j < n_seen; j++)
-				if (seen_id[j] == task_id)
-					rec_die(r, "task_id", "%lld is task \"%s\" in an earlier record, \"%s\" here",
-						(long long)task_id, in->tasks.tasks[j].name, in->tasks.tasks[t].name);
-			seen_id[t] = task_id;
-		} else if (seen_id[t] != task_id) {
-			rec_die(r, "task_id", "task \"%s\" had task_id %lld in an earlier record, %lld here",
-				in->tasks.tasks[t].name, (long long)seen_id[t], (long long)task_id);
-		}
-		if (carried && task_id != in->tasks.tasks[t].id)
-			rec_die(r, "task_id", "%lld, but the header's task table gives \"%s\" id %lld", (long long)task_id,
-				in->tasks.tasks[t].name, (long long)in->tasks.tasks[t].id);
-		uint64_t length = r->object_end - r->record_offset;
-		if (length > UINT32_MAX)
-			rec_die(r, NULL, "a record of %llu bytes is too big", (unsigned long long)length);
-		struct record_ref ref = { r->record_offset, (uint32_t)length, file };
-		task_records_push(&in->records[t], ref, (uint32_t)(ids_len / 4), r->record);
-	}
-	stream_close(r);
-}
-
-// Copy REC with its task_id replaced by ID.
-static void write_record(struct stream_writer *w, const msgpack_object *rec, int64_t id)
-{
-	stream_begin_record(w, rec->via.map.size);
-	for (uint32_t i = 0; i < rec->via.map.size; i++) {
-		const msgpack_object_kv *kv = &rec->via.map.ptr[i];
-		msgpack_pack_object(&w->pk, kv->key);
-		if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 7 &&
-		    memcmp(kv->key.via.str.ptr, "task_id", 7) == 0)
-			msgpack_pack_int64(&w->pk, id);
-		else
-			msgpack_pack_object(&w->pk, kv->val);
-	}
 }
 
 int main(int argc, char **argv)
@@ -267,17 +137,11 @@ int main(int argc, char **argv)
 	if (n_strategies > 1)
 		die(EXIT_USAGE, "--temperature, --proportional and --weights exclude each other");
 
-	struct mix_input in = { 0 };
-	record_files_init(&in.files);
+	struct mix_input in;
+	mix_input_init(&in);
 	for (int i = 0; i < argc; i++)
-		index_input(&in, argv[i]);
-	task_table_assign(&in.tasks);
-	size_t n = in.tasks.n;
-	if (in.n_records < n) {  // tasks named by a header table but with no records here
-		in.records = xrealloc(in.records, (n ? n : 1) * sizeof *in.records);
-		memset(in.records + in.n_records, 0, (n - in.n_records) * sizeof *in.records);
-		in.n_records = n;
-	}
+		mix_input_add(&in, argv[i]);
+	size_t n = mix_input_finish(&in);
 	if (n == 0)
 		die(EXIT_DATA, "the inputs hold no records");
 	for (size_t i = 0; i < weights.n; i++) {
@@ -351,27 +215,11 @@ int main(int argc, char **argv)
 		in.tasks.tasks[t].tokens = out_tokens[t];
 	}
 
-	struct stream_writer *wr = stream_create(out_path);
-	stream_begin_header(wr, "medmoe.tokens", 1, "mix-tasks", 3 + (in.template.type != MSGPACK_OBJECT_NIL));
-	pack_str(&wr->pk, "tokenizer");
-	msgpack_pack_object(&wr->pk, in.tokenizer);
-	if (in.template.type != MSGPACK_OBJECT_NIL) {
-		pack_str(&wr->pk, "template");
-		msgpack_pack_object(&wr->pk, in.template);
-	}
-	task_table_pack(&wr->pk, &in.tasks);
-	pack_str(&wr->pk, "inputs");
-	msgpack_pack_array(&wr->pk, (size_t)argc);
-	for (int i = 0; i < argc; i++)
-		pack_str(&wr->pk, argv[i]);
+	struct stream_writer *wr = mix_input_create_output(&in, out_path, argv, argc);
 	// The same seed replays the same draws.
 	mix_sampler_init(&s, n, pool, target, seed);
 	while (mix_sampler_next(&s, &t, &example)) {
-		struct task_records *tr = &in.records[t];
-		size_t j = pool_order[t][example];
-		msgpack_object rec;
-		record_files_read(&in.files, &tr->refs[j], tr->record_no[j], &rec);
-		write_record(wr, &rec, in.tasks.tasks[t].id);
+		mix_input_copy(&in, wr, t, pool_order[t][example]);
 	}
 	mix_sampler_free(&s);
 	stream_commit(wr);
@@ -413,13 +261,8 @@ int main(int argc, char **argv)
 	}
 	json_decref(stats);
 
-	for (t = 0; t < n; t++) {
+	for (t = 0; t < n; t++)
 		free(pool_order[t]);
-		free(in.records[t].refs);
-		free(in.records[t].tokens);
-		free(in.records[t].record_no);
-	}
-	free(in.records);
 	free(pool_order);
 	free(pool);
 	free(target);
@@ -428,12 +271,7 @@ int main(int argc, char **argv)
 	free(in_tokens);
 	free(p);
 	free(w);
-	free(in.seen_id);
-	msgpack_unpacked_destroy(&in.first_header);
-	msgpack_sbuffer_destroy(&in.first_header_bytes);
-	free((char *)in.first_path);
-	record_files_close(&in.files);
-	task_table_free(&in.tasks);
+	mix_input_free(&in);
 	for (size_t i = 0; i < weights.n; i++)
 		free(weights.names[i]);
 	for (size_t i = 0; i < epochs.n; i++)
