@@ -18,7 +18,7 @@ static noreturn void usage(FILE *fp, int code)
 {
 	fprintf(fp,
 		"usage: %s [-q] [--temperature T | --proportional | --weights TASK=W,...]\n"
-		"       [--cap-examples N] [--cap-tokens N] [--budget N] [--epochs E|TASK=E,...]\n"
+		"       [--cap-examples N] [--cap-tokens N] [--budget N] [--epochs E | TASK=E,...]\n"
 		"       [--seed S] [--stats FILE] [-o OUT] STREAM ...\n",
 		progname());
 	exit(code);

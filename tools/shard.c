@@ -22,7 +22,7 @@
 static noreturn void usage(FILE *fp, int code)
 {
 	fprintf(fp,
-		"usage: %s [-q] --seq-len N [--valid F|COUNT] [--shard-tokens N] [--no-pack]\n"
+		"usage: %s [-q] --seq-len N [--valid F | COUNT] [--shard-tokens N] [--no-pack]\n"
 		"       [--truncate | --drop] [--shuffle SEED] [--force] -o DIR [STREAM]\n"
 		"       %s [-q] --verify DIR\n",
 		progname(), progname());

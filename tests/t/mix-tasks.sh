@@ -78,4 +78,10 @@ ok_fails 2 "stdin is refused: records are read back by offset" 'mix-tasks -o bad
 ok_fails 2 "--weights must name every task" 'mix-tasks --weights qa=1 -o bad.mpk qa.mpk dialog.mpk'
 ok_fails 2 "strategies exclude each other" 'mix-tasks --temperature 2 --proportional qa.mpk'
 ok "--help prints the synopsis" 'mix-tasks --help | grep -q "^usage: mix-tasks .*--temperature T"'
+# The man page's SYNOPSIS, whitespace folded, is what --help prints.
+ok "usage matches the man page SYNOPSIS" \
+	'mandoc -Tascii -O width=400 "$MEDMOE_TOP/man/mix-tasks.1" | sed "s/.\\x08//g" | sed -n "/^SYNOPSIS/,/^DESCRIPTION/p" |
+	 sed "1d;\$d" | tr -s " \n" "  " | sed "s/^ //; s/ \$//" > synopsis &&
+	 mix-tasks --help | sed "s/^usage: //" | tr -s " \n" "  " | sed "s/^ //; s/ \$//" > usage && diff synopsis usage'
+ok "the man page is mandoc -Tlint clean" 'mandoc -Tlint -W warning "$MEDMOE_TOP/man/mix-tasks.1"'
 done_testing

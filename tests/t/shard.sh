@@ -30,6 +30,9 @@ ok "every token is placed or counted: train + valid tokens + truncated = input t
 	      awk "{ s = \$0; gsub(/[^,]/, \"\", s); if (\$0 != \"\\\"ids\\\":[]\") n += length(s) + 1 } END { print n }") &&
 	 out=$(split_sum out/manifest.json "tokens|truncated_tokens|dropped_tokens") && echo "$in = $out" &&
 	 [ "$in" -gt 0 ] && [ "$in" = "$out" ] && [ "$(split_sum out/manifest.json truncated_tokens)" -gt 0 ]'
+ok "a pipe: mix-tasks | shard" \
+	'mix-tasks -q --temperature 2 --seed 1 qa.mpk dialog.mpk | shard -q --seq-len 128 -o piped && shard -q --verify piped &&
+	 [ "$(json_int piped/manifest.json input_documents)" = "$(stream2json -N mixed.mpk | wc -l)" ]'
 ok "--verify passes on a fresh directory" 'shard --verify out'
 ok "same input, same bytes" \
 	'shard -q --seq-len 128 --valid 0.1 --shard-tokens 8192 -o out2 mixed.mpk &&
@@ -95,4 +98,10 @@ if command -v tokenize > /dev/null 2>&1 && [ -d "$SHARED/data" ] && [ -d "$SHARE
 else
 	skip "tokenize -> mix-tasks -> shard -> verify on real corpora" "needs bin/tokenize and MEDMOE_SHARED (data, qwen3)"
 fi
+# The man page's SYNOPSIS, whitespace folded, is what --help prints.
+ok "usage matches the man page SYNOPSIS" \
+	'mandoc -Tascii -O width=400 "$MEDMOE_TOP/man/shard.1" | sed "s/.\\x08//g" | sed -n "/^SYNOPSIS/,/^DESCRIPTION/p" |
+	 sed "1d;\$d" | tr -s " \n" "  " | sed "s/^ //; s/ \$//" > synopsis &&
+	 shard --help | sed "s/^usage: //" | tr -s " \n" "  " | sed "s/^ //; s/ \$//" > usage && diff synopsis usage'
+ok "the man page is mandoc -Tlint clean" 'mandoc -Tlint -W warning "$MEDMOE_TOP/man/shard.1"'
 done_testing
