@@ -236,15 +236,31 @@ uint32_t shard_reader_next(struct shard_reader *r, struct shard_batch *b)
 
 struct shard_cursor shard_reader_tell(const struct shard_reader *r)
 {
-	return r->cur;
+	struct shard_cursor c = r->cur;
+	c.sequences = r->n;
+	c.seed = r->opt.seed;
+	c.rank = r->opt.rank;
+	c.world = r->opt.world;
+	c.shuffle = r->opt.shuffle != 0;
+	return c;
 }
 
 void shard_reader_seek(struct shard_reader *r, struct shard_cursor c)
 {
+	struct shard_cursor here = shard_reader_tell(r);
+	if (c.sequences != here.sequences || c.seed != here.seed || c.rank != here.rank || c.world != here.world ||
+	    c.shuffle != here.shuffle)
+		die(EXIT_DATA,
+		    "%s: the cursor was saved reading %llu sequences as rank %u of %u (seed %llu, shuffle %u), "
+		    "not %llu as rank %u of %u (seed %llu, shuffle %u): resuming would not repeat the same batches",
+		    r->m->dir, (unsigned long long)c.sequences, c.rank, c.world, (unsigned long long)c.seed, c.shuffle,
+		    (unsigned long long)here.sequences, here.rank, here.world, (unsigned long long)here.seed,
+		    here.shuffle);
 	if (c.position > shard_reader_rank_sequences(r))
 		die(EXIT_DATA, "cursor position %llu is past this rank's %llu sequences", (unsigned long long)c.position,
 		    (unsigned long long)shard_reader_rank_sequences(r));
-	r->cur = c;
+	r->cur.epoch = c.epoch;
+	r->cur.position = c.position;
 }
 
 void shard_reader_close(struct shard_reader *r)

@@ -8,6 +8,7 @@
 //
 // The cursor is two numbers (epochs finished, sequences of this epoch's share already handed out); the order
 // is a pure function of (seed, epoch), so a reader seeked to a saved cursor gives bit-identical batches.
+// The cursor also records N, seed, rank, world and shuffle, and seek refuses one that does not match.
 // Sequences are fetched with one pread each through the shard's .idx offsets; memory is the offsets (8 bytes
 // per sequence), the permutation (4 bytes per sequence) and one batch.
 #ifndef MEDMOE_SHARD_READ_H
@@ -19,6 +20,11 @@
 struct shard_cursor {
 	uint64_t epoch;      // epochs finished
 	uint64_t position;   // sequences of this rank's share of the current epoch already returned
+	// What the position means: seek refuses a cursor saved by a reader that saw other data or another split
+	// of it (exact resume would be impossible, so it is an error rather than a silent drift).
+	uint64_t sequences;  // N of the split
+	uint64_t seed;
+	uint32_t rank, world, shuffle;
 };
 
 struct shard_reader_options {
@@ -55,6 +61,7 @@ const char *shard_reader_tokenizer_sha256(const struct shard_reader *r);
 // moved to the start of the next one.
 uint32_t shard_reader_next(struct shard_reader *r, struct shard_batch *b);
 struct shard_cursor shard_reader_tell(const struct shard_reader *r);
+// Continue from C (from shard_reader_tell); a cursor of another reader setup → exit 65.
 void shard_reader_seek(struct shard_reader *r, struct shard_cursor c);
 void shard_reader_close(struct shard_reader *r);
 void shard_batch_free(struct shard_batch *b);

@@ -324,6 +324,17 @@ static uint64_t batch_hash(const struct shard_batch *b)
 	return h ^ b->n_seqs;
 }
 
+static const char *mismatch_dir;
+static const struct shard_reader_options *mismatch_opt;
+static struct shard_cursor mismatch_cursor;
+static void seek_mismatch(void *arg)
+{
+	(void)arg;
+	struct shard_reader *r = shard_reader_open(mismatch_dir, mismatch_opt);
+	shard_reader_seek(r, mismatch_cursor);
+	shard_reader_close(r);
+}
+
 // Resuming at a saved cursor gives bit-identical batches, across an epoch boundary; shuffled epochs differ.
 static void test_cursor_resume(void **state)
 {
@@ -355,7 +366,11 @@ static void test_cursor_resume(void **state)
 			fail_msg("batch %d after the cursor differs on resume", i);
 	}
 	// Epoch 0 and epoch 1 put the sequences in different orders.
-	struct shard_cursor e0 = { 0, 0 }, e1 = { 1, 0 };
+	struct shard_cursor e0 = saved, e1 = saved;
+	e0.epoch = 0;
+	e0.position = 0;
+	e1.epoch = 1;
+	e1.position = 0;
 	shard_reader_seek(r2, e0);
 	shard_reader_next(r2, &b);
 	uint64_t first0 = batch_hash(&b);
@@ -363,6 +378,14 @@ static void test_cursor_resume(void **state)
 	shard_reader_next(r2, &b);
 	assert_true(batch_hash(&b) != first0);
 	shard_reader_close(r2);
+	// A cursor from another world size is refused.
+	struct shard_reader_options other = ro;
+	other.world = 2;
+	other.rank = 0;
+	mismatch_dir = out;
+	mismatch_opt = &other;
+	mismatch_cursor = saved;
+	assert_int_equal(unit_exit_status(seek_mismatch, NULL), EXIT_DATA);
 	shard_batch_free(&b);
 	free(want);
 	free(out);
