@@ -91,8 +91,10 @@ void mix_input_add(struct mix_input *in, const char *path)
 			rec_die(r, "task_id", "task \"%s\" had task_id %lld in an earlier record, %lld here",
 				in->tasks.tasks[t].name, (long long)seen_id[t], (long long)task_id);
 		}
+		if (carried && in->tasks.tasks[t].id < 0)
+			rec_die(r, "task", "\"%s\" is not in the header's task table", in->tasks.tasks[t].name);
 		if (carried && task_id != in->tasks.tasks[t].id)
-			rec_die(r, "task_id", "%lld, but the header's task table gives \"%s\" id %lld", (long long)task_id,
+			rec_die(r, "task_id", "%lld, but the task tables give \"%s\" id %lld", (long long)task_id,
 				in->tasks.tasks[t].name, (long long)in->tasks.tasks[t].id);
 		uint64_t length = r->object_end - r->record_offset;
 		if (length > UINT32_MAX)

@@ -64,6 +64,8 @@ ok_fails 65 "one name with two task_ids inside a file" \
 	 grep -q "twoids.mpk: record 2: task_id" err && exit $s'
 ok_fails 65 "records that disagree with their own task table" \
 	'mk -t qa -i 3 -n 4 -T qa=1 > disagree.mpk && mix-tasks -o bad.mpk disagree.mpk'
+ok_fails 65 "a record whose task its file's table does not list" \
+	'mk -t qa -n 3 -T other=1 > unlisted.mpk && mix-tasks -o bad.mpk unlisted.mpk'
 ok_fails 65 "mixed tokenizers are refused, naming both files" \
 	'mk -t other -k $(printf "c%.0s" $(seq 64)) -n 5 > other.mpk && mix-tasks -o bad.mpk qa.mpk other.mpk 2> err;
 	 s=$?; cat err >&2; grep -q "other.mpk" err && grep -q "qa.mpk" err && exit $s'
