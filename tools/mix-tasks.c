@@ -235,7 +235,16 @@ int main(int argc, char **argv)
 	if (!quiet)
 		fprintf(stderr, "%-24s %5s %10s %12s %10s %10s %12s %7s %8s %8s %8s\n", "task", "id", "input", "in_tokens",
 			"pool", "output", "out_tokens", "epochs", "p", "share", "tok_share");
-	for (t = 0; t < n; t++) {
+	// Rows in id order: the order of the header's task table.
+	size_t *by_id = xmalloc(n * sizeof *by_id);
+	for (size_t k = 0; k < n; k++) {
+		size_t j = k;
+		for (; j > 0 && in.tasks.tasks[by_id[j - 1]].id > in.tasks.tasks[k].id; j--)
+			by_id[j] = by_id[j - 1];
+		by_id[j] = k;
+	}
+	for (size_t row = 0; row < n; row++) {
+		t = by_id[row];
 		struct task_entry *te = &in.tasks.tasks[t];
 		double ep = pool[t] ? (double)target[t] / (double)pool[t] : 0.0;
 		double share = drawn_total ? (double)target[t] / (double)drawn_total : 0.0;
@@ -253,6 +262,7 @@ int main(int argc, char **argv)
 						(json_int_t)out_tokens[t], "epochs", ep, "probability", p[t], "share",
 						share, "token_share", tok_share));
 	}
+	free(by_id);
 	if (stats_path) {
 		struct outfile *sf = outfile_open(stats_path);
 		if (json_dumpf(stats, sf->fp, JSON_INDENT(1)) != 0 || fputc('\n', sf->fp) == EOF)
