@@ -18,6 +18,11 @@
 #define SHUFFLE_BUCKET_BYTES (64u << 20)
 // Buckets when the input's size is unknown (a pipe): memory is then about input size / 256.
 #define SHUFFLE_PIPE_BUCKETS 256
+// At most this many bucket files open at once (the usual limit is 1024 descriptors): past 32 GiB of input
+// the buckets grow instead.
+#define SHUFFLE_MAX_BUCKETS 512
+// The longest --seq-len: the packer keeps 2 × 16 open sequences of 5 bytes per token.
+#define MAX_SEQ_LEN (1u << 24)
 
 static noreturn void usage(FILE *fp, int code)
 {
@@ -118,7 +123,7 @@ int main(int argc, char **argv)
 	}
 	if (argc > 1 || !out_dir || seq_len == 0)
 		usage(stderr, EXIT_USAGE);
-	if (seq_len > (1u << 30))
+	if (seq_len > MAX_SEQ_LEN)
 		die(EXIT_USAGE, "--seq-len: %llu is too long", (unsigned long long)seq_len);
 	if (n_policies > 1)
 		die(EXIT_USAGE, "--truncate and --drop exclude each other");
@@ -139,6 +144,8 @@ int main(int argc, char **argv)
 		struct stat st;
 		if (strcmp(opt.input, "-") != 0 && stat(opt.input, &st) == 0)
 			n_buckets = (size_t)(st.st_size / SHUFFLE_BUCKET_BYTES) + 1;
+		if (n_buckets > SHUFFLE_MAX_BUCKETS)
+			n_buckets = SHUFFLE_MAX_BUCKETS;
 		struct ext_shuffle *sh = ext_shuffle_open(dir->tmp_path, n_buckets, opt.shuffle_seed);
 		while (stream_next(r, &rec)) {
 			shard_doc_from_record(r->path, r->record, &rec, &doc);
