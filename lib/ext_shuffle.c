@@ -23,6 +23,8 @@ struct ext_shuffle {
 
 static int write_file(void *data, const char *buf, size_t len)
 {
+	if (len == 0)  // an empty bin's body may come with a NULL pointer
+		return 0;
 	return fwrite(buf, 1, len, data) == len ? 0 : -1;
 }
 

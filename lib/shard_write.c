@@ -74,6 +74,8 @@ struct hash_sink {
 static int hash_write(void *data, const char *buf, size_t len)
 {
 	struct hash_sink *h = data;
+	if (len == 0)  // an empty bin's body may come with a NULL pointer
+		return 0;
 	SHA256Update(&h->sha, (const uint8_t *)buf, len);
 	h->bytes += len;
 	return fwrite(buf, 1, len, h->fp) == len ? 0 : -1;
