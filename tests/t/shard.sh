@@ -52,6 +52,11 @@ ok "--drop leaves long documents out and counts them" \
 	'shard -q --seq-len 64 --drop -o dropped qa.mpk && m=dropped/manifest.json &&
 	 [ "$(json_int $m dropped_documents)" -gt 0 ] && [ "$(json_int $m truncated_documents)" = 0 ] &&
 	 [ "$(( $(json_int $m documents) + $(json_int $m dropped_documents) ))" = 600 ] && shard -q --verify dropped'
+ok "empty documents are counted, shuffled or not, and mix-tasks passes them on" \
+	'mk -t qa -n 300 -l 0 -L 5 > empties.mpk && mix-tasks -q -o empties-mixed.mpk empties.mpk &&
+	 shard -q --seq-len 16 --shuffle 1 --valid 0.2 -o emp empties-mixed.mpk && shard -q --verify emp &&
+	 [ "$(split_sum emp/manifest.json empty_documents)" -gt 10 ] &&
+	 [ "$(split_sum emp/manifest.json input_documents)" = 300 ]'
 ok "--valid COUNT puts exactly that many documents in valid" \
 	'shard -q --seq-len 512 --valid 25 -o vcount qa.mpk && [ "$(doc_ids vcount valid | wc -l)" = 25 ]'
 ok "the valid split does not move when data is added" \
