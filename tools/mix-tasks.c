@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "die.h"
+#include "progress.h"
 #include "mix.h"
 #include "mix_input.h"
 #include "outfile.h"
@@ -218,9 +219,16 @@ int main(int argc, char **argv)
 	struct stream_writer *wr = mix_input_create_output(&in, out_path, argv, argc);
 	// The same seed replays the same draws.
 	mix_sampler_init(&s, n, pool, target, seed);
+	struct progress prog;
+	size_t n_written = 0, n_written_tokens = 0;
+	progress_start(&prog, "mix-tasks", quiet);
+	progress_set_total(&prog, drawn_total);
 	while (mix_sampler_next(&s, &t, &example)) {
 		mix_input_copy(&in, wr, t, pool_order[t][example]);
+		n_written_tokens += in.records[t].tokens[pool_order[t][example]];
+		progress_update(&prog, ++n_written, n_written_tokens);
 	}
+	progress_end(&prog, n_written, n_written_tokens);
 	mix_sampler_free(&s);
 	stream_commit(wr);
 

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "die.h"
+#include "progress.h"
 #include "ext_shuffle.h"
 #include "outfile.h"
 #include "shard_verify.h"
@@ -154,10 +155,16 @@ int main(int argc, char **argv)
 		struct drain_ctx ctx = { b, opt.input };
 		ext_shuffle_drain(sh, add_shuffled, &ctx);
 	} else {
+		struct progress prog;
+		size_t n_tokens = 0;
+		progress_start(&prog, "shard", quiet);
 		while (stream_next(r, &rec)) {
 			shard_doc_from_record(r->path, r->record, &rec, &doc);
 			shard_builder_add(b, &doc);
+			n_tokens += doc.len;
+			progress_update(&prog, (size_t)r->record, n_tokens);
 		}
+		progress_end(&prog, (size_t)r->record, n_tokens);
 	}
 	shard_builder_finish(b, !quiet);
 	stream_close(r);
