@@ -143,20 +143,24 @@ static void check_file_ids(const struct pred_set *set, size_t from)
 	for (size_t i = 0; i < n; i++)
 		order[i] = &set->items[from + i];
 	qsort(order, n, sizeof *order, cmp_id_then_bench);
-	for (size_t i = 1; i < n; i++) {
+	const struct pred *first = NULL, *second = NULL;
+	for (size_t i = 1; i < n && !first; i++) {
 		const struct pred *a = order[i - 1], *b = order[i];
-		if (strcmp(a->id, b->id))
-			continue;
-		const struct pred *first = a->record < b->record ? a : b, *second = a->record < b->record ? b : a;
-		if (a->bench == b->bench)
-			die_data(set->files[second->file], second->record, "id",
-				 "\"%s\" (%s) already in record %lld: the same question twice", second->id, second->bench,
-				 (long long)first->record);
-		die_data(set->files[second->file], second->record, "id",
-			 "\"%s\" is under bench %s here and under %s in record %lld: one stream mixes benchmarks' ids",
-			 second->id, second->bench, first->bench, (long long)first->record);
+		if (!strcmp(a->id, b->id)) {
+			first = a->record < b->record ? a : b;
+			second = a->record < b->record ? b : a;
+		}
 	}
 	free(order);
+	if (!first)
+		return;
+	if (first->bench == second->bench)
+		die_data(set->files[second->file], second->record, "id",
+			 "\"%s\" (%s) already in record %lld: the same question twice", second->id, second->bench,
+			 (long long)first->record);
+	die_data(set->files[second->file], second->record, "id",
+		 "\"%s\" is under bench %s here and under %s in record %lld: one stream mixes benchmarks' ids",
+		 second->id, second->bench, first->bench, (long long)first->record);
 }
 
 void pred_set_read(struct pred_set *set, const char *path)

@@ -131,11 +131,21 @@ void history_read(struct history *h, const char *path)
 			continue;
 		json_error_t err;
 		json_t *obj = json_loads(line, 0, &err);
-		if (!obj || !json_is_object(obj))
+		if (!obj || !json_is_object(obj)) {
+			fclose(fp);
+			free(raw);
+			free(line);
+			json_decref(obj);
 			die_data(path, line_no, NULL, "not a JSON object: %s", obj ? "another value" : err.text);
+		}
 		json_t *results = json_object_get(obj, "results");
-		if (!json_is_object(results))
+		if (!json_is_object(results)) {
+			fclose(fp);
+			free(raw);
+			free(line);
+			json_decref(obj);
 			die_data(path, line_no, "results", "missing or not an object");
+		}
 		json_t *label = json_object_get(obj, "label"), *stamp = json_object_get(obj, "timestamp");
 		const char *name = json_is_string(label) ? json_string_value(label)
 				   : json_is_string(stamp) ? json_string_value(stamp) : "?";
@@ -146,8 +156,15 @@ void history_read(struct history *h, const char *path)
 		json_object_foreach(results, key, val) {
 			json_t *acc = json_object_get(val, "acc"), *ci = json_object_get(val, "acc_ci"),
 			       *n = json_object_get(val, "n");
-			if (!json_is_number(acc))
-				die_data(path, line_no, key, "no numeric \"acc\"");
+			if (!json_is_number(acc)) {
+				char series[256];   // key lives in obj
+				snprintf(series, sizeof series, "%s", key);
+				fclose(fp);
+				free(raw);
+				free(line);
+				json_decref(obj);
+				die_data(path, line_no, series, "no numeric \"acc\"");
+			}
 			struct raw_point p = { h->n_runs, series_index(h, key), { json_number_value(acc), NAN, NAN, 0 } };
 			if (json_is_array(ci) && json_array_size(ci) == 2) {
 				p.pt.lo = json_number_value(json_array_get(ci, 0));

@@ -114,6 +114,10 @@ ok "--plot-history draws a well-formed trend" '
 	grep -q "<polyline" trend.svg && grep -q ">r2</text>" trend.svg'
 printf 'not json\n' > bad.jsonl
 ok_fails 65 "--plot-history on a broken history" 'score --history bad.jsonl --plot-history t.svg'
+ok_fails 65 "--plot-history on a history line without results" \
+	'head -1 hist.jsonl > bad2.jsonl && echo "{\"label\": \"x\"}" >> bad2.jsonl && score --history bad2.jsonl --plot-history t.svg'
+ok_fails 65 "--plot-history on a history with a non-numeric accuracy" \
+	'echo "{\"results\": {\"cmb\": {\"acc\": \"high\"}}}" > bad3.jsonl && score --history bad3.jsonl --plot-history t.svg'
 
 # ---- --fail-under ----
 ok "--fail-under below the accuracy exits 0" 'score --fail-under 0.2 run.mpk > /dev/null'
