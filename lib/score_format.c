@@ -161,18 +161,28 @@ void score_write_text(FILE *fp, const struct score_report *rep, const struct sco
 	}
 	write_meta_lines(fp, rep, meta, "");
 	for (size_t r = 0; r <= t.n_rows; r++) {
+		char *line = NULL;
+		size_t len = 0;
+		FILE *lf = open_memstream(&line, &len);
+		if (!lf)
+			die_errno("open_memstream");
 		for (size_t k = 0; k < t.n_cols; k++) {
 			const char *cell = r == 0 ? t.head[k] : t.cells[(r - 1) * t.n_cols + k];
 			int fill = width[k] - display_width(cell);
 			if (k == 0) {         // the group name: left-aligned
-				fputs(cell, fp);
-				pad(fp, fill);
+				fputs(cell, lf);
+				pad(lf, fill);
 			} else {
-				pad(fp, 2 + fill);
-				fputs(cell, fp);
+				pad(lf, 2 + fill);
+				fputs(cell, lf);
 			}
 		}
+		fclose(lf);
+		while (len > 0 && line[len - 1] == ' ')   // rows without paired columns end in blanks
+			len--;
+		fwrite(line, 1, len, fp);
 		fputc('\n', fp);
+		free(line);
 	}
 	write_subject_lists(fp, rep, "");
 	free_table(&t);

@@ -42,6 +42,10 @@ static const struct extract_case cases[] = {
 	{ EXTRACT_CMB, "ABCDE", 0, "答案是\xff\xfe" "C。", "C", "invalid UTF-8 is replaced, not fatal" },
 	{ EXTRACT_CMB, "ABCDE", 0, "", "", "empty output" },
 	{ EXTRACT_CMB, "ABCDE", 1, "正确选项是：\nA\nC", "AC", "the capture runs over newlines" },
+	{ EXTRACT_CMB, "ABCDE", 0, "根据题干描述，患者出现典型的心绞痛症状，故选C。", "C", "no 答案: the fallback" },
+	{ EXTRACT_CMB, "ABCDE", 0, "A项错误，B项错误，故选C。", "A",
+	  "CMB's fallback takes the first letter mentioned (a known weakness of its rule)" },
+	{ EXTRACT_CMB, "ABCDE", 0, "正确答案是：D", "D", "正确答案是 contains 答案是" },
 
 	// ---- CMMLU (extract_choice, deterministic) ----
 	{ EXTRACT_CMMLU, "ABCD", 0, "B", "B", "first character" },
@@ -64,6 +68,7 @@ static const struct extract_case cases[] = {
 	{ EXTRACT_CMMLU, "ABCD", 0, "这道题选不出来，A、B、C、D都有可能", "", "four letters, no pattern" },
 	{ EXTRACT_CMMLU, "ABCD", 0, "答案是E", "", "E is not a CMMLU option" },
 	{ EXTRACT_CMMLU, "ABCD", 0, "答案为肾上腺素，即选项C", "C", "答案(选项)?为(.*?)X" },
+	{ EXTRACT_CMMLU, "ABCD", 0, "正确答案是 B。", "B", "答案是, a space, the letter" },
 
 	// ---- English ----
 	{ EXTRACT_EN, "ABCD", 0, "The answer is (B).", "B", "The answer is (X)" },
@@ -85,6 +90,9 @@ static const struct extract_case cases[] = {
 	{ EXTRACT_EN, "ABCD", 1, "ACD", "ACD", "a leading run on a multi-answer question" },
 	{ EXTRACT_EN, "ABCD", 0, "ACD", "", "a run is no single answer" },
 	{ EXTRACT_EN, "ABCD", 0, "", "", "empty output" },
+	{ EXTRACT_EN, "ABCD", 0, "**Answer: B**", "B", "Markdown bold" },
+	{ EXTRACT_EN, "ABCD", 0, "The correct answer is option C.", "C", "answer is option X" },
+	{ EXTRACT_EN, "ABCD", 0, "Answer:\n\nC", "C", "the letter on a later line" },
 };
 
 static void test_cases(void **state)
