@@ -28,6 +28,12 @@
 // five-option question is dropped before the single-answer rule takes the first letter).
 //
 // An extractor caches the compiled patterns per option-letter set; it is not thread-safe (one per thread).
+// Use, per benchmark (eval-exam):
+//     struct extractor *x = extractor_new(extract_rule_for(item->bench, item->lang));
+//     char letters[EXTRACT_MAX_LETTERS + 1];
+//     int parsed = extract_answer(x, text, text_len, item->letters, item->n_options, item->multi, letters);
+//     ... "predicted" = parsed ? letters : nil, "parsed" = parsed ...
+//     extractor_free(x);
 #ifndef MEDMOE_EXTRACT_H
 #define MEDMOE_EXTRACT_H
 
