@@ -51,6 +51,7 @@ awk -F '\t' '
 	  if ($3 == "multi") add("multi_exact\t" $1 "\t\t") }
 	END { for (k in n) print k "\t" n[k] "\t" right[k] + 0 "\t" unp[k] + 0 }' run.tsv | LC_ALL=C sort > want.counts
 ok "score --tsv runs" 'score --tsv run.mpk > run.out.tsv'
+ok "- reads standard input" 'score --tsv - < run.mpk | cmp - run.out.tsv'
 ok "counts per row equal an independent awk count" '
 	awk -F "\t" "NR > 1 && \$1 != \"macro\" && \$1 != \"multi_f1\" { print \$1 \"\t\" \$2 \"\t\" \$3 \"\t\" \$4 \"\t\" \$5 \"\t\" \$6 \"\t\" \$7 }" run.out.tsv |
 		LC_ALL=C sort > got.counts &&
