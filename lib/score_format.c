@@ -441,7 +441,7 @@ void score_write_json(FILE *fp, const struct score_report *rep, const struct sco
 		set(config, "only_baseline", json_integer((json_int_t)rep->only_base));
 	}
 	set(root, "date", json_real(meta->date));
-	if (json_dumpf(root, fp, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)))
+	if (json_dumpf(root, fp, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)))
 		die(EXIT_FAIL, "json: cannot write the report");
 	fputc('\n', fp);
 	json_decref(root);
