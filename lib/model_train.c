@@ -170,7 +170,6 @@ double model_train_forward(struct model *m, const int32_t *ids, int64_t T, const
 		}
 	if (m->adapter) {
 		adapter_begin(m->adapter, T, tr->tok_task);
-		m->adapter->training = 1;
 		m->adapter->recomputing = 0;
 	}
 	embedding_forward(tensor2(tr->xres, T, C), ids, tensor2(m->w.wte, V, C));

@@ -14,7 +14,8 @@
 #include "model.h"
 
 // Like model_forward (model.h) for one packed batch, plus doc_task (n_docs) the task id of each document (NULL:
-// all 0).  The attached adapter (model_set_adapter) is put in training mode.  Returns the mean cross-entropy.
+// all 0).  The attached adapter (model_set_adapter) runs in the mode of its `training` flag (dropout, loads,
+// contrastive loss on; off for a validation pass).  Returns the mean cross-entropy.
 double model_train_forward(struct model *m, const int32_t *ids, int64_t T, const int32_t *doc_offsets, int n_docs,
 			   const int32_t *doc_task, const uint8_t *loss_mask, int64_t *n_targets);
 // Gradients of SCALE · objective of the last model_train_forward, accumulated into the adapter's grads.

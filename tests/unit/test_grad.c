@@ -255,6 +255,7 @@ static void check_method(enum adapter_method method, int recompute, double dropo
 		}
 	}
 	model_set_adapter(c.m, c.a, 0);
+	c.a->training = 1;
 	model_train_set_recompute(c.m, recompute);
 	c.T = 19;
 	c.n_docs = 3;
