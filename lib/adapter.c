@@ -220,7 +220,7 @@ struct adapter *adapter_new(const struct adapter_config *cfg, int n_layers, cons
 
 	// Initialisation, in layout order from one generator.
 	struct rng r;
-	rng_seed(&r, c->seed);
+	rng_seed(&r, c->seed, 0);
 	if (c->method == ADAPTER_MOELORA) {
 		init_normal(&r, a->params + a->off_E, (size_t)c->n_tasks * c->task_emb, 1.0);   // nn.Embedding
 		init_uniform(&r, a->params + a->off_Wg, (size_t)c->experts * c->task_emb, 1.0 / sqrt(c->task_emb));

@@ -160,7 +160,7 @@ static void dropout_apply(const struct adapter *a, int l, int tgt, const real *x
 	for (int64_t t = 0; t < T; t++) {
 		for (int64_t i = 0; i < D; i++) {
 			uint64_t key = base + (uint64_t)(t * D + i);
-			double u = (double)(rng_splitmix64(&key) >> 11) * 0x1.0p-53;
+			double u = (double)(splitmix64(&key) >> 11) * 0x1.0p-53;
 			out[t * D + i] = u < p ? 0 : x[t * D + i] * keep_scale;
 		}
 	}

@@ -9,7 +9,7 @@
 // (~1e-5) are checked to better than 1e-6 relative.  An expert that no token chose has an exactly zero gradient
 // and exactly zero differences; that is accepted, as long as most tensors of a method are not zero.  Top-k
 // routing is piecewise constant: an element whose ±2h perturbation changes any token's chosen experts sits at a
-// kink, is skipped and counted (a handful at most).
+// kink, is skipped and counted (at most a tenth of them).
 // The objective itself carries ~1e-15 relative rounding (thousands of fp64 operations), which the difference
 // quotient turns into ~1e-11 absolute noise; gradients below ~1e-4 (a rarely routed expert) therefore get an
 // absolute floor of FD_FLOOR = 1e-10 on top of the 1e-6 relative tolerance.
@@ -110,7 +110,7 @@ static void test_op_weight_grads(void **state)
 {
 	(void)state;
 	struct rng r;
-	rng_seed(&r, 7);
+	rng_seed(&r, 7, 0);
 	int64_t T = 7, C = 6, OC = 11;
 	real x[7 * 6], w[11 * 6], b[11], out[7 * 11], aux[7], tile[15], coef[7 * 11];
 	real dx[7 * 6], dw[11 * 6], db[11];
@@ -213,7 +213,7 @@ static size_t routes(const struct adapter *a, int32_t *out)
 static void check_method(enum adapter_method method, int recompute, double dropout)
 {
 	struct rng r;
-	rng_seed(&r, 11 + method);
+	rng_seed(&r, 11 + method, 0);
 	struct model_ctx c = {0};
 	c.m = tiny_model(&r);
 	struct adapter_config cfg;
@@ -269,7 +269,7 @@ static void check_method(enum adapter_method method, int recompute, double dropo
 	adapter_zero_grads(c.a);
 	model_objective(&c);
 	model_train_backward(c.m, 1.0);
-	size_t n_routes = routes(c.a, NULL), n_kinks = 0;
+	size_t n_routes = routes(c.a, NULL), n_kinks = 0, n_checked = 0;
 	int32_t *base_routes = xmalloc((n_routes + 1) * sizeof(int32_t)), *now = xmalloc((n_routes + 1) * sizeof(int32_t));
 	routes(c.a, base_routes);
 	struct adapter_tensor *ts;
@@ -287,6 +287,7 @@ static void check_method(enum adapter_method method, int recompute, double dropo
 		double num = 0, den = 0, maxfd = 0, maxerr = 0, h = 1e-4;
 		for (size_t k = 0; k < cnt && k < 24; k++) {
 			size_t e = k * stride % cnt;
+			n_checked++;
 			size_t idx = ts[i].off + (size_t)((int64_t)(e / ts[i].shape[1]) * ts[i].ld + (int64_t)(e % ts[i].shape[1]));
 			real save = c.a->params[idx];
 			double f[4], d[4] = {-2, -1, 1, 2};
@@ -316,8 +317,8 @@ static void check_method(enum adapter_method method, int recompute, double dropo
 			fail_msg("%s: relative error %.3g (max element error %.3g of max %.3g)", what, sqrt(num / den),
 				 maxerr, maxfd);
 	}
-	if (n_kinks > 10)
-		fail_msg("%s: %zu perturbations crossed a routing kink", adapter_method_name(method), n_kinks);
+	if (n_kinks * 10 > n_checked)
+		fail_msg("%s: %zu of %zu perturbations crossed a routing kink", adapter_method_name(method), n_kinks, n_checked);
 	free(base_routes);
 	free(now);
 	if (n_zero * 4 > n)
