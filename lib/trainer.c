@@ -471,8 +471,9 @@ void train_run(const struct train_opts *o)
 			double ce = model_train_forward(r.m, r.ids, T, r.offsets, n_docs, r.doc_task, r.mask, NULL), l, c;
 			adapter_aux_loss(a, &l, &c);
 			if (!isfinite(ce) || !isfinite(l) || !isfinite(c))
-				die(EXIT_FAIL, "step %llu: the loss is %g: stopping; the last checkpoint in %s/state is intact",
-				    (unsigned long long)r.step, ce, o->run);
+				die(EXIT_FAIL, "step %llu: the %s is %s: stopping; the last checkpoint in %s/state is intact",
+				    (unsigned long long)r.step, !isfinite(ce) ? "loss" : "auxiliary loss",
+				    isnan(ce + l + c) ? "NaN" : "infinite", o->run);
 			model_train_backward(r.m, 1.0 / o->accum);
 			adapter_queue_push(a);
 			loss += ce / o->accum;
@@ -482,8 +483,8 @@ void train_run(const struct train_opts *o)
 		}
 		double gnorm = grad_global_norm(a->grads, a->n_params);
 		if (!isfinite(gnorm))
-			die(EXIT_FAIL, "step %llu: the gradient norm is %g: stopping; the last checkpoint in %s/state is intact",
-			    (unsigned long long)r.step, gnorm, o->run);
+			die(EXIT_FAIL, "step %llu: the gradient norm is %s: stopping; the last checkpoint in %s/state is intact",
+			    (unsigned long long)r.step, isnan(gnorm) ? "NaN" : "infinite", o->run);
 		grad_clip(a->grads, a->n_params, gnorm, o->clip);
 		double lr = lr_at(o->schedule, o->lr, r.step, r.warmup, o->steps);
 		adamw_update(&o->adamw, lr, r.step, a->params, a->grads, a->adam_m, a->adam_v, a->n_params);
