@@ -288,7 +288,7 @@ size_t adapter_tensors(const struct adapter *a, struct adapter_tensor **out)
 	struct adapter_tensor *v = NULL;
 	size_t n = 0, cap = 0;
 	const struct adapter_config *c = &a->cfg;
-	char name[160];
+	char name[256];
 	if (c->method == ADAPTER_MOELORA) {
 		add_tensor(&v, &n, &cap, "moelora.task_embedding.weight", 2, c->n_tasks, c->task_emb, a->off_E, 0);
 		add_tensor(&v, &n, &cap, "moelora.gate.weight", 2, c->experts, c->task_emb, a->off_Wg, 0);

@@ -127,7 +127,7 @@ void adapter_free(struct adapter *a);
 // into params (or grads when GRADS) for contiguous tensors; B blocks of experts are strided and go through
 // adapter_tensor_copy.
 struct adapter_tensor {
-	char name[160];
+	char name[256];
 	int ndim;
 	int64_t shape[2];
 	size_t off;           // into params

@@ -235,16 +235,23 @@ static long resume(struct run *r)
 		die(EXIT_FAIL, "--resume: %s: %s (no checkpoint to resume from?)", path, err.text);
 	const json_t *saved = json_object_get(j, "training");
 	if (!json_equal((json_t *)saved, r->training)) {
+		// name the first setting that differs (everything freed first: die exits at once)
+		char msg[512] = "the training settings differ from the run's";
 		const char *k;
 		json_t *v;
 		json_object_foreach(r->training, k, v) {
 			if (!json_equal(v, json_object_get(saved, k))) {
-				char *a = json_dumps(json_object_get(saved, k), JSON_ENCODE_ANY);
-				char *b = json_dumps(v, JSON_ENCODE_ANY);
-				die(EXIT_USAGE, "--resume: %s was %s in this run, %s now", k, a ? a : "absent", b);
+				char *was = json_dumps(json_object_get(saved, k), JSON_ENCODE_ANY);
+				char *now = json_dumps(v, JSON_ENCODE_ANY);
+				snprintf(msg, sizeof msg, "%s was %s in this run, %s now", k, was ? was : "absent", now ? now : "?");
+				free(was);
+				free(now);
+				break;
 			}
 		}
-		die(EXIT_USAGE, "--resume: the training settings differ from the run's");
+		json_decref(j);
+		free(path);
+		die(EXIT_USAGE, "--resume: %s", msg);
 	}
 	r->step = (uint64_t)jint(j, path, "step");
 	long metrics_bytes = (long)jint(j, path, "metrics_bytes");

@@ -89,7 +89,7 @@ static void peft_case(const char *name)
 	if (fabs(got - loss[0]) > 1e-5 * fabs(loss[0]))
 		fail_msg("%s: loss %.7f, PEFT %.7f", name, got, loss[0]);
 	for (size_t i = 0; i < n; i++) {
-		char gname[200];
+		char gname[300];
 		snprintf(gname, sizeof gname, "grad.%s", ts[i].name);
 		int64_t cnt;
 		float *want = read_f32(exp, gname, &cnt), *have = xmalloc((size_t)cnt * sizeof(float));

@@ -277,7 +277,7 @@ static void check_method(enum adapter_method method, int recompute, double dropo
 	real *g = xmalloc(c.a->n_params * sizeof(real));
 	memcpy(g, c.a->grads, c.a->n_params * sizeof(real));
 	for (size_t i = 0; i < n; i++) {
-		char what[220];
+		char what[320];
 		snprintf(what, sizeof what, "%s %s%s", adapter_method_name(method), ts[i].name, recompute ? " (recompute)" : "");
 		// element e of the tensor lives at off + row·ld + col (B blocks are strided within B_all)
 		// up to 24 elements spread over the tensor (coprime stride), to keep the test to seconds
