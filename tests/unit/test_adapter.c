@@ -329,6 +329,20 @@ static void test_inference_and_round_trip(void **state)
 	double l_inf = model_forward(m, ids, 30, offs, 1, mask, NULL, NULL);
 	if (fabs(l_train - l_inf) > 1e-5)
 		fail_msg("training forward %.7f, inference %.7f", l_train, l_inf);
+	// decoding with the KV cache applies the adapter too: the last position's logits match the packed forward
+	int64_t V = m->cfg.vocab;
+	float *logits = xmalloc((size_t)(30 * V) * sizeof(float)), *last = xmalloc((size_t)V * sizeof(float));
+	model_forward(m, ids, 30, offs, 1, NULL, logits, NULL);
+	struct kv_cache *cache = kv_cache_new(m, 64);
+	model_decode(m, cache, ids, 20, NULL);
+	for (int t = 20; t < 30; t++)
+		model_decode(m, cache, ids + t, 1, last);
+	for (int64_t v = 0; v < V; v++)
+		if (fabsf(last[v] - logits[29 * V + v]) > 1e-4f)
+			fail_msg("decode logit %lld: %g, forward %g", (long long)v, last[v], logits[29 * V + v]);
+	kv_cache_free(cache);
+	free(logits);
+	free(last);
 	model_set_adapter(m, NULL, 0);
 	double l_base = model_forward(m, ids, 30, offs, 1, mask, NULL, NULL);
 	assert_true(fabs(l_base - l_inf) > 1e-4);   // the adapter changes something

@@ -150,6 +150,82 @@ static void test_op_weight_grads(void **state)
 	check_tensor("lmhead dweight", w, (size_t)(OC * C), 1, dw, op_objective, &c);
 }
 
+// attention (GQA 4:2, three documents), RoPE and SwiGLU: input gradients of Σ coef·out
+struct act_ctx {
+	int which;
+	real *q, *k, *v, *out, *lse, *scratch, *coef, *inv_freq;
+	int32_t *offs, *pos;
+};
+
+#define AT 13
+#define ANH 4
+#define ANKV 2
+#define AHD 6
+
+static double act_objective(void *vctx)
+{
+	struct act_ctx *c = vctx;
+	double s = 0;
+	int64_t n = (int64_t)AT * ANH * AHD;
+	if (c->which == 0) {
+		attention_forward(tensor3(c->out, AT, ANH, AHD), tensor2(c->lse, ANH, AT), tensor3(c->q, AT, ANH, AHD),
+				  tensor3(c->k, AT, ANKV, AHD), tensor3(c->v, AT, ANKV, AHD), c->offs, 3, 0,
+				  tensor3(c->scratch, 1, 4, AT));
+	} else if (c->which == 1) {
+		memcpy(c->out, c->q, (size_t)n * sizeof(real));
+		rope_forward(tensor3(c->out, AT, ANH, AHD), c->pos, tensor1(c->inv_freq, AHD / 2));
+	} else {
+		swiglu_forward(tensor2(c->out, AT, ANH * AHD), tensor2(c->q, AT, ANH * AHD), tensor2(c->k, AT, ANH * AHD));
+	}
+	for (int64_t i = 0; i < n; i++)
+		s += c->coef[i] * c->out[i];
+	return s;
+}
+
+static void test_op_input_grads(void **state)
+{
+	(void)state;
+	struct rng r;
+	rng_seed(&r, 8, 0);
+	size_t nq = (size_t)AT * ANH * AHD, nk = (size_t)AT * ANKV * AHD;
+	real q[AT * ANH * AHD], k[AT * ANH * AHD], v[AT * ANKV * AHD], out[AT * ANH * AHD], lse[ANH * AT];
+	real scratch[4 * AT], coef[AT * ANH * AHD], inv_freq[AHD / 2];
+	real dq[AT * ANH * AHD], dk[AT * ANH * AHD], dv[AT * ANKV * AHD];
+	int32_t offs[4] = {0, 5, 6, AT}, pos[AT];
+	for (int t = 0; t < AT; t++)
+		pos[t] = t < 5 ? t : t < 6 ? 0 : t - 6;
+	for (int i = 0; i < AHD / 2; i++)
+		inv_freq[i] = pow(10000.0, -2.0 * i / AHD);
+	fill(&r, q, nq, 1), fill(&r, k, nq, 1), fill(&r, v, nk, 1), fill(&r, coef, nq, 1);
+	struct act_ctx c = {0, q, k, v, out, lse, scratch, coef, inv_freq, offs, pos};
+
+	act_objective(&c);
+	memset(dq, 0, sizeof dq), memset(dk, 0, sizeof dk), memset(dv, 0, sizeof dv);
+	attention_backward(tensor3(dq, AT, ANH, AHD), tensor3(dk, AT, ANKV, AHD), tensor3(dv, AT, ANKV, AHD),
+			   tensor3(coef, AT, ANH, AHD), tensor3(out, AT, ANH, AHD), tensor2(lse, ANH, AT),
+			   tensor3(q, AT, ANH, AHD), tensor3(k, AT, ANKV, AHD), tensor3(v, AT, ANKV, AHD), offs, 3, 0);
+	check_tensor("attention dq", q, nq, 1, dq, act_objective, &c);
+	check_tensor("attention dk", k, nk, 1, dk, act_objective, &c);
+	check_tensor("attention dv", v, nk, 1, dv, act_objective, &c);
+
+	c.which = 1;
+	memcpy(dq, coef, sizeof dq);
+	rope_backward(tensor3(dq, AT, ANH, AHD), pos, tensor1(inv_freq, AHD / 2));
+	check_tensor("rope dx", q, nq, 1, dq, act_objective, &c);
+
+	c.which = 2;
+	memset(dq, 0, sizeof dq), memset(dk, 0, sizeof dk);
+	swiglu_backward(tensor2(dq, AT, ANH * AHD), tensor2(dk, AT, ANH * AHD), tensor2(coef, AT, ANH * AHD),
+			tensor2(q, AT, ANH * AHD), tensor2(k, AT, ANH * AHD));
+	check_tensor("swiglu dgate", q, nq, 1, dq, act_objective, &c);
+	check_tensor("swiglu dup", k, nq, 1, dk, act_objective, &c);
+
+	real a[5] = {0}, b[5] = {0}, g[5] = {1, -2, 3, 0.5, 7};
+	residual_backward(tensor1(a, 5), tensor1(b, 5), tensor1(g, 5));
+	assert_memory_equal(a, g, sizeof g);
+	assert_memory_equal(b, g, sizeof g);
+}
+
 // ----------------------------------------------------------------------------
 // the whole model with each method: every adapter tensor
 
@@ -274,6 +350,8 @@ static void check_method(enum adapter_method method, int recompute, double dropo
 	routes(c.a, base_routes);
 	struct adapter_tensor *ts;
 	size_t n = adapter_tensors(c.a, &ts), n_zero = 0;
+	double worst = 0;
+	char worst_name[400] = "";
 	real *g = xmalloc(c.a->n_params * sizeof(real));
 	memcpy(g, c.a->grads, c.a->n_params * sizeof(real));
 	for (size_t i = 0; i < n; i++) {
@@ -316,7 +394,15 @@ static void check_method(enum adapter_method method, int recompute, double dropo
 		if (sqrt(num) > FD_TOL * sqrt(den) + FD_FLOOR * 5 || maxerr > FD_TOL * maxfd + FD_FLOOR)
 			fail_msg("%s: relative error %.3g (max element error %.3g of max %.3g)", what, sqrt(num / den),
 				 maxerr, maxfd);
+		if (sqrt(num / den) > worst) {
+			worst = sqrt(num / den);
+			snprintf(worst_name, sizeof worst_name, "%s (gradient norm %.2g)", ts[i].name, sqrt(den));
+		}
 	}
+	if (getenv("FD_VERBOSE"))
+		printf("# %s%s: %zu tensors, %zu elements, %zu at routing kinks, %zu zero; worst relative error %.2g: %s\n",
+		       adapter_method_name(method), recompute ? " (recompute)" : "", n, n_checked, n_kinks, n_zero, worst,
+		       worst_name);
 	if (n_kinks * 10 > n_checked)
 		fail_msg("%s: %zu of %zu perturbations crossed a routing kink", adapter_method_name(method), n_kinks, n_checked);
 	free(base_routes);
@@ -339,7 +425,7 @@ int main(void)
 {
 	omp_set_num_threads(1);   // tiny matrices: threads cost more than they give
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_op_weight_grads), cmocka_unit_test(test_fd_lora),
+		cmocka_unit_test(test_op_weight_grads), cmocka_unit_test(test_op_input_grads), cmocka_unit_test(test_fd_lora),
 		cmocka_unit_test(test_fd_moelora),      cmocka_unit_test(test_fd_mingmoe),
 		cmocka_unit_test(test_fd_sparsedoctor), cmocka_unit_test(test_fd_recompute),
 	};
