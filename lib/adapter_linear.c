@@ -257,57 +257,64 @@ static const real *queue_row(const struct adapter *a, const struct adapter_slot 
 	return a->queue + s->off_queue + ((size_t)e * a->cfg.con_queue + (size_t)i) * a->cfg.con_proj;
 }
 
-// Loss of token t and, when dq is not NULL, d(loss)/dq · coef into dq.
-static double contrastive_token(const struct adapter *a, const struct adapter_slot *s, int64_t t, real *lbuf,
-				real coef, real *dq)
+// InfoNCE over the whole queue for a block of tokens, with matrix products: the scores of TB tokens against
+// all N·Q ring rows are one product (TB, N·Q) = q_block · queueᵀ / τ, rows not yet filled are skipped.  Returns
+// the summed loss of the block's tokens that have a positive (their count added to *valid); when dq is not
+// NULL, coef · d(loss)/dq is added to dq (TB, P) through a second product.
+#define CON_TB 64
+
+static double contrastive_block(const struct adapter *a, const struct adapter_slot *s, int64_t t0, int64_t tb,
+				real *L, real coef, real *dq, int64_t *valid)
 {
 	const struct adapter_config *c = &a->cfg;
-	int P = c->con_proj, pos = s->topk[t * c->top_k];
-	if (s->q_fill[pos] == 0)
-		return NAN;
-	const real *q = s->q + t * P;
-	real inv_tau = (real)(1.0 / c->con_tau), m = -INFINITY, mp = -INFINITY;
-	int64_t n = 0;
-	for (int e = 0; e < s->n_routed; e++)
-		for (int64_t i = 0; i < s->q_fill[e]; i++, n++) {
-			const real *kr = queue_row(a, s, e, i);
-			real v = 0;
-			for (int j = 0; j < P; j++)
-				v += q[j] * kr[j];
-			lbuf[n] = v * inv_tau;
-			m = lbuf[n] > m ? lbuf[n] : m;
-			if (e == pos)
-				mp = lbuf[n] > mp ? lbuf[n] : mp;
+	int P = c->con_proj, Q = c->con_queue, N = s->n_routed;
+	int64_t nk = (int64_t)N * Q;
+	const real *keys = a->queue + s->off_queue;
+	real inv_tau = (real)(1.0 / c->con_tau);
+	ops_gemm(0, 1, tb, nk, P, inv_tau, s->q + t0 * P, P, keys, P, 0, L, nk);
+	double sum = 0;
+	for (int64_t i = 0; i < tb; i++) {
+		real *row = L + i * nk;
+		int pos = s->topk[(t0 + i) * c->top_k];
+		if (s->q_fill[pos] == 0) {
+			memset(row, 0, (size_t)nk * sizeof(real));
+			continue;
 		}
-	double z = 0, zp = 0;
-	n = 0;
-	for (int e = 0; e < s->n_routed; e++)
-		for (int64_t i = 0; i < s->q_fill[e]; i++, n++) {
-			z += exp((double)(lbuf[n] - m));
-			if (e == pos)
-				zp += exp((double)(lbuf[n] - mp));
-		}
-	double lse = m + log(z), lsep = mp + log(zp);
-	if (dq) {
-		n = 0;
-		for (int e = 0; e < s->n_routed; e++)
-			for (int64_t i = 0; i < s->q_fill[e]; i++, n++) {
-				double dl = exp(lbuf[n] - lse) - (e == pos ? exp(lbuf[n] - lsep) : 0.0);
-				const real *kr = queue_row(a, s, e, i);
-				for (int j = 0; j < P; j++)
-					dq[j] += (real)(coef * dl) * inv_tau * kr[j];
+		double m = -INFINITY, mp = -INFINITY, z = 0, zp = 0;
+		for (int e = 0; e < N; e++)
+			for (int64_t k = 0; k < s->q_fill[e]; k++) {
+				double v = row[(int64_t)e * Q + k];
+				m = v > m ? v : m;
+				if (e == pos)
+					mp = v > mp ? v : mp;
+			}
+		for (int e = 0; e < N; e++)
+			for (int64_t k = 0; k < s->q_fill[e]; k++) {
+				double v = row[(int64_t)e * Q + k];
+				z += exp(v - m);
+				if (e == pos)
+					zp += exp(v - mp);
+			}
+		double lse = m + log(z), lsep = mp + log(zp);
+		sum += lse - lsep;
+		(*valid)++;
+		if (!dq)
+			continue;
+		// d(loss)/d(score_j) = softmax_all_j − softmax_pos_j; scores are q·k/τ
+		for (int e = 0; e < N; e++)
+			for (int64_t k = 0; k < Q; k++) {
+				real *v = &row[(int64_t)e * Q + k];
+				if (k >= s->q_fill[e]) {
+					*v = 0;
+					continue;
+				}
+				double d = exp(*v - lse) - (e == pos ? exp(*v - lsep) : 0.0);
+				*v = (real)(d * coef) * inv_tau;
 			}
 	}
-	return lse - lsep;
-}
-
-static int64_t queue_keys(const struct adapter *a, const struct adapter_slot *s)
-{
-	int64_t n = 0;
-	for (int e = 0; e < s->n_routed; e++)
-		n += s->q_fill[e];
-	(void)a;
-	return n;
+	if (dq)
+		ops_gemm(0, 0, tb, P, nk, 1, L, nk, keys, P, 1, dq, P);
+	return sum;
 }
 
 static void contrastive_forward(struct adapter *a, struct adapter_slot *s, struct tensor x)
@@ -325,17 +332,12 @@ static void contrastive_forward(struct adapter *a, struct adapter_slot *s, struc
 		for (int j = 0; j < P; j++)
 			q[j] = nn > 0 ? q[j] / nn : 0;
 	}
-	int64_t nk = queue_keys(a, s), valid = 0;
+	int64_t valid = 0;
 	double sum = 0;
-	real *lbuf = xmalloc((size_t)(nk + 1) * sizeof(real));
-	for (int64_t t = 0; t < T; t++) {
-		double l = contrastive_token(a, s, t, lbuf, 0, NULL);
-		if (!isnan(l)) {
-			sum += l;
-			valid++;
-		}
-	}
-	free(lbuf);
+	real *L = xmalloc((size_t)CON_TB * s->n_routed * c->con_queue * sizeof(real));
+	for (int64_t t0 = 0; t0 < T; t0 += CON_TB)
+		sum += contrastive_block(a, s, t0, T - t0 < CON_TB ? T - t0 : CON_TB, L, 0, NULL, &valid);
+	free(L);
 	s->con = valid ? sum / (double)valid : 0;
 }
 
@@ -344,31 +346,26 @@ static void contrastive_backward(struct adapter *a, struct adapter_slot *s, stru
 				 real *dz)
 {
 	const struct adapter_config *c = &a->cfg;
-	int64_t T = x.dim[0];
+	int64_t T = x.dim[0], valid = 0;
 	int P = c->con_proj;
-	int64_t nk = queue_keys(a, s), valid = 0;
 	for (int64_t t = 0; t < T; t++)
 		valid += s->q_fill[s->topk[t * c->top_k]] > 0;
 	memset(dz, 0, (size_t)(T * P) * sizeof(real));
 	if (!valid)
 		return;
 	real coef = (real)(c->con_lambda / a->n_routed_slots / (double)valid) * a->grad_scale;
-#pragma omp parallel
-	{
-		real *lbuf = xmalloc((size_t)(nk + 1) * sizeof(real));
-#pragma omp for
-		for (int64_t t = 0; t < T; t++) {
-			real *d = dz + t * P;
-			if (isnan(contrastive_token(a, s, t, lbuf, coef, d)))
-				continue;
-			const real *q = s->q + t * P;
-			real qd = 0;
-			for (int j = 0; j < P; j++)
-				qd += q[j] * d[j];
-			for (int j = 0; j < P; j++)
-				d[j] = s->znorm[t] > 0 ? (d[j] - q[j] * qd) / s->znorm[t] : 0;
-		}
-		free(lbuf);
+	real *L = xmalloc((size_t)CON_TB * s->n_routed * c->con_queue * sizeof(real));
+	int64_t counted = 0;
+	for (int64_t t0 = 0; t0 < T; t0 += CON_TB)
+		contrastive_block(a, s, t0, T - t0 < CON_TB ? T - t0 : CON_TB, L, coef, dz + t0 * P, &counted);
+	free(L);
+	for (int64_t t = 0; t < T; t++) {
+		real *d = dz + t * P, qd = 0;
+		const real *q = s->q + t * P;
+		for (int j = 0; j < P; j++)
+			qd += q[j] * d[j];
+		for (int j = 0; j < P; j++)
+			d[j] = s->znorm[t] > 0 ? (d[j] - q[j] * qd) / s->znorm[t] : 0;
 	}
 	ops_gemm(1, 0, P, s->d_in, T, 1, dz, P, x.data, s->d_in, 1, a->grads + s->off_P, s->d_in);
 	if (dx.data)
