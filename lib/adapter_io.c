@@ -38,7 +38,7 @@ void adapter_base_config_sha256(const struct model *m, char out[65])
 	free(path);
 }
 
-static json_t *config_json(const struct adapter *a, const struct model *m, const json_t *tasks, const json_t *training)
+json_t *adapter_config_json(const struct adapter *a, const struct model *m, const json_t *tasks, const json_t *training)
 {
 	const struct adapter_config *c = &a->cfg;
 	json_t *root = json_object(), *targets = json_array(), *base = json_object();
@@ -111,7 +111,7 @@ void adapter_save(const struct adapter *a, const struct model *m, const char *di
 	free(buf);
 	free(ts);
 
-	json_t *root = config_json(a, m, tasks, training);
+	json_t *root = adapter_config_json(a, m, tasks, training);
 	path = xasprintf("%s/adapter_config.json", dir);
 	struct outfile *out = outfile_open(path);
 	if (json_dumpf(root, out->fp, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) != 0)

@@ -27,6 +27,9 @@ void adapter_base_config_sha256(const struct model *m, char out[65]);
 // stored as given (either may be NULL).
 void adapter_save(const struct adapter *a, const struct model *m, const char *dir, const json_t *tasks,
 		  const json_t *training);
+// The adapter_config.json object (caller json_decref's).
+json_t *adapter_config_json(const struct adapter *a, const struct model *m, const json_t *tasks,
+			    const json_t *training);
 // Read RUN_DIR's adapter for base model M: the config, the base identity (a checkpoint whose config.json or
 // tokenizer differs is refused, exit 65, naming both hashes), every tensor with its shape.
 struct adapter *adapter_load(const char *run_dir, const struct model *m);

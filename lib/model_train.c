@@ -26,7 +26,7 @@ struct model_train {
 	real *xres, *x_tmp, *xn_f, *rstd_f;
 	real *dres, *dxn, *dh, *dg, *du, *datt, *dq, *dk, *dv, *dq_pre, *dk_pre, *dxsel, *dloss;
 	int32_t *imem, *sel, *tok_task, *doc_offsets;
-	int n_docs;
+	int n_docs, cap_docs;
 	int64_t T, M;
 };
 
@@ -58,10 +58,8 @@ static void plan(struct model *m, int64_t T, int n_docs)
 	if (!m->train)
 		m->train = xcalloc(1, sizeof *m->train);
 	struct model_train *tr = m->train;
-	if (T <= tr->cap && tr->planned_recompute == tr->recompute && n_docs <= tr->n_docs) {
-		tr->n_docs = n_docs;
+	if (T <= tr->cap && tr->planned_recompute == tr->recompute && n_docs <= tr->cap_docs)
 		return;
-	}
 	const struct model_config *c = &m->cfg;
 	int L = c->n_layers;
 	size_t N = (size_t)T, C = (size_t)c->hidden, F = (size_t)c->ffn, NH = (size_t)c->n_heads;
@@ -139,7 +137,7 @@ static void plan(struct model *m, int64_t T, int n_docs)
 	tr->tok_task = tr->sel + N;
 	tr->doc_offsets = tr->tok_task + N;
 	tr->cap = T;
-	tr->n_docs = n_docs;
+	tr->cap_docs = n_docs;
 	tr->planned_recompute = tr->recompute;
 }
 

@@ -288,8 +288,10 @@ static void write_header(struct run *r)
 	pack_kv_str(pk, "program", "train-experts");
 	pack_kv_str(pk, "program_version", MEDMOE_VERSION);
 	pack_kv_str(pk, "method", adapter_method_name(r->o->adapter.method));
-	pack_str(pk, "config");
-	pack_json(pk, r->training);
+	pack_str(pk, "config");   // what adapter_config.json holds: every hyperparameter, the base, tasks, training
+	json_t *cfg = adapter_config_json(r->a, r->m, r->tasks, r->training);
+	pack_json(pk, cfg);
+	json_decref(cfg);
 }
 
 static void write_record(struct run *r, double loss, double lb, double con, double val, double lr, double gnorm,
