@@ -213,7 +213,7 @@ struct adapter *adapter_new(const struct adapter_config *cfg, int n_layers, cons
 	a->grads = a->params + off;
 	a->adam_m = a->grads + off;
 	a->adam_v = a->adam_m + off;
-	a->queue = a->n_queue ? xcalloc(a->n_queue, sizeof(real)) : NULL;
+	a->queue = a->n_queue ? xcalloc(a->n_queue, sizeof(uint16_t)) : NULL;
 	a->task_gate = xcalloc(2 * (size_t)c->n_tasks * c->experts, sizeof(real));
 	a->dtask_gate = a->task_gate + (size_t)c->n_tasks * c->experts;
 	a->task_load = xcalloc((size_t)c->n_tasks * c->experts, sizeof(int64_t));

@@ -16,7 +16,10 @@
 //                 q = normalize(P x) with a trainable projection P (proj, d_in) per routed linear; the keys are a
 //                 per-expert FIFO memory queue of past q's (detached); the positives are the entries of the
 //                 token's top-1 expert; loss = −log Σ_pos e^{q·k/τ} / Σ_all e^{q·k/τ}, mean over the tokens
-//                 that have a positive, averaged over the routed linears, weighted λ.
+//                 that have a positive, averaged over the routed linears, weighted λ.  The queue entries are
+//                 stored in half precision (2 bytes per value), the scores computed in the working precision.
+//                 Its gradient reaches the projection only: the router is supervised through the choice of the
+//                 positive expert (its top-1), which is piecewise constant.
 // Dropout (on x before A, one mask per linear shared by its experts — the MOELoRA code draws one per expert;
 // documented deviation) applies to the non-routed linears: MING's routed training path applies none.
 // Masks come from a hash of (seed, step, layer, linear, element), so recomputation and resume reproduce them.
@@ -101,7 +104,7 @@ struct adapter {
 	size_t n_params;
 	real *params, *grads, *adam_m, *adam_v;
 	size_t off_E, off_Wg;         // moelora gate
-	real *queue;                  // sparsedoctor queues, all slots
+	uint16_t *queue;              // sparsedoctor queues, all slots, IEEE half precision (DESIGN §4)
 	size_t n_queue;
 	int n_routed_slots;
 	// per forward
@@ -154,6 +157,9 @@ void adapter_backward_finish(struct adapter *a);
 double adapter_aux_loss(const struct adapter *a, double *lb, double *con);
 // After the optimizer step: push this forward's contrastive queries into the memory queues.
 void adapter_queue_push(struct adapter *a);
+// Entry I of expert E's ring in routed slot S (con_proj values), read or written through half precision.
+void adapter_queue_get(const struct adapter *a, const struct adapter_slot *s, int e, int64_t i, real *out);
+void adapter_queue_set(struct adapter *a, const struct adapter_slot *s, int e, int64_t i, const real *v);
 void adapter_zero_grads(struct adapter *a);
 void adapter_zero_loads(struct adapter *a);
 

@@ -235,7 +235,7 @@ void adapter_state_save(const struct adapter *a, const char *path)
 	st_writer_add(w, "params", ST_F32, 1, &n, a->params);
 	st_writer_add(w, "adam_m", ST_F32, 1, &n, a->adam_m);
 	st_writer_add(w, "adam_v", ST_F32, 1, &n, a->adam_v);
-	float *pos = NULL;
+	float *pos = NULL, *qf = NULL;
 	if (a->n_queue) {
 		int64_t nq = (int64_t)a->n_queue, np = 0;
 		for (int i = 0; i < a->n_layers * N_TARGETS; i++)
@@ -249,18 +249,22 @@ void adapter_state_save(const struct adapter *a, const char *path)
 				pos[k++] = (float)a->slots[i].q_head[e];
 				pos[k++] = (float)a->slots[i].q_fill[e];
 			}
-		st_writer_add(w, "queue", ST_F32, 1, &nq, a->queue);
+		qf = xmalloc(a->n_queue * sizeof(float));   // half → fp32 is exact; stored back as F16
+		for (size_t i = 0; i < a->n_queue; i++)
+			qf[i] = st_f16_to_f32(a->queue[i]);
+		st_writer_add(w, "queue", ST_F16, 1, &nq, qf);
 		st_writer_add(w, "queue_positions", ST_F32, 1, &np, pos);
 	}
 	st_writer_write(w, path);
 	free(pos);
+	free(qf);
 }
 
 static void load_vec(const struct safetensors *st, const char *path, const char *name, float *dst, size_t n)
 {
 	const struct st_tensor *t = safetensors_find(st, name);
-	if (!t || t->dtype != ST_F32 || (size_t)t->nelem != n)
-		die_data(path, -1, name, "missing, or not %zu fp32 values (another adapter configuration?)", n);
+	if (!t || (size_t)t->nelem != n)
+		die_data(path, -1, name, "missing, or not %zu values (another adapter configuration?)", n);
 	st_tensor_to_f32(t, dst);
 }
 
@@ -276,7 +280,11 @@ void adapter_state_load(struct adapter *a, const char *path)
 			if (a->slots[i].q_head)
 				np += 2 * (size_t)a->slots[i].n_routed;
 		float *pos = xmalloc(np * sizeof(float));
-		load_vec(st, path, "queue", a->queue, a->n_queue);
+		float *qf = xmalloc(a->n_queue * sizeof(float));
+		load_vec(st, path, "queue", qf, a->n_queue);
+		for (size_t i = 0; i < a->n_queue; i++)
+			a->queue[i] = st_f32_to_f16(qf[i]);
+		free(qf);
 		load_vec(st, path, "queue_positions", pos, np);
 		size_t k = 0;
 		for (int i = 0; i < a->n_layers * N_TARGETS; i++)

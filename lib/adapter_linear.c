@@ -17,6 +17,7 @@
 
 #include "die.h"
 #include "rng.h"
+#include "safetensors.h"
 
 #ifdef MEDMOE_DOUBLE
 #define R_EXP exp
@@ -252,9 +253,34 @@ static void gates_forward(struct adapter *a, struct adapter_slot *s, struct tens
 // sparsedoctor contrastive loss
 
 // The entries of expert e's queue: rows 0 .. fill−1 of its ring (order does not matter for the sums).
-static const real *queue_row(const struct adapter *a, const struct adapter_slot *s, int e, int64_t i)
+static uint16_t *queue_row(const struct adapter *a, const struct adapter_slot *s, int e, int64_t i)
 {
 	return a->queue + s->off_queue + ((size_t)e * a->cfg.con_queue + (size_t)i) * a->cfg.con_proj;
+}
+
+void adapter_queue_get(const struct adapter *a, const struct adapter_slot *s, int e, int64_t i, real *out)
+{
+	const uint16_t *h = queue_row(a, s, e, i);
+	for (int j = 0; j < a->cfg.con_proj; j++)
+		out[j] = st_f16_to_f32(h[j]);
+}
+
+void adapter_queue_set(struct adapter *a, const struct adapter_slot *s, int e, int64_t i, const real *v)
+{
+	uint16_t *h = queue_row(a, s, e, i);
+	for (int j = 0; j < a->cfg.con_proj; j++)
+		h[j] = st_f32_to_f16((float)v[j]);
+}
+
+// The slot's whole queue widened to the working precision (N·Q rows of P), for the score products.
+static real *queue_keys(const struct adapter *a, const struct adapter_slot *s)
+{
+	size_t n = (size_t)s->n_routed * a->cfg.con_queue * a->cfg.con_proj;
+	real *k = xmalloc(n * sizeof(real));
+	const uint16_t *h = a->queue + s->off_queue;
+	for (size_t i = 0; i < n; i++)
+		k[i] = st_f16_to_f32(h[i]);
+	return k;
 }
 
 // InfoNCE over the whole queue for a block of tokens, with matrix products: the scores of TB tokens against
@@ -263,13 +289,12 @@ static const real *queue_row(const struct adapter *a, const struct adapter_slot 
 // NULL, coef · d(loss)/dq is added to dq (TB, P) through a second product.
 #define CON_TB 64
 
-static double contrastive_block(const struct adapter *a, const struct adapter_slot *s, int64_t t0, int64_t tb,
-				real *L, real coef, real *dq, int64_t *valid)
+static double contrastive_block(const struct adapter *a, const struct adapter_slot *s, const real *keys,
+				int64_t t0, int64_t tb, real *L, real coef, real *dq, int64_t *valid)
 {
 	const struct adapter_config *c = &a->cfg;
 	int P = c->con_proj, Q = c->con_queue, N = s->n_routed;
 	int64_t nk = (int64_t)N * Q;
-	const real *keys = a->queue + s->off_queue;
 	real inv_tau = (real)(1.0 / c->con_tau);
 	ops_gemm(0, 1, tb, nk, P, inv_tau, s->q + t0 * P, P, keys, P, 0, L, nk);
 	double sum = 0;
@@ -334,10 +359,11 @@ static void contrastive_forward(struct adapter *a, struct adapter_slot *s, struc
 	}
 	int64_t valid = 0;
 	double sum = 0;
-	real *L = xmalloc((size_t)CON_TB * s->n_routed * c->con_queue * sizeof(real));
+	real *L = xmalloc((size_t)CON_TB * s->n_routed * c->con_queue * sizeof(real)), *keys = queue_keys(a, s);
 	for (int64_t t0 = 0; t0 < T; t0 += CON_TB)
-		sum += contrastive_block(a, s, t0, T - t0 < CON_TB ? T - t0 : CON_TB, L, 0, NULL, &valid);
+		sum += contrastive_block(a, s, keys, t0, T - t0 < CON_TB ? T - t0 : CON_TB, L, 0, NULL, &valid);
 	free(L);
+	free(keys);
 	s->con = valid ? sum / (double)valid : 0;
 }
 
@@ -354,11 +380,12 @@ static void contrastive_backward(struct adapter *a, struct adapter_slot *s, stru
 	if (!valid)
 		return;
 	real coef = (real)(c->con_lambda / a->n_routed_slots / (double)valid) * a->grad_scale;
-	real *L = xmalloc((size_t)CON_TB * s->n_routed * c->con_queue * sizeof(real));
+	real *L = xmalloc((size_t)CON_TB * s->n_routed * c->con_queue * sizeof(real)), *keys = queue_keys(a, s);
 	int64_t counted = 0;
 	for (int64_t t0 = 0; t0 < T; t0 += CON_TB)
-		contrastive_block(a, s, t0, T - t0 < CON_TB ? T - t0 : CON_TB, L, coef, dz + t0 * P, &counted);
+		contrastive_block(a, s, keys, t0, T - t0 < CON_TB ? T - t0 : CON_TB, L, coef, dz + t0 * P, &counted);
 	free(L);
+	free(keys);
 	for (int64_t t = 0; t < T; t++) {
 		real *d = dz + t * P, qd = 0;
 		const real *q = s->q + t * P;
@@ -383,8 +410,7 @@ void adapter_queue_push(struct adapter *a)
 			continue;
 		for (int64_t t = 0; t < a->T; t++) {
 			int e = s->topk[t * c->top_k];
-			real *dst = (real *)queue_row(a, s, e, s->q_head[e]);
-			memcpy(dst, s->q + t * c->con_proj, (size_t)c->con_proj * sizeof(real));
+			adapter_queue_set(a, s, e, s->q_head[e], s->q + t * c->con_proj);
 			s->q_head[e] = (s->q_head[e] + 1) % c->con_queue;
 			if (s->q_fill[e] < c->con_queue)
 				s->q_fill[e]++;

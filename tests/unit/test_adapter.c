@@ -227,11 +227,12 @@ static void test_lb_and_contrastive_direct(void **state)
 		s->q_fill[e] = e + 1 < Q ? e + 1 : Q;
 		s->q_head[e] = s->q_fill[e] % Q;
 		for (int k = 0; k < s->q_fill[e]; k++) {
-			float *row = a->queue + s->off_queue + ((size_t)e * Q + k) * P, nn = 0;
+			float row[8], nn = 0;
 			for (int j = 0; j < P; j++)
 				row[j] = (float)rng_normal(&r), nn += row[j] * row[j];
 			for (int j = 0; j < P; j++)
 				row[j] /= sqrtf(nn);
+			adapter_queue_set(a, s, e, k, row);
 		}
 	}
 	float x[T_ * DIN], y[T_ * DOUT];
@@ -276,7 +277,8 @@ static void test_lb_and_contrastive_direct(void **state)
 		double all = 0, pos = 0;
 		for (int e = 0; e < N; e++)
 			for (int k = 0; k < s->q_fill[e]; k++) {
-				const float *row = a->queue + s->off_queue + ((size_t)e * Q + k) * P;
+				float row[8];
+				adapter_queue_get(a, s, e, k, row);
 				double d = 0;
 				for (int j = 0; j < P; j++)
 					d += q[j] / sqrt(nn) * row[j];

@@ -320,12 +320,13 @@ static void check_method(enum adapter_method method, int recompute, double dropo
 			for (int e = 0; e < s->n_routed; e++) {
 				s->q_fill[e] = e + 1 < cfg.con_queue ? e + 1 : cfg.con_queue;
 				for (int64_t k = 0; k < s->q_fill[e]; k++) {
-					real *row = (real *)queue_row(c.a, s, e, k), nn = 0;
+					real row[16], nn = 0;
 					fill(&r, row, (size_t)cfg.con_proj, 1);
 					for (int j = 0; j < cfg.con_proj; j++)
 						nn += row[j] * row[j];
 					for (int j = 0; j < cfg.con_proj; j++)
 						row[j] /= sqrt(nn);
+					adapter_queue_set(c.a, s, e, k, row);
 				}
 			}
 		}
