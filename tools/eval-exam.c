@@ -1,0 +1,230 @@
+// eval-exam — answer the questions of a medmoe.exam stream with a model: option log-likelihoods (loglik) or
+// greedy generation and the benchmark's answer extraction (generate); a medmoe.predictions stream out.
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "die.h"
+#include "eval.h"
+#include "model.h"
+#include "outfile.h"
+#include "progress.h"
+#include "schema.h"
+#include "stream.h"
+#include "tokenizer.h"
+
+#define MAX_STOPS 16
+
+struct options {
+	const char *base, *adapter, *task, *output, *input;
+	int generate;
+	long batch_tokens, max_new, limit;
+	double multi_threshold;
+	const char *stops[MAX_STOPS];
+	int n_stops;
+	int quiet;
+};
+
+static noreturn void usage(FILE *fp, int code)
+{
+	fprintf(fp,
+		"usage: %s --base model [--adapter run] [--task name] [--mode loglik|generate]\n"
+		"       [--batch-tokens n] [--multi-threshold p] [--max-new-tokens n] [--stop string]\n"
+		"       [--limit n] [-q] [-o predictions] [exam_stream]\n",
+		progname());
+	exit(code);
+}
+
+static long parse_long(const char *opt, const char *arg, long min)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(arg, &end, 10);
+	if (*end || end == arg || errno || v < min || v > 1L << 30)
+		die(EXIT_USAGE, "%s: not a whole number >= %ld: %s", opt, min, arg);
+	return v;
+}
+
+// Read up to --batch-tokens worth of questions (at least one), score them in one forward, write them.
+static size_t run_loglik(const struct options *o, struct model *m, struct stream_reader *r,
+			 const struct schema *spec, struct stream_writer *w, struct progress *p, size_t *tokens)
+{
+	size_t cap = 64, done = 0;
+	struct eval_question *batch = xcalloc(cap, sizeof *batch);
+	msgpack_object rec;
+	int more = 1;
+	struct eval_question pending;   // read but not yet fitted into a pack
+	int have_pending = 0;
+	while (more || have_pending) {
+		size_t n = 0;
+		int64_t T = 0;
+		for (;;) {
+			if (!have_pending) {
+				if (!more || (o->limit && done + n >= (size_t)o->limit) || !stream_next(r, &rec)) {
+					more = 0;
+					break;
+				}
+				schema_check_record(spec, r, &rec);
+				eval_question_read(r, &rec, (uint32_t)m->cfg.vocab, &pending);
+				have_pending = 1;
+			}
+			int64_t t = eval_loglik_tokens(&pending);
+			if (n > 0 && T + t > o->batch_tokens)
+				break;   // the next pack starts with it
+			if (n == cap)
+				batch = xrealloc(batch, (cap *= 2) * sizeof *batch);
+			batch[n++] = pending;
+			have_pending = 0;
+			T += t;
+		}
+		if (n == 0)
+			break;
+		eval_loglik_score(m, batch, (int)n);
+		for (size_t i = 0; i < n; i++) {
+			eval_choose(&batch[i], o->multi_threshold);
+			eval_prediction_write(w, &batch[i], 1);
+			eval_question_free(&batch[i]);
+		}
+		done += n;
+		*tokens += (size_t)T;
+		progress_update(p, done, *tokens);
+	}
+	free(batch);
+	return done;
+}
+
+static size_t run_generate(const struct options *o, struct model *m, struct stream_reader *r,
+			   const struct schema *spec, struct stream_writer *w, struct progress *p, size_t *tokens,
+			   size_t *unparsed)
+{
+	struct tokenizer *tok = tokenizer_load(m->dir);
+	struct eval_generator *g = eval_generator_new(m, tok, (int)o->max_new, o->stops, o->n_stops);
+	msgpack_object rec;
+	size_t done = 0;
+	while ((!o->limit || done < (size_t)o->limit) && stream_next(r, &rec)) {
+		struct eval_question q;
+		schema_check_record(spec, r, &rec);
+		eval_question_read(r, &rec, (uint32_t)m->cfg.vocab, &q);
+		int n_new = eval_generate(g, &q);
+		*unparsed += !q.parsed;
+		eval_prediction_write(w, &q, 0);
+		*tokens += q.prompt.len + (size_t)n_new;
+		eval_question_free(&q);
+		progress_update(p, ++done, *tokens);
+	}
+	eval_generator_free(g);
+	tokenizer_free(tok);
+	return done;
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_BASE = 256, OPT_ADAPTER, OPT_TASK, OPT_MODE, OPT_BATCH_TOKENS, OPT_MULTI_THRESHOLD,
+	       OPT_MAX_NEW, OPT_STOP, OPT_LIMIT };
+	static const struct option longopts[] = {
+		{ "base", required_argument, NULL, OPT_BASE },
+		{ "adapter", required_argument, NULL, OPT_ADAPTER },
+		{ "task", required_argument, NULL, OPT_TASK },
+		{ "mode", required_argument, NULL, OPT_MODE },
+		{ "batch-tokens", required_argument, NULL, OPT_BATCH_TOKENS },
+		{ "multi-threshold", required_argument, NULL, OPT_MULTI_THRESHOLD },
+		{ "max-new-tokens", required_argument, NULL, OPT_MAX_NEW },
+		{ "stop", required_argument, NULL, OPT_STOP },
+		{ "limit", required_argument, NULL, OPT_LIMIT },
+		{ "output", required_argument, NULL, 'o' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct options o = { .output = "-", .input = "-", .batch_tokens = 2048, .max_new = 32 };
+	int ch;
+	char *end;
+
+	set_progname(argv[0]);
+	while ((ch = getopt_long(argc, argv, "o:q", longopts, NULL)) != -1) {
+		switch (ch) {
+		case OPT_BASE: o.base = optarg; break;
+		case OPT_ADAPTER: o.adapter = optarg; break;
+		case OPT_TASK: o.task = optarg; break;
+		case OPT_MODE:
+			if (strcmp(optarg, "loglik") == 0)
+				o.generate = 0;
+			else if (strcmp(optarg, "generate") == 0)
+				o.generate = 1;
+			else
+				die(EXIT_USAGE, "--mode: loglik or generate, not %s", optarg);
+			break;
+		case OPT_BATCH_TOKENS: o.batch_tokens = parse_long("--batch-tokens", optarg, 1); break;
+		case OPT_MULTI_THRESHOLD:
+			o.multi_threshold = strtod(optarg, &end);
+			if (*end || end == optarg || !(o.multi_threshold > 0 && o.multi_threshold < 1))
+				die(EXIT_USAGE, "--multi-threshold: a probability between 0 and 1, not %s", optarg);
+			break;
+		case OPT_MAX_NEW: o.max_new = parse_long("--max-new-tokens", optarg, 1); break;
+		case OPT_STOP:
+			if (o.n_stops == MAX_STOPS)
+				die(EXIT_USAGE, "--stop: at most %d stop strings", MAX_STOPS);
+			if (!*optarg)
+				die(EXIT_USAGE, "--stop: an empty stop string would stop at once");
+			o.stops[o.n_stops++] = optarg;
+			break;
+		case OPT_LIMIT: o.limit = parse_long("--limit", optarg, 1); break;
+		case 'o': o.output = optarg; break;
+		case 'q': o.quiet = 1; break;
+		case 'h': usage(stdout, EXIT_OK);
+		case 'V': printf("eval-exam %s\n", MEDMOE_VERSION); return 0;
+		default: usage(stderr, EXIT_USAGE);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (!o.base)
+		die(EXIT_USAGE, "--base is required (a Hugging Face model directory)");
+	if (argc > 1)
+		usage(stderr, EXIT_USAGE);
+	if (argc == 1)
+		o.input = argv[0];
+	if (o.task && !o.adapter)
+		die(EXIT_USAGE, "--task selects an adapter's task: it needs --adapter");
+	if (o.adapter)
+		die(EXIT_FAIL, "--adapter %s: adapters are not yet available in this build (lib/adapter.h, from "
+			       "train-experts, is not merged yet); evaluate a merged checkpoint with --base instead",
+		    o.adapter);
+
+	struct model *m = model_load(o.base);
+	struct stream_reader *r = stream_open(o.input, "medmoe.exam", 1);
+	struct schema *spec = schema_load("medmoe.exam");
+	schema_check_header(spec, r);
+	model_require_stream(m, r);
+
+	struct stream_writer *w = eval_predictions_create(o.output, r, o.generate ? "generate" : "loglik", o.base,
+							  o.adapter, o.task);
+	struct progress p;
+	progress_start(&p, "eval-exam", o.quiet);
+	size_t tokens = 0, unparsed = 0, n;
+	double t0 = now_seconds();
+	if (o.generate)
+		n = run_generate(&o, m, r, spec, w, &p, &tokens, &unparsed);
+	else
+		n = run_loglik(&o, m, r, spec, w, &p, &tokens);
+	if (n == 0)
+		die_data(r->path, -1, NULL, "no questions: the exam stream has a header and no records");
+	progress_end(&p, n, tokens);
+	stream_commit(w);
+	if (!o.quiet) {
+		double s = now_seconds() - t0;
+		fprintf(stderr, "%s: %zu questions (%s), %zu tokens, %.1f s, %.1f questions/s", progname(), n,
+			o.generate ? "generate" : "loglik", tokens, s, s > 0 ? n / s : 0.0);
+		if (o.generate)
+			fprintf(stderr, ", %zu unparsed", unparsed);
+		fputc('\n', stderr);
+	}
+	schema_free(spec);
+	stream_close(r);
+	model_free(m);
+	close_stdout_or_die();
+	return 0;
+}
