@@ -22,7 +22,7 @@ struct options {
 	int generate;
 	long batch_tokens, max_new, limit;
 	double multi_threshold;
-	const char *stops[MAX_STOPS];
+	char *stops[MAX_STOPS];
 	int n_stops;
 	int quiet;
 };
@@ -47,16 +47,34 @@ static long parse_long(const char *opt, const char *arg, long min)
 	return v;
 }
 
-// Read up to --batch-tokens worth of questions (at least one), score them in one forward, write them.
+// A stop string as typed: \n, \t and \\ stand for a newline, a tab and a backslash (a blank line is "\n\n").
+static char *unescape(const char *arg)
+{
+	char *out = xstrdup(arg), *p = out;
+	for (const char *s = arg; *s; s++) {
+		if (*s == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) {
+			s++;
+			*p++ = *s == 'n' ? '\n' : *s == 't' ? '\t' : '\\';
+		} else {
+			*p++ = *s;
+		}
+	}
+	*p = '\0';
+	return out;
+}
+
+// Read questions until the pack holds --batch-tokens (at least one), score the pack in one forward, write it;
+// FIRST is the question main read already.
 static size_t run_loglik(const struct options *o, struct model *m, struct stream_reader *r,
-			 const struct schema *spec, struct stream_writer *w, struct progress *p, size_t *tokens)
+			 const struct schema *spec, struct eval_question *first, struct stream_writer *w,
+			 struct progress *p, size_t *tokens)
 {
 	size_t cap = 64, done = 0;
 	struct eval_question *batch = xcalloc(cap, sizeof *batch);
 	msgpack_object rec;
 	int more = 1;
-	struct eval_question pending;   // read but not yet fitted into a pack
-	int have_pending = 0;
+	struct eval_question pending = *first;   // read but not yet fitted into a pack
+	int have_pending = 1;
 	while (more || have_pending) {
 		size_t n = 0;
 		int64_t T = 0;
@@ -96,23 +114,26 @@ static size_t run_loglik(const struct options *o, struct model *m, struct stream
 }
 
 static size_t run_generate(const struct options *o, struct model *m, struct stream_reader *r,
-			   const struct schema *spec, struct stream_writer *w, struct progress *p, size_t *tokens,
-			   size_t *unparsed)
+			   const struct schema *spec, struct eval_question *first, struct stream_writer *w,
+			   struct progress *p, size_t *tokens, size_t *unparsed)
 {
 	struct tokenizer *tok = tokenizer_load(m->dir);
-	struct eval_generator *g = eval_generator_new(m, tok, (int)o->max_new, o->stops, o->n_stops);
+	struct eval_generator *g = eval_generator_new(m, tok, (int)o->max_new, (const char *const *)o->stops,
+						      o->n_stops);
+	struct eval_question q = *first;
 	msgpack_object rec;
 	size_t done = 0;
-	while ((!o->limit || done < (size_t)o->limit) && stream_next(r, &rec)) {
-		struct eval_question q;
-		schema_check_record(spec, r, &rec);
-		eval_question_read(r, &rec, (uint32_t)m->cfg.vocab, &q);
+	for (;;) {
 		int n_new = eval_generate(g, &q);
 		*unparsed += !q.parsed;
 		eval_prediction_write(w, &q, 0);
 		*tokens += q.prompt.len + (size_t)n_new;
 		eval_question_free(&q);
 		progress_update(p, ++done, *tokens);
+		if ((o->limit && done >= (size_t)o->limit) || !stream_next(r, &rec))
+			break;
+		schema_check_record(spec, r, &rec);
+		eval_question_read(r, &rec, (uint32_t)m->cfg.vocab, &q);
 	}
 	eval_generator_free(g);
 	tokenizer_free(tok);
@@ -167,9 +188,10 @@ int main(int argc, char **argv)
 		case OPT_STOP:
 			if (o.n_stops == MAX_STOPS)
 				die(EXIT_USAGE, "--stop: at most %d stop strings", MAX_STOPS);
-			if (!*optarg)
+			o.stops[o.n_stops] = unescape(optarg);
+			if (!*o.stops[o.n_stops])
 				die(EXIT_USAGE, "--stop: an empty stop string would stop at once");
-			o.stops[o.n_stops++] = optarg;
+			o.n_stops++;
 			break;
 		case OPT_LIMIT: o.limit = parse_long("--limit", optarg, 1); break;
 		case 'o': o.output = optarg; break;
@@ -200,6 +222,14 @@ int main(int argc, char **argv)
 	schema_check_header(spec, r);
 	model_require_stream(m, r);
 
+	// The first question is read before the output is created, so a stream without questions leaves nothing.
+	msgpack_object rec;
+	if (!stream_next(r, &rec))
+		die_data(r->path, -1, NULL, "no questions: the exam stream has a header and no records");
+	struct eval_question first;
+	schema_check_record(spec, r, &rec);
+	eval_question_read(r, &rec, (uint32_t)m->cfg.vocab, &first);
+
 	struct stream_writer *w = eval_predictions_create(o.output, r, o.generate ? "generate" : "loglik", o.base,
 							  o.adapter, o.task);
 	struct progress p;
@@ -207,11 +237,9 @@ int main(int argc, char **argv)
 	size_t tokens = 0, unparsed = 0, n;
 	double t0 = now_seconds();
 	if (o.generate)
-		n = run_generate(&o, m, r, spec, w, &p, &tokens, &unparsed);
+		n = run_generate(&o, m, r, spec, &first, w, &p, &tokens, &unparsed);
 	else
-		n = run_loglik(&o, m, r, spec, w, &p, &tokens);
-	if (n == 0)
-		die_data(r->path, -1, NULL, "no questions: the exam stream has a header and no records");
+		n = run_loglik(&o, m, r, spec, &first, w, &p, &tokens);
 	progress_end(&p, n, tokens);
 	stream_commit(w);
 	if (!o.quiet) {
@@ -222,6 +250,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, ", %zu unparsed", unparsed);
 		fputc('\n', stderr);
 	}
+	for (int i = 0; i < o.n_stops; i++)
+		free(o.stops[i]);
 	schema_free(spec);
 	stream_close(r);
 	model_free(m);
