@@ -76,6 +76,14 @@ struct outfile *outfile_open(const char *path)
 		out->fp = stdout;
 		return out;
 	}
+	struct stat st;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		// A device or a FIFO (/dev/null, a named pipe): nothing to rename over; write to it directly.
+		out->fp = fopen(path, "wb");
+		if (!out->fp)
+			die_errno("%s", path);
+		return out;
+	}
 	out->tmp_path = xasprintf("%s.tmp.%ld", path, (long)getpid());
 	track(out->tmp_path, 0);
 	out->fp = fopen(out->tmp_path, "wb");
@@ -90,7 +98,9 @@ void outfile_commit(struct outfile *out)
 {
 	if (!out->tmp_path) {
 		if (fflush(out->fp) != 0 || ferror(out->fp))
-			die_errno("%s", "stdout");
+			die_errno("%s", out->path);
+		if (out->fp != stdout && fclose(out->fp) != 0)
+			die_errno("%s", out->path);
 	} else {
 		if (fflush(out->fp) != 0 || ferror(out->fp))
 			die_errno("%s", out->path);
@@ -109,6 +119,8 @@ void outfile_commit(struct outfile *out)
 
 void outfile_abort(struct outfile *out)
 {
+	if (!out->tmp_path && out->fp != stdout)
+		fclose(out->fp);
 	if (out->tmp_path) {
 		fclose(out->fp);
 		unlink(out->tmp_path);

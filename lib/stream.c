@@ -19,6 +19,8 @@
 static int write_to_file(void *data, const char *buf, size_t len)
 {
 	FILE *fp = data;
+	if (len == 0)
+		return 0;
 	return fwrite(buf, 1, len, fp) == len ? 0 : -1;
 }
 

@@ -186,7 +186,7 @@ static void add(struct st_writer *w, struct tensors *keep, struct rng *r, enum s
 static void write_weights(const char *path, const struct model_config *c, uint64_t seed, enum st_dtype dt)
 {
 	struct rng r;
-	rng_seed(&r, seed);
+	rng_seed(&r, seed, 0);
 	struct st_writer *w = st_writer_new();
 	st_writer_metadata(w, "format", "pt");   // what transformers writes and expects
 	struct tensors keep = {0};

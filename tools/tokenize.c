@@ -53,6 +53,9 @@ static long parse_long(const char *opt, const char *arg, long min)
 
 // ---- the header's tokenizer identity ----
 
+// The special tokens worth naming in a header (those the templates and models use), when the tokenizer
+// has them as special added tokens (Qwen's vocabulary has a plain "<s>", which is not one).
+
 static const char *known_specials[] = {
 	"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<s>", "</s>", "<unk>", "<|begin_of_text|>",
 	"<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
@@ -66,7 +69,7 @@ static void tokenizer_identity(const struct tokenizer *tok, struct tokenizer_ide
 	tid->vocab_size = tokenizer_vocab_size(tok);
 	for (size_t i = 0; i < sizeof known_specials / sizeof known_specials[0]; i++) {
 		int64_t id = tokenizer_token_id(tok, known_specials[i]);
-		if (id >= 0) {
+		if (id >= 0 && tokenizer_is_special(tok, (uint32_t)id)) {
 			names[tid->n_special] = known_specials[i];
 			ids[tid->n_special++] = (uint32_t)id;
 		}

@@ -1,0 +1,294 @@
+// shard_read.c — rank/world batches with an exact cursor (see shard_read.h).
+#include "shard_read.h"
+#include "die.h"
+#include "rng.h"
+#include "shard_manifest.h"
+#include "stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct shard_reader {
+	struct shard_manifest *m;
+	const struct shard_split_entry *split;
+	struct shard_reader_options opt;
+	uint64_t n;                  // sequences in the split
+	uint64_t **offsets;          // per shard: sequences + 1 record offsets
+	char **paths;
+	int *fds;                    // per shard, opened on first use
+	uint32_t *perm;              // the current epoch's order (NULL: shard order)
+	uint64_t perm_epoch;
+	struct shard_cursor cur;
+	char *buf;
+	size_t buf_cap;
+	msgpack_unpacked msg;
+};
+
+static uint64_t *load_index(const char *path, uint64_t want)
+{
+	FILE *fp = fopen(path, "rb");
+	if (!fp)
+		die(EXIT_DATA, "%s: %s", path, strerror(errno));
+	uint64_t *idx = xmalloc((want + 1) * sizeof *idx);
+	uint8_t le[8];
+	uint64_t n = 0;
+	while (n <= want && fread(le, 1, 8, fp) == 8) {
+		uint64_t v = 0;
+		for (int j = 7; j >= 0; j--)
+			v = v << 8 | le[j];
+		idx[n++] = v;
+	}
+	int extra = fread(le, 1, 1, fp) != 0;
+	fclose(fp);
+	if (n != want + 1 || extra)
+		die_data(path, -1, NULL, "holds %s offsets than the manifest's %llu sequences need", extra ? "more" : "fewer",
+			 (unsigned long long)want);
+	return idx;
+}
+
+struct shard_reader *shard_reader_open(const char *dir, const struct shard_reader_options *opt)
+{
+	if (opt->world == 0 || opt->rank >= opt->world)
+		die(EXIT_USAGE, "rank %u is not in 0..world-1 (world %u)", opt->rank, opt->world);
+	if (opt->batch_size == 0)
+		die(EXIT_USAGE, "batch size must be at least 1");
+	struct shard_reader *r = xcalloc(1, sizeof *r);
+	r->m = shard_manifest_load(dir);
+	r->opt = *opt;
+	r->split = shard_manifest_split(r->m, opt->split ? opt->split : "train");
+	if (!r->split)
+		die(EXIT_USAGE, "no split \"%s\" (train or valid)", opt->split);
+	r->n = r->split->sequences;
+	if (r->n > UINT32_MAX)
+		die(EXIT_DATA, "%s: more than 2^32 sequences", r->m->path);
+	size_t ns = r->split->n_shards;
+	r->offsets = xcalloc(ns ? ns : 1, sizeof *r->offsets);
+	r->paths = xcalloc(ns ? ns : 1, sizeof *r->paths);
+	r->fds = xmalloc((ns ? ns : 1) * sizeof *r->fds);
+	uint64_t total = 0;
+	for (size_t i = 0; i < ns; i++) {
+		const struct shard_file_entry *f = &r->split->shards[i];
+		char *ipath = xasprintf("%s/%s", dir, f->index);
+		r->offsets[i] = load_index(ipath, f->sequences);
+		free(ipath);
+		r->paths[i] = xasprintf("%s/%s", dir, f->file);
+		r->fds[i] = -1;
+		total += f->sequences;
+	}
+	if (total != r->n)
+		die_data(r->m->path, -1, "sequences", "the shards hold %llu, the split says %llu", (unsigned long long)total,
+			 (unsigned long long)r->n);
+	msgpack_unpacked_init(&r->msg);
+	return r;
+}
+
+uint32_t shard_reader_seq_len(const struct shard_reader *r) { return r->m->seq_len; }
+uint64_t shard_reader_sequences(const struct shard_reader *r) { return r->n; }
+const char *shard_reader_tokenizer_sha256(const struct shard_reader *r) { return r->m->tokenizer_sha256; }
+
+uint64_t shard_reader_rank_sequences(const struct shard_reader *r)
+{
+	return r->n / r->opt.world + (r->opt.rank < r->n % r->opt.world);
+}
+
+uint64_t shard_reader_min_rank_sequences(const struct shard_reader *r)
+{
+	return r->n / r->opt.world;
+}
+
+// The epoch's order: perm[i] is the sequence at position i.
+static void make_order(struct shard_reader *r, uint64_t epoch)
+{
+	if (!r->opt.shuffle || (r->perm && r->perm_epoch == epoch))
+		return;
+	if (!r->perm)
+		r->perm = xmalloc((r->n ? r->n : 1) * sizeof *r->perm);
+	for (uint64_t i = 0; i < r->n; i++)
+		r->perm[i] = (uint32_t)i;
+	struct rng g;
+	rng_seed(&g, r->opt.seed, epoch);
+	rng_shuffle(&g, r->perm, r->n, sizeof *r->perm);
+	r->perm_epoch = epoch;
+}
+
+static const msgpack_object *need_bin(const char *path, uint64_t seq, const msgpack_object *rec, const char *key,
+				      size_t unit)
+{
+	const msgpack_object *v = msgpack_map_get(rec, key);
+	if (!v || v->type != MSGPACK_OBJECT_BIN || v->via.bin.size % unit != 0)
+		die_data(path, (int64_t)seq + 1, key, "missing or not a bin of %zu-byte values", unit);
+	return v;
+}
+
+static uint32_t le32(const char *p)
+{
+	const uint8_t *u = (const uint8_t *)p;
+	return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+}
+
+// Read sequence G of the split into row ROW of B.
+static void read_sequence(struct shard_reader *r, uint64_t g, uint32_t row, struct shard_batch *b)
+{
+	// The shard holding g: binary search on the shards' first sequence numbers.
+	size_t lo = 0, hi = r->split->n_shards;
+	while (hi - lo > 1) {
+		size_t mid = (lo + hi) / 2;
+		if (r->split->shards[mid].first <= g)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	const char *path = r->paths[lo];
+	uint64_t local = g - r->split->shards[lo].first;
+	uint64_t off = r->offsets[lo][local], len = r->offsets[lo][local + 1] - off;
+	if (r->fds[lo] < 0 && (r->fds[lo] = open(path, O_RDONLY)) < 0)
+		die(EXIT_DATA, "%s: %s", path, strerror(errno));
+	if (len > r->buf_cap) {
+		r->buf = xrealloc(r->buf, len);
+		r->buf_cap = len;
+	}
+	size_t got = 0;
+	while (got < len) {
+		ssize_t k = pread(r->fds[lo], r->buf + got, len - got, (off_t)(off + got));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			die_data(path, (int64_t)local + 1, NULL, "cannot read %llu bytes at %llu (the file is shorter than its index)",
+				 (unsigned long long)len, (unsigned long long)off);
+		got += (size_t)k;
+	}
+	size_t pos = 0;
+	if (msgpack_unpack_next(&r->msg, r->buf, len, &pos) != MSGPACK_UNPACK_SUCCESS || pos != len ||
+	    r->msg.data.type != MSGPACK_OBJECT_MAP)
+		die_data(path, (int64_t)local + 1, NULL, "not one record where the index points");
+	const msgpack_object *rec = &r->msg.data;
+	uint32_t seq_len = r->m->seq_len;
+	const msgpack_object *ids = need_bin(path, local, rec, "ids", 4);
+	const msgpack_object *mask = need_bin(path, local, rec, "mask", 1);
+	const msgpack_object *offs = need_bin(path, local, rec, "doc_offsets", 4);
+	const msgpack_object *tasks = need_bin(path, local, rec, "doc_task_ids", 4);
+	uint32_t n_docs = tasks->via.bin.size / 4;
+	if (ids->via.bin.size != seq_len * 4 || mask->via.bin.size != seq_len || offs->via.bin.size / 4 != n_docs + 1)
+		die_data(path, (int64_t)local + 1, NULL, "ids, mask, doc_offsets or doc_task_ids has the wrong length");
+	for (uint32_t i = 0; i < seq_len; i++)
+		b->ids[(size_t)row * seq_len + i] = le32(ids->via.bin.ptr + 4 * i);
+	memcpy(b->mask + (size_t)row * seq_len, mask->via.bin.ptr, seq_len);
+	b->seq_index[row] = g;
+	if (b->n_docs + n_docs > b->cap_docs) {
+		size_t cap = b->cap_docs ? b->cap_docs : 64;
+		while (cap < b->n_docs + n_docs)
+			cap *= 2;
+		b->doc_seq = xrealloc(b->doc_seq, cap * sizeof *b->doc_seq);
+		b->doc_begin = xrealloc(b->doc_begin, cap * sizeof *b->doc_begin);
+		b->doc_end = xrealloc(b->doc_end, cap * sizeof *b->doc_end);
+		b->doc_task_id = xrealloc(b->doc_task_id, cap * sizeof *b->doc_task_id);
+		b->cap_docs = cap;
+	}
+	for (uint32_t d = 0; d < n_docs; d++) {
+		uint32_t begin = le32(offs->via.bin.ptr + 4 * d), end = le32(offs->via.bin.ptr + 4 * (d + 1));
+		if (begin >= end || end > seq_len)
+			die_data(path, (int64_t)local + 1, "doc_offsets", "not rising within seq_len");
+		uint32_t k = b->n_docs++;
+		b->doc_seq[k] = row;
+		b->doc_begin[k] = begin;
+		b->doc_end[k] = end;
+		b->doc_task_id[k] = le32(tasks->via.bin.ptr + 4 * d);
+	}
+}
+
+uint32_t shard_reader_next(struct shard_reader *r, struct shard_batch *b)
+{
+	uint64_t share = shard_reader_rank_sequences(r);
+	uint32_t seq_len = r->m->seq_len;
+	if (r->cur.position >= share) {
+		r->cur.epoch++;
+		r->cur.position = 0;
+		b->n_seqs = 0;
+		b->n_docs = 0;
+		return 0;
+	}
+	uint64_t left = share - r->cur.position;
+	uint32_t n = left < r->opt.batch_size ? (uint32_t)left : r->opt.batch_size;
+	if (!b->ids || b->seq_len != seq_len) {
+		// Sized for a full batch once, so the training loop allocates nothing.
+		free(b->ids);
+		free(b->mask);
+		free(b->seq_index);
+		b->ids = xmalloc((size_t)r->opt.batch_size * seq_len * sizeof *b->ids);
+		b->mask = xmalloc((size_t)r->opt.batch_size * seq_len);
+		b->seq_index = xmalloc(r->opt.batch_size * sizeof *b->seq_index);
+		b->seq_len = seq_len;
+	}
+	make_order(r, r->cur.epoch);
+	b->n_docs = 0;
+	for (uint32_t row = 0; row < n; row++) {
+		uint64_t i = r->opt.rank + (r->cur.position + row) * r->opt.world;
+		read_sequence(r, r->perm ? r->perm[i] : i, row, b);
+	}
+	b->n_seqs = n;
+	r->cur.position += n;
+	return n;
+}
+
+struct shard_cursor shard_reader_tell(const struct shard_reader *r)
+{
+	struct shard_cursor c = r->cur;
+	c.sequences = r->n;
+	c.seed = r->opt.seed;
+	c.rank = r->opt.rank;
+	c.world = r->opt.world;
+	c.shuffle = r->opt.shuffle != 0;
+	return c;
+}
+
+void shard_reader_seek(struct shard_reader *r, struct shard_cursor c)
+{
+	struct shard_cursor here = shard_reader_tell(r);
+	if (c.sequences != here.sequences || c.seed != here.seed || c.rank != here.rank || c.world != here.world ||
+	    c.shuffle != here.shuffle)
+		die(EXIT_DATA,
+		    "%s: the cursor was saved reading %llu sequences as rank %u of %u (seed %llu, shuffle %u), "
+		    "not %llu as rank %u of %u (seed %llu, shuffle %u): resuming would not repeat the same batches",
+		    r->m->dir, (unsigned long long)c.sequences, c.rank, c.world, (unsigned long long)c.seed, c.shuffle,
+		    (unsigned long long)here.sequences, here.rank, here.world, (unsigned long long)here.seed,
+		    here.shuffle);
+	if (c.position > shard_reader_rank_sequences(r))
+		die(EXIT_DATA, "cursor position %llu is past this rank's %llu sequences", (unsigned long long)c.position,
+		    (unsigned long long)shard_reader_rank_sequences(r));
+	r->cur.epoch = c.epoch;
+	r->cur.position = c.position;
+}
+
+void shard_reader_close(struct shard_reader *r)
+{
+	for (size_t i = 0; i < r->split->n_shards; i++) {
+		if (r->fds[i] >= 0)
+			close(r->fds[i]);
+		free(r->offsets[i]);
+		free(r->paths[i]);
+	}
+	free(r->offsets);
+	free(r->paths);
+	free(r->fds);
+	free(r->perm);
+	free(r->buf);
+	msgpack_unpacked_destroy(&r->msg);
+	shard_manifest_free(r->m);
+	free(r);
+}
+
+void shard_batch_free(struct shard_batch *b)
+{
+	free(b->ids);
+	free(b->mask);
+	free(b->seq_index);
+	free(b->doc_seq);
+	free(b->doc_begin);
+	free(b->doc_end);
+	free(b->doc_task_id);
+	memset(b, 0, sizeof *b);
+}
