@@ -66,28 +66,30 @@ static uint32_t argmax(const float *x, uint32_t n)
 	return best;
 }
 
-// Bytes that are not UTF-8 (a multi-byte character cut by the token limit) become U+FFFD, so the text can be
-// stored as a msgpack str.
+// Bytes that are not UTF-8 (a character cut by the token limit, or bytes a byte-level model made up) become
+// U+FFFD, one per maximal ill-formed subpart, as Unicode §3.9 (U+FFFD substitution of maximal subparts)
+// recommends and as Python's and Rust's lossy decoders do: then the text can be stored as a msgpack str and
+// equals what transformers' tokenizer.decode gives for the same ids.
 static char *valid_utf8(const char *s, size_t len)
 {
 	struct bytevec out = {0};
 	bytevec_reserve(&out, len + 1);
+	const unsigned char *u = (const unsigned char *)s;
 	for (size_t i = 0; i < len;) {
-		size_t n = 1;
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0xF0)
-			n = 4;
-		else if (c >= 0xE0)
-			n = 3;
-		else if (c >= 0xC0)
-			n = 2;
-		if (i + n <= len && utf8_valid(s + i, n)) {
+		unsigned char c = u[i];
+		size_t n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+			 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;   // 0: a byte no character starts with
+		// the second byte's range narrows after E0, ED, F0 and F4 (no overlongs, surrogates or > U+10FFFF)
+		unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+		unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+		size_t k = 1;
+		while (k < n && i + k < len && u[i + k] >= (k == 1 ? lo : 0x80) && u[i + k] <= (k == 1 ? hi : 0xBF))
+			k++;
+		if (n > 0 && k == n)
 			bytevec_append(&out, s + i, n);
-			i += n;
-		} else {
+		else
 			bytevec_append(&out, "\xEF\xBF\xBD", 3);
-			i++;
-		}
+		i += k;
 	}
 	bytevec_append(&out, "", 0);   // NUL-terminated
 	return out.data;

@@ -3,12 +3,15 @@
 
   model/           a tiny Qwen3 checkpoint from bin/init-base (bf16 weights, the project's byte tokenizer)
   NAME.mpk         medmoe.exam streams from bin/tokenize on the committed exam fixtures (tests/fixtures/exam/)
-  expected.json    {NAME: [{id, type, scores, predicted}]}: per question and option, transformers'
+  expected.json    streams: {NAME: [{id, type, scores, predicted}]}: per question and option, transformers'
                    log p(option tokens | prompt), the sum over the option's tokens of log_softmax of the logits
                    of the sequence prompt + option (each option run on its own, no packing), and the
                    prediction: the argmax for single-answer questions; for multi-answer ones every option whose
                    probability renormalised over the options is >= 1/n_options, always with the argmax
-                   (docs/eval.md).
+                   (docs/eval.md);
+                   generate: {NAME: [{id, generated}]}: greedy decoding of GEN_TOKENS tokens at most, stopping
+                   at a special token (not kept), decoded by the tokenizers library (lossy UTF-8: one U+FFFD per
+                   maximal ill-formed subpart).
 
 The exam streams cover one-token option letters (CMB: "A" right after the cue; chatml: first in the assistant
 turn) and two-token ones (CMExam: " A" is a space then the letter in a byte tokenizer), single- and
@@ -26,6 +29,7 @@ import sys
 
 import torch
 import transformers
+from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -39,6 +43,8 @@ STREAMS = {
     "cmexam": ("cmexam", "cmexam_test.csv", []),
     "cmexam_zh": ("cmexam", "cmexam_zh.csv", []),
 }
+GEN_TOKENS = 8
+GEN_STREAMS = ["cmexam", "cmb_val_chatml"]
 
 
 def run(*args):
@@ -88,9 +94,32 @@ def main():
                          "predicted": choose(scores, rec["options"], multi)})
             print(f"{name} {rec['id']}: {rows[-1]['predicted']} {[round(s, 4) for s in scores]}")
         expected[name] = rows
-    meta = {"transformers": transformers.__version__, "torch": torch.__version__}
+    # Greedy decoding, recomputing the whole sequence at every step (no cache: independent of eval-exam's KV cache).
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    special = {i for i, t in tok.get_added_tokens_decoder().items() if t.special}
+    generated = {}
+    for name in GEN_STREAMS:
+        stream = os.path.join(outdir, name + ".mpk")
+        rows = []
+        for line in run(os.path.join(BIN, "stream2json"), "-N", stream).splitlines():
+            rec = json.loads(line)
+            ids = list(rec["prompt"])
+            new = []
+            with torch.no_grad():
+                for _ in range(GEN_TOKENS):
+                    logits = model(input_ids=torch.tensor([ids])).logits[0, -1, :tok.get_vocab_size()]
+                    nxt = int(torch.argmax(logits))
+                    if nxt in special:
+                        break
+                    new.append(nxt)
+                    ids.append(nxt)
+            text = tok.decode(new, skip_special_tokens=False)
+            rows.append({"id": rec["id"], "ids": new, "generated": text})
+            print(f"{name} {rec['id']}: generated {text!r}")
+        generated[name] = rows
+    meta = {"transformers": transformers.__version__, "torch": torch.__version__, "gen_tokens": GEN_TOKENS}
     with open(os.path.join(outdir, "expected.json"), "w") as f:
-        json.dump({"meta": meta, "streams": expected}, f, indent=1, ensure_ascii=False)
+        json.dump({"meta": meta, "streams": expected, "generate": generated}, f, indent=1, ensure_ascii=False)
         f.write("\n")
 
 

@@ -65,16 +65,23 @@ ok "generate: one record per question with the generated text, unparsed ones nul
 	jq -e 'select((.generated | type) != \"string\" or (.parsed == false and .predicted != null) or
 		(.parsed == true and (.predicted | test(\"^[A-E]+\$\") | not)) or has(\"scores\"))' gen.json > bad.json;
 	test ! -s bad.json"
+for s in cmexam cmb_val_chatml; do
+	ok "generate $s: the text of transformers' greedy decoding (8 tokens, stop at a special token), byte for byte" "
+		eval-exam -q --base $EV/model --mode generate --max-new-tokens 8 $EV/$s.mpk | stream2json -N |
+			jq -c '{id, generated}' > got.json &&
+		jq -c '.generate.$s[] | {id, generated}' $EV/expected.json > want.json &&
+		test -s want.json && cmp got.json want.json"
+done
 ok "generate: greedy, so 3 tokens give a prefix of what 8 tokens give" "
 	eval-exam -q --base $EV/model --mode generate --max-new-tokens 3 $EV/cmexam.mpk | stream2json -N > g3.json &&
 	jq -n --slurpfile a g3.json --slurpfile b gen.json '
 		[range(0; \$b | length) as \$i | (\$a[\$i].generated | sub(\"\\ufffd+\$\"; \"\")) as \$x |
 		 \$b[\$i].generated | startswith(\$x)] | all' | grep -qx true"
 ok "generate: a stop string cuts the text before it" "
-	eval-exam -q --base $EV/model --mode generate --max-new-tokens 16 --limit 1 $EV/cmb.mpk | stream2json -N |
+	eval-exam -q --base $EV/model --mode generate --max-new-tokens 16 $EV/cmexam.mpk | stream2json -N |
 		jq -r .generated > full.txt &&
-	stop=\$(LC_ALL=C grep -o '[a-z0-9]' full.txt | sed -n 2p) && test -n \"\$stop\" &&
-	eval-exam -q --base $EV/model --mode generate --max-new-tokens 16 --limit 1 --stop \"\$stop\" $EV/cmb.mpk |
+	stop=\$(LC_ALL=C grep -o '[A-Za-z0-9]' full.txt | head -1) && test -n \"\$stop\" &&
+	eval-exam -q --base $EV/model --mode generate --max-new-tokens 16 --stop \"\$stop\" $EV/cmexam.mpk |
 		stream2json -N | jq -r .generated > cut.txt &&
 	! grep -qF \"\$stop\" cut.txt && test \$(wc -c < cut.txt) -lt \$(wc -c < full.txt)"
 
