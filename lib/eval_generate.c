@@ -10,8 +10,7 @@
 #include <string.h>
 
 #include "die.h"
-// TEMPORARY: "extract.h" from branch `score` replaces this include once it is merged (extract_interim.h).
-#include "extract_interim.h"
+#include "extract.h"
 
 struct eval_generator {
 	struct model *m;
