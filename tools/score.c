@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "cli.h"
 #include "die.h"
 #include "outfile.h"
 #include "score_data.h"
@@ -25,16 +26,6 @@ static noreturn void usage(FILE *fp, int code)
 		"       %s --history file --plot-history file\n",
 		progname(), progname());
 	exit(code);
-}
-
-static unsigned long long parse_count(const char *opt, const char *s)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (!*s || *end || errno || s[0] == '-')
-		die(EXIT_USAGE, "%s: not a count: %s", opt, s);
-	return v;
 }
 
 // "0.55" or "55%".
@@ -56,7 +47,7 @@ static double run_date(void)
 {
 	const char *epoch = getenv("SOURCE_DATE_EPOCH");
 	if (epoch && *epoch)
-		return (double)parse_count("SOURCE_DATE_EPOCH", epoch);
+		return (double)cli_count("SOURCE_DATE_EPOCH", epoch);
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
@@ -97,8 +88,8 @@ int main(int argc, char **argv)
 		case 'm': format = FORMAT_MARKDOWN; n_formats++; break;
 		case 's': svg_path = optarg; break;
 		case 'b': baseline_path = optarg; break;
-		case 'B': opt.n_resamples = parse_count("--bootstrap", optarg); break;
-		case 'S': opt.seed = parse_count("--seed", optarg); break;
+		case 'B': opt.n_resamples = cli_count("--bootstrap", optarg); break;
+		case 'S': opt.seed = cli_count("--seed", optarg); break;
 		case 'H': history_path = optarg; break;
 		case 'P': plot_path = optarg; break;
 		case 'f': fail_under = parse_fraction("--fail-under", optarg); break;
