@@ -1,11 +1,11 @@
 // eval-exam — answer the questions of a medmoe.exam stream with a model: option log-likelihoods (loglik) or
 // greedy generation and the benchmark's answer extraction (generate); a medmoe.predictions stream out.
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "die.h"
 #include "eval.h"
 #include "model.h"
@@ -20,7 +20,7 @@
 struct options {
 	const char *base, *adapter, *task, *output, *input;
 	int generate;
-	long batch_tokens, max_new, limit;
+	int64_t batch_tokens, max_new, limit;
 	double multi_threshold;
 	char *stops[MAX_STOPS];
 	int n_stops;
@@ -35,16 +35,6 @@ static noreturn void usage(FILE *fp, int code)
 		"       [--limit n] [-q] [-o predictions] [exam_stream]\n",
 		progname());
 	exit(code);
-}
-
-static long parse_long(const char *opt, const char *arg, long min)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(arg, &end, 10);
-	if (*end || end == arg || errno || v < min || v > 1L << 30)
-		die(EXIT_USAGE, "%s: not a whole number >= %ld: %s", opt, min, arg);
-	return v;
 }
 
 // A stop string as typed: \n, \t and \\ stand for a newline, a tab and a backslash (a blank line is "\n\n").
@@ -162,7 +152,6 @@ int main(int argc, char **argv)
 	};
 	struct options o = { .output = "-", .input = "-", .batch_tokens = 2048, .max_new = 32 };
 	int ch;
-	char *end;
 
 	set_progname(argv[0]);
 	while ((ch = getopt_long(argc, argv, "o:q", longopts, NULL)) != -1) {
@@ -178,13 +167,13 @@ int main(int argc, char **argv)
 			else
 				die(EXIT_USAGE, "--mode: loglik or generate, not %s", optarg);
 			break;
-		case OPT_BATCH_TOKENS: o.batch_tokens = parse_long("--batch-tokens", optarg, 1); break;
+		case OPT_BATCH_TOKENS: o.batch_tokens = cli_int("--batch-tokens", optarg, 1, INT32_MAX); break;
 		case OPT_MULTI_THRESHOLD:
-			o.multi_threshold = strtod(optarg, &end);
-			if (*end || end == optarg || !(o.multi_threshold > 0 && o.multi_threshold < 1))
-				die(EXIT_USAGE, "--multi-threshold: a probability between 0 and 1, not %s", optarg);
+			o.multi_threshold = cli_real("--multi-threshold", optarg, 0, 1);
+			if (o.multi_threshold == 0 || o.multi_threshold == 1)
+				die(EXIT_USAGE, "--multi-threshold: a probability strictly between 0 and 1, not %s", optarg);
 			break;
-		case OPT_MAX_NEW: o.max_new = parse_long("--max-new-tokens", optarg, 1); break;
+		case OPT_MAX_NEW: o.max_new = cli_int("--max-new-tokens", optarg, 1, 1 << 20); break;
 		case OPT_STOP:
 			if (o.n_stops == MAX_STOPS)
 				die(EXIT_USAGE, "--stop: at most %d stop strings", MAX_STOPS);
@@ -193,7 +182,7 @@ int main(int argc, char **argv)
 				die(EXIT_USAGE, "--stop: an empty stop string would stop at once");
 			o.n_stops++;
 			break;
-		case OPT_LIMIT: o.limit = parse_long("--limit", optarg, 1); break;
+		case OPT_LIMIT: o.limit = cli_int("--limit", optarg, 1, INT64_MAX); break;
 		case 'o': o.output = optarg; break;
 		case 'q': o.quiet = 1; break;
 		case 'h': usage(stdout, EXIT_OK);
