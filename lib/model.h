@@ -20,42 +20,43 @@
 #include <stdint.h>
 
 #include "model_config.h"
+#include "ops.h"
 
 // fp32 parameters; a pointer is NULL where the architecture has no such tensor (no bias, no q/k norm).
 struct model_weights {
-	float *wte;              // (V,C)        model.embed_tokens.weight
-	float *ln1;              // (L,C)        input_layernorm
-	float *wq, *bq;          // (L,NH*HD,C), (L,NH*HD)
-	float *wk, *bk;          // (L,NKV*HD,C), (L,NKV*HD)
-	float *wv, *bv;          // (L,NKV*HD,C), (L,NKV*HD)
-	float *wo, *bo;          // (L,C,NH*HD), (L,C)
-	float *q_norm, *k_norm;  // (L,HD)       Qwen3
-	float *ln2;              // (L,C)        post_attention_layernorm
-	float *w_gate, *w_up;    // (L,F,C)
-	float *w_down;           // (L,C,F)
-	float *ln_f;             // (C)          model.norm
-	float *lm_head;          // (V,C)        == wte when tie_word_embeddings
+	real *wte;              // (V,C)        model.embed_tokens.weight
+	real *ln1;              // (L,C)        input_layernorm
+	real *wq, *bq;          // (L,NH*HD,C), (L,NH*HD)
+	real *wk, *bk;          // (L,NKV*HD,C), (L,NKV*HD)
+	real *wv, *bv;          // (L,NKV*HD,C), (L,NKV*HD)
+	real *wo, *bo;          // (L,C,NH*HD), (L,C)
+	real *q_norm, *k_norm;  // (L,HD)       Qwen3
+	real *ln2;              // (L,C)        post_attention_layernorm
+	real *w_gate, *w_up;    // (L,F,C)
+	real *w_down;           // (L,C,F)
+	real *ln_f;             // (C)          model.norm
+	real *lm_head;          // (V,C)        == wte when tie_word_embeddings
 };
 
-// Forward scratch for up to `cap` tokens, one allocation (float) plus one (int32).
+// Forward scratch for up to `cap` tokens, one allocation (real) plus one (int32).
 struct model_acts {
 	int64_t cap;
-	float *mem;
-	float *x;        // (T,C) the residual stream
-	float *xn;       // (T,C) normed input of the current sublayer
-	float *q;        // (T,NH,HD)
-	float *k, *v;    // (T,NKV,HD)
-	float *att;      // (T,NH,HD)
-	float *gate;     // (T,F)
-	float *up;       // (T,F)
-	float *proj;     // (T,C) o_proj / down_proj output before the residual add
-	float *att_lse;  // (NH,T)
-	float *rstd;     // (T*NH)
-	float *x_sel;    // (T,C) final hidden states of the positions that have a target
-	float *losses;   // (T)
-	float *lse;      // (T)
-	float *ce_tile;  // (CE_TB, CE_VC)
-	float *att_scores;  // (P, ATT_QB, T) attention scores of a block of queries, per thread
+	real *mem;
+	real *x;        // (T,C) the residual stream
+	real *xn;       // (T,C) normed input of the current sublayer
+	real *q;        // (T,NH,HD)
+	real *k, *v;    // (T,NKV,HD)
+	real *att;      // (T,NH,HD)
+	real *gate;     // (T,F)
+	real *up;       // (T,F)
+	real *proj;     // (T,C) o_proj / down_proj output before the residual add
+	real *att_lse;  // (NH,T)
+	real *rstd;     // (T*NH)
+	real *x_sel;    // (T,C) final hidden states of the positions that have a target
+	real *losses;   // (T)
+	real *lse;      // (T)
+	real *ce_tile;  // (CE_TB, CE_VC)
+	real *att_scores;  // (P, ATT_QB, T) attention scores of a block of queries, per thread
 	int att_threads;    // P, OpenMP threads when the activations were planned
 	int32_t *imem;
 	int32_t *positions;  // (T)
@@ -65,14 +66,24 @@ struct model_acts {
 struct model {
 	struct model_config cfg;
 	struct model_weights w;
-	float *weights_mem;
-	float *inv_freq;         // (HD/2) RoPE inverse frequencies, scaling applied
+	real *weights_mem;
+	real *inv_freq;         // (HD/2) RoPE inverse frequencies, scaling applied
 	struct model_acts acts;
 	char *dir;
 	char tokenizer_sha256[65];   // of DIR/tokenizer.json; "" when the directory has none
+	struct adapter *adapter;     // applied by every forward when set (model_set_adapter); not owned
+	int adapter_task;            // the moelora task id model_forward / model_decode use
+	struct model_train *train;   // training activations (model_train.h), owned
 };
 
 struct model *model_load(const char *dir);
+// A model of geometry CFG with zero weights (tests fill them): no files, no tokenizer.
+struct model *model_new(const struct model_config *cfg);
+// Attach adapter A (NULL detaches) to M: model_forward and model_decode then apply it, with the moelora gate of
+// TASK_ID (ignored by the token-routed methods).  The adapter must have been made for M's geometry
+// (adapter_load / adapter_new_for_model check it).
+struct adapter;
+void model_set_adapter(struct model *m, struct adapter *a, int task_id);
 void model_free(struct model *m);
 
 // Packed forward.  ids (T) hold n_docs documents back to back, cut by doc_offsets (n_docs+1 cumulative
@@ -84,12 +95,12 @@ void model_free(struct model *m);
 // number in *n_targets (when not NULL); each target's own loss (−log p) is left in m->acts.losses, in position
 // order, until the next call (what scoring answer options needs).  Bad ids or offsets → exit 65.
 double model_forward(struct model *m, const int32_t *ids, int64_t T, const int32_t *doc_offsets, int n_docs,
-		     const uint8_t *loss_mask, float *logits, int64_t *n_targets);
+		     const uint8_t *loss_mask, real *logits, int64_t *n_targets);
 
 // KV cache for incremental decoding of one sequence: keys and values (L, max_len, NKV*HD).
 struct kv_cache {
 	int64_t max_len, len;
-	float *k, *v;
+	real *k, *v;
 };
 struct kv_cache *kv_cache_new(const struct model *m, int64_t max_len);
 void kv_cache_reset(struct kv_cache *cache);
@@ -98,7 +109,7 @@ void kv_cache_free(struct kv_cache *cache);
 // Feed n tokens after the cache->len already cached (prefill: n > 1; a decoding step: n = 1).  They continue the
 // same document (positions cache->len, ...).  logits_last (V) or NULL receives the logits of the last one.
 // Dies (exit 1) when the cache would overflow.
-void model_decode(struct model *m, struct kv_cache *cache, const int32_t *ids, int64_t n, float *logits_last);
+void model_decode(struct model *m, struct kv_cache *cache, const int32_t *ids, int64_t n, real *logits_last);
 
 // The token-stream identity check: 0 when SHA256 (hex) is the sha256 of the checkpoint's tokenizer.json, else
 // -1 (also when the checkpoint has no tokenizer.json).

@@ -15,8 +15,8 @@
 //     zeroes gradients once per step and residual branches add up for free;
 //   - an optional operand is passed as TENSOR_NONE (data NULL) and then skipped (no bias, a frozen weight whose
 //     gradient is not wanted).
-// Backward entry points are declared here so the interface has its final shape; they are implemented with the
-// training issue, where the frozen-base gradient path (dinp only, DESIGN §4) is written and tested.
+// Backward: a frozen base passes TENSOR_NONE for every weight gradient, so a base linear costs one product (dinp)
+// in backward (DESIGN §4).  Each backward is checked against finite differences in tests/unit/test_grad.c.
 //
 // Dimension letters: T tokens (packed, all documents together), C hidden, OC output features, NH query heads,
 // NKV key/value heads (GQA: query head h reads kv head h / (NH/NKV)), HD head dim, F ffn width, V vocab.
@@ -25,10 +25,19 @@
 
 #include <stdint.h>
 
+// The scalar type of the math.  fp32 everywhere in the programs; a test binary compiled with -DMEDMOE_DOUBLE
+// from the same sources (tests/unit/test_grad.c) runs the whole forward and backward in fp64, so finite
+// differences can check every gradient to ~1e-7 instead of fp32's ~1e-3 (llm.c checks at fp32 tolerances).
+#ifdef MEDMOE_DOUBLE
+typedef double real;
+#else
+typedef float real;
+#endif
+
 enum device { DEVICE_CPU, DEVICE_CUDA };
 
 struct tensor {
-	float *data;
+	real *data;
 	int64_t dim[4];
 	int ndim;
 	enum device device;
@@ -40,15 +49,15 @@ struct tensor {
 // OPENBLAS_CORETYPE value that fixes it.  model_load calls it.
 void ops_cpu_check_blas(void);
 
-static inline struct tensor tensor1(float *data, int64_t d0)
+static inline struct tensor tensor1(real *data, int64_t d0)
 {
 	return (struct tensor){data, {d0, 1, 1, 1}, 1, DEVICE_CPU};
 }
-static inline struct tensor tensor2(float *data, int64_t d0, int64_t d1)
+static inline struct tensor tensor2(real *data, int64_t d0, int64_t d1)
 {
 	return (struct tensor){data, {d0, d1, 1, 1}, 2, DEVICE_CPU};
 }
-static inline struct tensor tensor3(float *data, int64_t d0, int64_t d1, int64_t d2)
+static inline struct tensor tensor3(real *data, int64_t d0, int64_t d1, int64_t d2)
 {
 	return (struct tensor){data, {d0, d1, d2, 1}, 3, DEVICE_CPU};
 }
@@ -59,6 +68,13 @@ static inline int64_t tensor_numel(struct tensor t)
 		n *= t.dim[i];
 	return t.data ? n : 0;
 }
+
+// A general matrix product on the backend's thread pool (what the adapter layers build on):
+// C (M,N) = alpha · op(A) · op(B) + beta · C; op(A) = A (M,K) or, with a_trans, Aᵀ of A (K,M);
+// op(B) = B (K,N) or, with b_trans, Bᵀ of B (N,K).  Leading dimensions in elements.  Deterministic: the
+// result does not depend on the number of threads.
+void ops_gemm(int a_trans, int b_trans, int64_t M, int64_t N, int64_t K, real alpha, const real *A, int64_t lda,
+	      const real *B, int64_t ldb, real beta, real *C, int64_t ldc);
 
 // ----------------------------------------------------------------------------
 // token embedding
@@ -79,7 +95,7 @@ void matmul_backward(struct tensor dinp, struct tensor dweight, struct tensor db
 // RMSNorm in fp32 (transformers LlamaRMSNorm): out = weight · x / sqrt(mean(x²) + eps), row by row.
 // Also the Qwen3 per-head q/k norm: view q (T,NH,HD) as (T·NH, HD).
 // inp (N,D), weight (D) -> out (N,D), rstd (N) (kept for backward)
-void rmsnorm_forward(struct tensor out, struct tensor rstd, struct tensor inp, struct tensor weight, float eps);
+void rmsnorm_forward(struct tensor out, struct tensor rstd, struct tensor inp, struct tensor weight, real eps);
 // dout (N,D) -> dinp (N,D) +=, dweight (D) +=
 void rmsnorm_backward(struct tensor dinp, struct tensor dweight, struct tensor dout, struct tensor inp,
 		      struct tensor weight, struct tensor rstd);
@@ -105,7 +121,8 @@ void rope_backward(struct tensor dx, const int32_t *positions, struct tensor inv
 // (lse: log-sum-exp of the scaled scores, kept so backward can recompute the probabilities without (NH,T,T))
 void attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
 		       const int32_t *doc_offsets, int n_docs, int64_t q_offset, struct tensor scratch);
-// dout (Tq,NH,HD) -> dq, dk, dv +=
+// dout (Tq,NH,HD) -> dq, dk, dv += (the probabilities are recomputed from q, k and lse, block by block as
+// in FlashAttention-2's backward; scratch is allocated per call, (2, QB, Tk) per thread)
 void attention_backward(struct tensor dq, struct tensor dk, struct tensor dv, struct tensor dout,
 			struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
 			const int32_t *doc_offsets, int n_docs, int64_t q_offset);

@@ -25,7 +25,7 @@ static noreturn void usage(FILE *fp, int code)
 {
 	fprintf(fp,
 		"usage: %s --arch llama|qwen2|qwen3 [--layers n] [--hidden n] [--heads n] [--kv-heads n]\n"
-		"       [--ffn n] [--vocab n] [--head-dim n] [--tied] [--seed s] [--dtype f32|bf16]\n"
+		"       [--ffn n] [--vocab n] [--head-dim n] [--tied] [--seed s] [--init-std x] [--dtype f32|bf16]\n"
 		"       [--tokenizer file|bytes] [--force] -o dir\n",
 		progname());
 	exit(code);
@@ -152,11 +152,15 @@ static void write_config(const char *path, const struct model_config *c, const c
 
 // Random weights as transformers initialises them (_init_weights: normal(0, initializer_range = 0.02) for
 // linears and the embedding, zero biases, RMSNorm weights 1), drawn tensor by tensor in the order written.
+// The standard deviation of the normal draws: transformers' initializer_range by default; --init-std makes a
+// base whose logits are large enough for a training test to reach a low loss.
+static double init_std = 0.02;
+
 static float *fill(struct rng *r, size_t n, int kind)
 {
 	float *x = xmalloc(n * sizeof(float));
 	for (size_t i = 0; i < n; i++)
-		x[i] = kind == 'n' ? (float)(0.02 * rng_normal(r)) : kind == '1' ? 1.0f : 0.0f;
+		x[i] = kind == 'n' ? (float)(init_std * rng_normal(r)) : kind == '1' ? 1.0f : 0.0f;
 	return x;
 }
 
@@ -229,6 +233,7 @@ int main(int argc, char **argv)
 		{"kv-heads", required_argument, NULL, 'K'}, {"ffn", required_argument, NULL, 'F'},
 		{"vocab", required_argument, NULL, 'v'},    {"head-dim", required_argument, NULL, 'D'},
 		{"tied", no_argument, NULL, 't'},           {"seed", required_argument, NULL, 's'},
+		{"init-std", required_argument, NULL, 'I'},
 		{"dtype", required_argument, NULL, 'd'},    {"tokenizer", required_argument, NULL, 'T'},
 		{"force", no_argument, NULL, 'f'},          {"output", required_argument, NULL, 'o'},
 		{"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
@@ -258,6 +263,13 @@ int main(int argc, char **argv)
 			seed = strtoull(optarg, &end, 10);
 			if (*end || end == optarg)
 				die(EXIT_USAGE, "--seed: not a number: %s", optarg);
+			break;
+		}
+		case 'I': {
+			char *end;
+			init_std = strtod(optarg, &end);
+			if (*end || end == optarg || !(init_std > 0 && init_std < 100))
+				die(EXIT_USAGE, "--init-std: not a positive number: %s", optarg);
 			break;
 		}
 		case 'd':

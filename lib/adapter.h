@@ -1,0 +1,166 @@
+// adapter.h — the trainable adapters of DESIGN §4 (lora, moelora, mingmoe, sparsedoctor) on a frozen model.
+//
+// An adapted linear computes y = W x + s Σ_e g_e B_e A_e x.  Every expert of one linear lives in two stacked
+// matrices, A_all = [A_1; …; A_E] (E·r, d_in) and B_all = [B_1 … B_E] (d_out, E·r), so the adapter costs two
+// products whatever the routing (dense-masked, DESIGN §4): H = x·A_allᵀ, scale H's block e by s·g_e (0 for an
+// expert not chosen), y += (s·G⊙H)·B_allᵀ.  adapter_linear_forward / _backward are the op-style entry points a
+// grouped path can replace.  The gates g:
+//   lora          one expert, g = 1;
+//   moelora       g = softmax(W_g · E[task]) (one gate for the whole model, fed only the token's task id);
+//                 rank r is the total, split r/N per expert, s = α/r with the total r (MOELoRA's mmoelora.py);
+//   mingmoe       attention linears: plain LoRA; MLP linears: a router Linear(d_in, N) with bias on the linear's
+//                 input, top-k of its logits, softmax over the kept logits; optional shared experts with g = 1
+//                 (MING dev branch); optional Switch load-balancing loss N Σ_e f_e P_e (f_e: share of the top-k
+//                 assignments, P_e: mean router probability), averaged over the routed linears;
+//   sparsedoctor  mingmoe routing plus a contrastive router loss (our reading, DESIGN §4): per token
+//                 q = normalize(P x) with a trainable projection P (proj, d_in) per routed linear; the keys are a
+//                 per-expert FIFO memory queue of past q's (detached); the positives are the entries of the
+//                 token's top-1 expert; loss = −log Σ_pos e^{q·k/τ} / Σ_all e^{q·k/τ}, mean over the tokens
+//                 that have a positive, averaged over the routed linears, weighted λ.  The queue entries are
+//                 stored in half precision (2 bytes per value), the scores computed in the working precision.
+//                 Its gradient reaches the projection only: the router is supervised through the choice of the
+//                 positive expert (its top-1), which is piecewise constant.
+// Dropout (on x before A, one mask per linear shared by its experts — the MOELoRA code draws one per expert;
+// documented deviation) applies to the non-routed linears: MING's routed training path applies none.
+// Masks come from a hash of (seed, step, layer, linear, element), so recomputation and resume reproduce them.
+//
+// Memory: one allocation per family — params, grads, AdamW m, v — all with the same layout; each tensor is an
+// offset into them.  Activations (per layer and linear, for up to `cap` tokens) are another.
+//
+// Tensor names in RUN/adapter.safetensors (F32), l the layer, P the module path "model.layers.l.self_attn.q_proj"
+// (…o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj):
+//   lora / mingmoe attention: base_model.model.P.lora_A.weight (r, d_in), .lora_B.weight (d_out, r) — PEFT's names;
+//   experts: base_model.model.P.experts.E.lora_A.weight, .lora_B.weight; shared experts: ….shared.S.lora_A.weight…;
+//   routers: base_model.model.P.router.weight (N, d_in), .router.bias (N);
+//   sparsedoctor projection: base_model.model.P.contrastive_proj.weight (proj, d_in);
+//   moelora gate: moelora.task_embedding.weight (tasks, task_emb), moelora.gate.weight (N, task_emb).
+#ifndef MEDMOE_ADAPTER_H
+#define MEDMOE_ADAPTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops.h"
+
+enum adapter_method { ADAPTER_LORA, ADAPTER_MOELORA, ADAPTER_MINGMOE, ADAPTER_SPARSEDOCTOR };
+enum adapter_target { TGT_Q, TGT_K, TGT_V, TGT_O, TGT_GATE, TGT_UP, TGT_DOWN, N_TARGETS };
+
+struct adapter_config {
+	enum adapter_method method;
+	int experts;          // N routed (mingmoe, sparsedoctor) or gated (moelora) experts
+	int rank;             // moelora: total rank (r/N per expert); otherwise per expert
+	double alpha;
+	int rslora;           // s = α/√r instead of α/r
+	int top_k;
+	unsigned targets;     // bit per enum adapter_target
+	double dropout;
+	int task_emb;         // moelora task embedding size
+	int n_tasks;          // rows of the task embedding (task ids 0 .. n_tasks−1)
+	double lb_coef;       // load-balancing loss weight (0: off)
+	int shared_experts;   // always-on experts next to the routed ones
+	double con_tau, con_lambda;
+	int con_proj, con_queue;   // projection size, queue entries per expert
+	uint64_t seed;        // initialisation and dropout
+};
+
+// The reference defaults of DESIGN §4 for METHOD (n_tasks left as 1).
+void adapter_config_preset(struct adapter_config *c, enum adapter_method method);
+const char *adapter_method_name(enum adapter_method m);
+int adapter_method_parse(const char *s, enum adapter_method *m);         // -1 when unknown
+int adapter_targets_parse(const char *s, unsigned *mask);                // "q,k,v,o,gate,up,down"; -1 bad
+void adapter_targets_format(unsigned mask, char *buf, size_t n);
+const char *adapter_target_name(enum adapter_target t);                  // "q_proj", ...
+
+enum slot_kind { SLOT_NONE, SLOT_LORA, SLOT_TASK, SLOT_ROUTED };
+
+// One adapted linear: its experts, router and activations.
+struct adapter_slot {
+	enum slot_kind kind;
+	int n_exp;            // experts in the stacked matrices (routed: N routed then the shared ones)
+	int n_routed;         // N (SLOT_ROUTED), else 0
+	int r;                // rank per expert
+	int64_t d_in, d_out;
+	real scale;
+	size_t off_A, off_B, off_Wr, off_br, off_P;   // into params/grads/m/v
+	// activations for the last forward (cap tokens)
+	real *H;              // (T, n_exp·r) = x·A_allᵀ
+	real *G;              // (T, n_exp) gates
+	real *probs;          // (T, N) full router softmax (routed)
+	real *q;              // (T, proj) normalized contrastive queries (sparsedoctor)
+	real *znorm;          // (T) ‖P x‖
+	int32_t *topk;        // (T, k) chosen experts, best first
+	// sparsedoctor memory queue: (N, con_queue, proj) ring per expert
+	size_t off_queue;     // into queue
+	int64_t *q_head, *q_fill;   // (N) next write position, entries filled
+	int64_t *load;        // (N) top-k assignments counted this step
+	double lb, con;       // this slot's auxiliary losses in the last forward
+};
+
+struct adapter {
+	struct adapter_config cfg;
+	int n_layers;
+	int64_t dims[N_TARGETS][2];   // d_in, d_out per target
+	struct adapter_slot *slots;   // [l·N_TARGETS + target]
+	size_t n_params;
+	real *params, *grads, *adam_m, *adam_v;
+	size_t off_E, off_Wg;         // moelora gate
+	uint16_t *queue;              // sparsedoctor queues, all slots, IEEE half precision (DESIGN §4)
+	size_t n_queue;
+	int n_routed_slots;
+	// per forward
+	int64_t cap, T;
+	real *act_mem;
+	int32_t *iact_mem;
+	int32_t *tok_task;            // (T) task id of each token
+	real *task_gate;              // (n_tasks, N) moelora gate weights
+	real *dtask_gate;             // (n_tasks, N) their gradient, accumulated over the linears
+	real *scratch;                // (3, T, max(E·r, d_in, proj, keys))
+	int training, recomputing;
+	uint64_t step;                // dropout stream
+	real grad_scale;              // weight of this micro-batch in the objective (set by the trainer)
+	int64_t *task_load;           // (n_tasks, N) top-k assignments per task this step
+};
+
+// A fresh adapter for a model with the given geometry (dims[t] = {d_in, d_out}), initialised from cfg.seed
+// (A Kaiming-uniform(a=√5) or N(0, 0.01) for moelora, B = 0, routers as torch.nn.Linear, E ~ N(0,1)).
+struct adapter *adapter_new(const struct adapter_config *cfg, int n_layers, const int64_t dims[N_TARGETS][2]);
+void adapter_free(struct adapter *a);
+
+// The tensors by name, in file order: for saving, loading and tests.  F(name, ndim, shape, data, …): data points
+// into params (or grads when GRADS) for contiguous tensors; B blocks of experts are strided and go through
+// adapter_tensor_copy.
+struct adapter_tensor {
+	char name[256];
+	int ndim;
+	int64_t shape[2];
+	size_t off;           // into params
+	int64_t ld;           // row stride in params (== shape[1] unless a block of B_all)
+};
+size_t adapter_tensors(const struct adapter *a, struct adapter_tensor **out);   // caller frees *out
+// Copy tensor T of FAMILY (params, grads, …) into OUT (shape[0]·shape[1] floats), or back with to_family.
+void adapter_tensor_get(const struct adapter_tensor *t, const real *family, float *out);
+void adapter_tensor_set(const struct adapter_tensor *t, real *family, const float *in);
+
+// Per forward: make room for T tokens and set each token's task id (tok_task NULL: all task 0).
+void adapter_begin(struct adapter *a, int64_t T, const int32_t *tok_task);
+// Set every token of the current forward to TASK (decoding with one task); exit 65 when out of the table.
+void adapter_fill_task(struct adapter *a, int task);
+// y (T,d_out) += adapter(x (T,d_in)) for linear TGT of layer L; no-op where that linear has no adapter.
+void adapter_linear_forward(struct adapter *a, int l, enum adapter_target tgt, struct tensor y, struct tensor x);
+// dx (T,d_in) += …, parameter gradients += …, given dy (T,d_out) and the forward's x.
+void adapter_linear_backward(struct adapter *a, int l, enum adapter_target tgt, struct tensor dx, struct tensor dy,
+			     struct tensor x);
+// After every linear's backward: the moelora gate's gradient (softmax, W_g, E).
+void adapter_backward_finish(struct adapter *a);
+// The auxiliary losses of the last forward as they enter the objective (already weighted: lb_coef·mean,
+// λ·mean), and unweighted means in *lb / *con (when not NULL).
+double adapter_aux_loss(const struct adapter *a, double *lb, double *con);
+// After the optimizer step: push this forward's contrastive queries into the memory queues.
+void adapter_queue_push(struct adapter *a);
+// Entry I of expert E's ring in routed slot S (con_proj values), read or written through half precision.
+void adapter_queue_get(const struct adapter *a, const struct adapter_slot *s, int e, int64_t i, real *out);
+void adapter_queue_set(struct adapter *a, const struct adapter_slot *s, int e, int64_t i, const real *v);
+void adapter_zero_grads(struct adapter *a);
+void adapter_zero_loads(struct adapter *a);
+
+#endif

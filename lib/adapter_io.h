@@ -1,0 +1,43 @@
+// adapter_io.h — an adapter on disk: RUN/adapter.safetensors + RUN/adapter_config.json, and the optimizer
+// state a resumed run needs.
+//
+// adapter_config.json holds "format": "medmoe.adapter" (version 1), the method and every hyperparameter of
+// struct adapter_config, the base model's identity ("base": directory, architecture, sha256 of its config.json
+// and of its tokenizer.json), the task table ("tasks": [{id, name}]) and the trainer's settings ("training").
+// For --method lora it also carries PEFT's LoraConfig fields (peft_type, r, lora_alpha, lora_dropout,
+// target_modules, use_rslora, task_type), and the tensor names are PEFT's, so PEFT can read a lora run.
+// Tensor names: adapter.h.  Every file is written atomically (lib/outfile.h).
+#ifndef MEDMOE_ADAPTER_IO_H
+#define MEDMOE_ADAPTER_IO_H
+
+#include <jansson.h>
+
+#include "adapter.h"
+#include "model.h"
+
+// The linear shapes of M (d_in, d_out per target), what adapter_new wants.
+void adapter_model_dims(const struct model *m, int64_t dims[N_TARGETS][2]);
+// adapter_new for model M's geometry.
+struct adapter *adapter_new_for_model(const struct adapter_config *cfg, const struct model *m);
+
+// sha256 (hex) of M's config.json; "" for a model made in memory.
+void adapter_base_config_sha256(const struct model *m, char out[65]);
+
+// Write DIR/adapter.safetensors and DIR/adapter_config.json.  TASKS ([{id, name}]) and TRAINING (a map) are
+// stored as given (either may be NULL).
+void adapter_save(const struct adapter *a, const struct model *m, const char *dir, const json_t *tasks,
+		  const json_t *training);
+// The adapter_config.json object (caller json_decref's).
+json_t *adapter_config_json(const struct adapter *a, const struct model *m, const json_t *tasks,
+			    const json_t *training);
+// Read RUN_DIR's adapter for base model M: the config, the base identity (a checkpoint whose config.json or
+// tokenizer differs is refused, exit 65, naming both hashes), every tensor with its shape.
+struct adapter *adapter_load(const char *run_dir, const struct model *m);
+// The adapter_config.json of RUN_DIR (caller json_decref's); exit 65 when missing or malformed.
+json_t *adapter_config_read(const char *run_dir);
+
+// Optimizer state: the parameters (exact fp32), AdamW m and v, the sparsedoctor queues and their positions.
+void adapter_state_save(const struct adapter *a, const char *path);
+void adapter_state_load(struct adapter *a, const char *path);
+
+#endif
