@@ -20,7 +20,7 @@ struct eval_generator {
 	int n_stops;
 	uint32_t n_ids;              // candidates: ids below min(model vocab, tokenizer vocab)
 	struct kv_cache *cache;
-	float *logits;               // (V)
+	real *logits;                // (V)
 	int32_t *ids;                // prompt, then generated ids
 	size_t ids_cap;
 	struct extractor *extractors[3];   // one per extract_rule, made when first needed
@@ -56,7 +56,7 @@ void eval_generator_free(struct eval_generator *g)
 	free(g);
 }
 
-static uint32_t argmax(const float *x, uint32_t n)
+static uint32_t argmax(const real *x, uint32_t n)
 {
 	uint32_t best = 0;
 	for (uint32_t i = 1; i < n; i++)

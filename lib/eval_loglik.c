@@ -100,7 +100,7 @@ void eval_loglik_score(struct model *m, struct eval_question *qs, int n)
 		    (long long)got);
 
 	const int64_t C = m->cfg.hidden;
-	const float *x_sel = m->acts.x_sel, *lse = m->acts.lse, *head = m->w.lm_head;
+	const real *x_sel = m->acts.x_sel, *lse = m->acts.lse, *head = m->w.lm_head;
 	d = 0;
 	for (int i = 0; i < n; i++) {
 		struct eval_question *q = &qs[i];
@@ -113,11 +113,11 @@ void eval_loglik_score(struct model *m, struct eval_question *qs, int n)
 			int64_t base = first_target[doc_of[root_of[j]]];
 			double score = 0.0;
 			for (size_t k = 0; k < q->option_ids[j].len; k++) {
-				const float *h = x_sel + (base + (int64_t)k) * C;
-				const float *w = head + (int64_t)q->option_ids[j].data[k] * C;
+				const real *h = x_sel + (base + (int64_t)k) * C;
+				const real *w = head + (int64_t)q->option_ids[j].data[k] * C;
 				// the logit summed in the order lmhead_ce_forward uses, so the root option's score is
 				// exactly −(its loss)
-				float logit = 0.0f;
+				real logit = 0;
 				for (int64_t c = 0; c < C; c++)
 					logit += h[c] * w[c];
 				score += (double)(logit - lse[base + (int64_t)k]);

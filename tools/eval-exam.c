@@ -1,10 +1,13 @@
 // eval-exam — answer the questions of a medmoe.exam stream with a model: option log-likelihoods (loglik) or
 // greedy generation and the benchmark's answer extraction (generate); a medmoe.predictions stream out.
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapter.h"
+#include "adapter_io.h"
 #include "cli.h"
 #include "die.h"
 #include "eval.h"
@@ -51,6 +54,40 @@ static char *unescape(const char *arg)
 	}
 	*p = '\0';
 	return out;
+}
+
+// The task id --task names in RUN's adapter_config.json ("tasks": [{id, name}]), for the moelora gate; without
+// --task, task 0, with a warning when a moelora adapter has several (its gate differs per task).  *NAME gets
+// the name used (for the predictions header; NULL when the run lists no tasks).
+static int adapter_task_id(const char *run, const struct adapter *a, const char *task, char **name)
+{
+	json_t *root = adapter_config_read(run);
+	const json_t *tasks = json_object_get(root, "tasks"), *t;
+	size_t i;
+	int id = -1;
+	struct bytevec known = {0};
+	*name = NULL;
+	json_array_foreach(tasks, i, t) {
+		const char *tn = json_string_value(json_object_get(t, "name"));
+		int tid = (int)json_integer_value(json_object_get(t, "id"));
+		if (!tn)
+			continue;
+		bytevec_puts(&known, known.len ? ", " : "");
+		bytevec_puts(&known, tn);
+		if ((task && strcmp(task, tn) == 0) || (!task && tid == 0)) {
+			id = tid;
+			free(*name);
+			*name = xstrdup(tn);
+		}
+	}
+	if (task && id < 0)
+		die(EXIT_USAGE, "--task %s: not a task of %s (its tasks: %s)", task, run, known.len ? known.data : "none");
+	if (!task && a->cfg.method == ADAPTER_MOELORA && a->cfg.n_tasks > 1)
+		warnx("%s: a moelora adapter with %d tasks and no --task: using task 0%s%s%s", run, a->cfg.n_tasks,
+		      *name ? " (" : "", *name ? *name : "", *name ? ")" : "");
+	free(known.data);
+	json_decref(root);
+	return id < 0 ? 0 : id;
 }
 
 // Read questions until the pack holds --batch-tokens (at least one), score the pack in one forward, write it;
@@ -200,12 +237,15 @@ int main(int argc, char **argv)
 		o.input = argv[0];
 	if (o.task && !o.adapter)
 		die(EXIT_USAGE, "--task selects an adapter's task: it needs --adapter");
-	if (o.adapter)
-		die(EXIT_FAIL, "--adapter %s: adapters are not yet available in this build (lib/adapter.h, from "
-			       "train-experts, is not merged yet); evaluate a merged checkpoint with --base instead",
-		    o.adapter);
 
 	struct model *m = model_load(o.base);
+	struct adapter *adapter = NULL;
+	char *task_name = NULL;
+	if (o.adapter) {
+		// refuses a run trained on another base (config.json or tokenizer), naming both
+		adapter = adapter_load(o.adapter, m);
+		model_set_adapter(m, adapter, adapter_task_id(o.adapter, adapter, o.task, &task_name));
+	}
 	struct stream_reader *r = stream_open(o.input, "medmoe.exam", 1);
 	struct schema *spec = schema_load("medmoe.exam");
 	schema_check_header(spec, r);
@@ -220,7 +260,7 @@ int main(int argc, char **argv)
 	eval_question_read(r, &rec, (uint32_t)m->cfg.vocab, &first);
 
 	struct stream_writer *w = eval_predictions_create(o.output, r, o.generate ? "generate" : "loglik", o.base,
-							  o.adapter, o.task);
+							  o.adapter, task_name);
 	struct progress p;
 	progress_start(&p, "eval-exam", o.quiet);
 	size_t tokens = 0, unparsed = 0, n;
@@ -244,6 +284,8 @@ int main(int argc, char **argv)
 	schema_free(spec);
 	stream_close(r);
 	model_free(m);
+	adapter_free(adapter);
+	free(task_name);
 	close_stdout_or_die();
 	return 0;
 }

@@ -85,6 +85,50 @@ ok "generate: a stop string cuts the text before it" "
 		stream2json -N | jq -r .generated > cut.txt &&
 	! grep -qF \"\$stop\" cut.txt && test \$(wc -c < cut.txt) -lt \$(wc -c < full.txt)"
 
+# --- adapters: a committed LoRA run against PEFT, a moelora run trained here ---
+LORA=$EV/lora_run
+for s in cmb cmexam; do
+	ok "$s with the LoRA run: scores within 1e-4 of PEFT's, and not the base model's" "
+		eval-exam -q --base $EV/model --adapter $LORA -o $s.lora.pred $EV/$s.mpk &&
+		stream2json --validate -N $s.lora.pred | jq -c '{id, scores}' > got.json &&
+		jq -c '.lora.$s[] | {id, scores}' $EV/expected.json > want.json &&
+		jq -n --slurpfile a got.json --slurpfile b want.json '
+			[range(0; \$b | length) as \$i | \$a[\$i] as \$x | \$b[\$i] as \$y | (\$x.id == \$y.id and
+			 ([range(0; \$y.scores | length) as \$k | ((\$x.scores[\$k] - \$y.scores[\$k]) | fabs) <= 1e-4] | all))]
+			| (length == (\$a | length)) and all' | grep -qx true &&
+		stream2json -N $s.pred | jq -c .scores > base.scores && jq -c .scores got.json > lora.scores &&
+		! cmp -s base.scores lora.scores"
+done
+ok "the LoRA run, one question per forward: the same scores (within 1e-5)" "
+	eval-exam -q --base $EV/model --adapter $LORA --batch-tokens 1 $EV/cmexam.mpk | stream2json -N |
+		jq -c .scores > one.scores &&
+	stream2json -N cmexam.lora.pred | jq -c .scores > all.scores &&
+	jq -n --slurpfile a one.scores --slurpfile b all.scores '
+		[range(0; \$b | length) as \$i | range(0; \$b[\$i] | length) as \$k |
+		 ((\$a[\$i][\$k] - \$b[\$i][\$k]) | fabs) <= 1e-5] | all' | grep -qx true"
+for t in anatomy pharmacy; do
+	for i in 1 2 3 4 5 6; do
+		printf '{"conversations":[{"from":"human","value":"%s question %d"},{"from":"gpt","value":"The answer is %s."}]}\n' \
+			$t $i B
+	done > $t.jsonl
+	tokenize -q --tokenizer $EV/model --template chatml --task $t -o $t.mpk $t.jsonl
+done
+mix-tasks -q --seed 1 -o mixed.mpk anatomy.mpk pharmacy.mpk && shard -q --force --seq-len 256 -o shards mixed.mpk &&
+	train-experts -q --force --base $EV/model --method moelora --experts 2 --rank 4 --steps 3 --lr 5e-2 -o moe shards
+ok "moelora: --task chooses the gate (two tasks, two sets of scores), the header names it" "
+	eval-exam -q --base $EV/model --adapter moe --task anatomy -o anat.pred $EV/cmb.mpk &&
+	eval-exam -q --base $EV/model --adapter moe --task pharmacy -o pharm.pred $EV/cmb.mpk &&
+	stream2json anat.pred | head -1 | jq -e '.model.adapter == \"moe\" and .model.task == \"anatomy\"' &&
+	stream2json -N anat.pred | jq -c .scores > a.scores && stream2json -N pharm.pred | jq -c .scores > p.scores &&
+	! cmp -s a.scores p.scores"
+ok "moelora without --task: task 0, with a warning that names it" "
+	eval-exam -q --base $EV/model --adapter moe -o t0.pred $EV/cmb.mpk 2> warn.txt &&
+	grep -q 'task 0 (anatomy)' warn.txt && stream2json -N t0.pred | jq -c .scores | cmp - a.scores"
+ok_fails 2 "--task that the run does not have" "eval-exam -q --base $EV/model --adapter moe --task surgery $EV/cmb.mpk"
+init-base --arch qwen3 --layers 2 --hidden 32 --heads 2 --kv-heads 1 --ffn 64 -o small
+ok_fails 65 "an adapter trained on another base" "eval-exam -q --base small --adapter moe $EV/cmb.mpk"
+ok_fails 65 "a run directory without an adapter" "mkdir -p norun && eval-exam -q --base $EV/model --adapter norun $EV/cmb.mpk"
+
 # --- bad input ---
 sed 's/"version": "1.0"/"version":"1.0"/' $EV/model/tokenizer.json > other-tokenizer.json
 cmp -s other-tokenizer.json $EV/model/tokenizer.json && echo "# could not make a second tokenizer file"
