@@ -21,6 +21,8 @@ SEED ?= 1
 SEQ_LEN ?= 2048
 VALID ?= 0.02
 EVAL_MODE ?= loglik
+# moelora: the task whose gate answers the exams (eval-exam --task); empty = the first task, with a warning
+EVAL_TASK ?=
 EXAM_FLAGS ?=
 # Settings of the run beside the method's own (the method files set METHOD and METHOD_FLAGS).
 TRAIN_FLAGS ?=
@@ -94,7 +96,8 @@ $(foreach f,$(EXAM_FILES),$(eval $(call exam_rule,$(notdir $(patsubst %/,%,$(dir
 # predictions of the trained adapter and of the untrained base
 $(OUT)/pred/%.pred: $(OUT)/exam/%.exam $(OUT)/run/adapter.safetensors
 	@mkdir -p $(dir $@)
-	$(P)eval-exam -q --base $(BASE) --adapter $(OUT)/run --mode $(EVAL_MODE) -o $@ $<
+	$(P)eval-exam -q --base $(BASE) --adapter $(OUT)/run $(if $(EVAL_TASK),--task $(EVAL_TASK)) --mode $(EVAL_MODE) \
+		-o $@ $<
 $(OUT)/pred-base/%.pred: $(OUT)/exam/%.exam
 	@mkdir -p $(dir $@)
 	$(P)eval-exam -q --base $(BASE) --mode $(EVAL_MODE) -o $@ $<

@@ -8,11 +8,8 @@ EV=$FIXTURES/eval
 # on two cores slow both by several times).
 : "${OMP_NUM_THREADS:=1}"
 export OMP_NUM_THREADS
-# OpenBLAS misreads some virtual CPUs and falls back to SSE3 kernels (ops_cpu_check_blas warns); pick the kernels
-# from the CPU flags, as bench/model_forward.sh does.
-if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-	if grep -qw avx512f /proc/cpuinfo; then OPENBLAS_CORETYPE=SkylakeX
-	elif grep -qw avx2 /proc/cpuinfo; then OPENBLAS_CORETYPE=Haswell; fi
+# OPENBLAS_CORETYPE is left as the machine sets it: on some CPUs it is set because older OpenBLAS builds
+# compute wrong results there, and the tests must run what users run.
 	[ -n "${OPENBLAS_CORETYPE:-}" ] && export OPENBLAS_CORETYPE
 fi
 
