@@ -70,9 +70,12 @@ $(OUT)/tokenize.flags: FORCE
 FORCE:
 
 # tokenize each task with the base model's tokenizer
-$(OUT)/tokens/%.mpk: $(OUT)/tokenize.flags $(BASE)/tokenizer.json
-	@mkdir -p $(dir $@)
-	$(P)tokenize -q --tokenizer $(BASE) --template $(TEMPLATE) --task $* -o $@ $(filter $(DATA)/train/$*.%,$(TASK_FILES))
+define task_rule
+$(OUT)/tokens/$(basename $(notdir $(1))).mpk: $(1) $(OUT)/tokenize.flags $(BASE)/tokenizer.json
+	@mkdir -p $$(dir $$@)
+	$(P)tokenize -q --tokenizer $(BASE) --template $(TEMPLATE) --task $(basename $(notdir $(1))) -o $$@ $(1)
+endef
+$(foreach f,$(TASK_FILES),$(eval $(call task_rule,$(f))))
 
 # mix the tasks (temperature sampling), pack into shards
 $(OUT)/mixed.mpk: $(TOKENS)
