@@ -19,7 +19,7 @@
 static int write_to_file(void *data, const char *buf, size_t len)
 {
 	FILE *fp = data;
-	if (len == 0)
+	if (len == 0)   // msgpack passes a NULL body for an empty str/bin; fwrite(NULL, ...) is undefined
 		return 0;
 	return fwrite(buf, 1, len, fp) == len ? 0 : -1;
 }
@@ -222,15 +222,16 @@ const msgpack_object *msgpack_map_get(const msgpack_object *obj, const char *key
 
 struct stream_reader *stream_open(const char *path, const char *schema, int max_version)
 {
-	struct stream_reader *r = xcalloc(1, sizeof *r);
-	r->path = xstrdup(path);
-	if (strcmp(path, "-") == 0) {
-		r->fp = stdin;
-	} else {
-		r->fp = fopen(path, "rb");
-		if (!r->fp)
+	// open first: a reader allocated before a failing open would be reported as a leak under LSan
+	FILE *fp = stdin;
+	if (strcmp(path, "-") != 0) {
+		fp = fopen(path, "rb");
+		if (!fp)
 			die(EXIT_DATA, "%s: %s", path, strerror(errno));
 	}
+	struct stream_reader *r = xcalloc(1, sizeof *r);
+	r->path = xstrdup(path);
+	r->fp = fp;
 	if (!msgpack_unpacker_init(&r->unpacker, READ_CHUNK))
 		die(EXIT_FAIL, "out of memory");
 	msgpack_unpacked_init(&r->header_msg);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "die.h"
 #include "model_config.h"
 #include "outfile.h"
@@ -28,15 +29,6 @@ static noreturn void usage(FILE *fp, int code)
 		"       [--tokenizer file|bytes] [--force] -o dir\n",
 		progname());
 	exit(code);
-}
-
-static int parse_count(const char *opt, const char *arg)
-{
-	char *end;
-	long v = strtol(arg, &end, 10);
-	if (*end || end == arg || v <= 0 || v > 1 << 20)
-		die(EXIT_USAGE, "--%s: not a positive count: %s", opt, arg);
-	return (int)v;
 }
 
 // GPT-2's bytes_to_unicode: printable bytes map to themselves, the other 68 to U+0100.. in byte order, so every
@@ -258,13 +250,13 @@ int main(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "o:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'a': arch = optarg; break;
-		case 'L': c.n_layers = parse_count("layers", optarg); break;
-		case 'C': c.hidden = parse_count("hidden", optarg); break;
-		case 'H': c.n_heads = parse_count("heads", optarg); break;
-		case 'K': kv_heads = parse_count("kv-heads", optarg); break;
-		case 'F': ffn = parse_count("ffn", optarg); break;
-		case 'v': vocab = parse_count("vocab", optarg); break;
-		case 'D': head_dim = parse_count("head-dim", optarg); break;
+		case 'L': c.n_layers = (int)cli_int("--layers", optarg, 1, 1 << 20); break;
+		case 'C': c.hidden = (int)cli_int("--hidden", optarg, 1, 1 << 20); break;
+		case 'H': c.n_heads = (int)cli_int("--heads", optarg, 1, 1 << 20); break;
+		case 'K': kv_heads = (int)cli_int("--kv-heads", optarg, 1, 1 << 20); break;
+		case 'F': ffn = (int)cli_int("--ffn", optarg, 1, 1 << 20); break;
+		case 'v': vocab = (int)cli_int("--vocab", optarg, 1, 1 << 20); break;
+		case 'D': head_dim = (int)cli_int("--head-dim", optarg, 1, 1 << 20); break;
 		case 't': c.tie_embeddings = 1; break;
 		case 's': {
 			char *end;

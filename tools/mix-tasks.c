@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "die.h"
 #include "progress.h"
 #include "mix.h"
@@ -60,15 +61,6 @@ static double lookup(const struct name_values *nv, const char *task)
 	return -1;
 }
 
-static uint64_t parse_count(const char *opt, const char *arg)
-{
-	char *end;
-	unsigned long long v = strtoull(arg, &end, 10);
-	if (*end || arg[0] == '-' || end == arg)
-		die(EXIT_USAGE, "%s: not a count: %s", opt, arg);
-	return v;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -109,9 +101,9 @@ int main(int argc, char **argv)
 		}
 		case 'P': strategy = "proportional"; temperature = 1.0; n_strategies++; break;
 		case 'W': parse_name_values("--weights", optarg, &weights); strategy = "weights"; n_strategies++; break;
-		case 'c': cap_examples = parse_count("--cap-examples", optarg); break;
-		case 't': cap_tokens = parse_count("--cap-tokens", optarg); break;
-		case 'b': budget = parse_count("--budget", optarg); break;
+		case 'c': cap_examples = cli_count("--cap-examples", optarg); break;
+		case 't': cap_tokens = cli_count("--cap-tokens", optarg); break;
+		case 'b': budget = cli_count("--budget", optarg); break;
 		case 'e':
 			if (strchr(optarg, '=')) {
 				parse_name_values("--epochs", optarg, &epochs);
@@ -122,7 +114,7 @@ int main(int argc, char **argv)
 					die(EXIT_USAGE, "--epochs: not a number > 0: %s", optarg);
 			}
 			break;
-		case 's': seed = parse_count("--seed", optarg); break;
+		case 's': seed = cli_count("--seed", optarg); break;
 		case 'S': stats_path = optarg; break;
 		case 'o': out_path = optarg; break;
 		case 'q': quiet = 1; break;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cli.h"
 #include "die.h"
 #include "progress.h"
 #include "ext_shuffle.h"
@@ -33,15 +34,6 @@ static noreturn void usage(FILE *fp, int code)
 		"       %s [-q] --verify DIR\n",
 		progname(), progname());
 	exit(code);
-}
-
-static uint64_t parse_count(const char *opt, const char *arg)
-{
-	char *end;
-	unsigned long long v = strtoull(arg, &end, 10);
-	if (*end || arg[0] == '-' || end == arg)
-		die(EXIT_USAGE, "%s: not a count: %s", opt, arg);
-	return v;
 }
 
 struct drain_ctx {
@@ -84,7 +76,7 @@ int main(int argc, char **argv)
 	set_progname(argv[0]);
 	while ((ch = getopt_long(argc, argv, "o:q", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'L': seq_len = parse_count("--seq-len", optarg); break;
+		case 'L': seq_len = cli_count("--seq-len", optarg); break;
 		case 'v':
 			// A number with a point is a fraction of the documents; a whole number is a count.
 			if (strpbrk(optarg, ".eE")) {
@@ -93,14 +85,14 @@ int main(int argc, char **argv)
 				if (*end || !(opt.valid_fraction >= 0 && opt.valid_fraction <= 1))
 					die(EXIT_USAGE, "--valid: not a fraction in [0, 1]: %s", optarg);
 			} else {
-				opt.valid_count = parse_count("--valid", optarg);
+				opt.valid_count = cli_count("--valid", optarg);
 			}
 			break;
-		case 't': opt.shard_tokens = parse_count("--shard-tokens", optarg); break;
+		case 't': opt.shard_tokens = cli_count("--shard-tokens", optarg); break;
 		case 'P': opt.pack = 0; break;
 		case 'T': opt.overflow = SHARD_TRUNCATE; n_policies++; break;
 		case 'D': opt.overflow = SHARD_DROP; n_policies++; break;
-		case 's': opt.shuffle = 1; opt.shuffle_seed = parse_count("--shuffle", optarg); break;
+		case 's': opt.shuffle = 1; opt.shuffle_seed = cli_count("--shuffle", optarg); break;
 		case 'f': force = 1; break;
 		case 'o': out_dir = optarg; break;
 		case 'C': verify_dir = optarg; break;

@@ -9,6 +9,7 @@
 
 #include "chat_template.h"
 #include "corpus.h"
+#include "cli.h"
 #include "die.h"
 #include "exam.h"
 #include "progress.h"
@@ -40,15 +41,6 @@ static noreturn void usage(FILE *fp, int code)
 		"           [--shots k --shots-from file] [--max-len n] [-o out] file ...\n",
 		progname(), progname());
 	exit(code);
-}
-
-static long parse_long(const char *opt, const char *arg, long min)
-{
-	char *end;
-	long v = strtol(arg, &end, 10);
-	if (*arg == '\0' || *end || v < min)
-		die(EXIT_USAGE, "%s: not a number >= %ld: %s", opt, min, arg);
-	return v;
 }
 
 // ---- the header's tokenizer identity ----
@@ -399,13 +391,13 @@ int main(int argc, char **argv)
 		case OPT_TEMPLATE: o.template_name = optarg; break;
 		case OPT_SYSTEM: o.system = optarg; break;
 		case OPT_TASK: o.task = optarg; break;
-		case OPT_TASK_ID: o.task_id = parse_long("--task-id", optarg, 0); break;
+		case OPT_TASK_ID: o.task_id = cli_int("--task-id", optarg, 0, INT64_MAX); break;
 		case OPT_LANG:
 			if (strcmp(optarg, "zh") && strcmp(optarg, "en") && strcmp(optarg, "auto"))
 				die(EXIT_USAGE, "--lang: zh, en or auto, not %s", optarg);
 			o.lang = optarg;
 			break;
-		case OPT_MAX_LEN: o.max_len = parse_long("--max-len", optarg, 1); break;
+		case OPT_MAX_LEN: o.max_len = cli_int("--max-len", optarg, 1, INT64_MAX); break;
 		case OPT_OVERFLOW:
 			if (strcmp(optarg, "truncate") == 0)
 				o.drop_long = 0;
@@ -424,7 +416,7 @@ int main(int argc, char **argv)
 				die(EXIT_USAGE, "--exam: unknown benchmark %s (known: %s)", optarg, exam_bench_list());
 			o.exam = optarg;
 			break;
-		case OPT_SHOTS: o.shots = parse_long("--shots", optarg, 0); break;
+		case OPT_SHOTS: o.shots = cli_int("--shots", optarg, 0, INT64_MAX); break;
 		case OPT_SHOTS_FROM:
 			if (o.n_shots_from == (int)(sizeof o.shots_from / sizeof o.shots_from[0]))
 				die(EXIT_USAGE, "--shots-from: at most 256 files");
