@@ -7,6 +7,13 @@
 // For --method lora it also carries PEFT's LoraConfig fields (peft_type, r, lora_alpha, lora_dropout,
 // target_modules, use_rslora, task_type), and the tensor names are PEFT's, so PEFT can read a lora run.
 // Tensor names: adapter.h.  Every file is written atomically (lib/outfile.h).
+//
+// Evaluating a run (eval-exam --adapter RUN):
+//   struct model *m = model_load(base);
+//   struct adapter *a = adapter_load(run, m);          // refuses a run trained on another base
+//   model_set_adapter(m, a, task_id);                  // task_id: moelora's gate (RUN's "tasks" table)
+//   ... model_forward / model_decode ...
+//   model_set_adapter(m, NULL, 0); adapter_free(a); model_free(m);
 #ifndef MEDMOE_ADAPTER_IO_H
 #define MEDMOE_ADAPTER_IO_H
 

@@ -465,7 +465,7 @@ void train_run(const struct train_opts *o)
 	struct adapter *a = r.a;
 	a->training = 1;
 	int tty = !o->quiet && isatty(2);
-	double t_start = now_seconds();
+	double t_start = now_seconds(), last_draw = 0;
 	uint64_t first = r.step, done_here = 0;
 	while (r.step < o->steps && !(o->stop_after && done_here >= o->stop_after)) {
 		r.step++;
@@ -503,8 +503,9 @@ void train_run(const struct train_opts *o)
 			val = validate(&r);
 		write_record(&r, loss, lb, con, val, lr, gnorm, tps, tokens);
 		done_here++;
-		if (tty) {
-			double el = now_seconds() - t_start, eta = el / (double)done_here * (double)(o->steps - r.step);
+		if (tty && (now_seconds() - last_draw > 0.25 || r.step == o->steps)) {   // a few redraws a second
+			last_draw = now_seconds();
+			double el = last_draw - t_start, eta = el / (double)done_here * (double)(o->steps - r.step);
 			fprintf(stderr, "\rtrain-experts: step %llu/%llu  loss %.4f  %.0f tok/s  ETA %.0fs   ",
 				(unsigned long long)r.step, (unsigned long long)o->steps, loss, tps, eta);
 		}

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "adapter.h"
+#include "cli.h"
 #include "die.h"
 #include "outfile.h"
 #include "trainer.h"
@@ -25,24 +26,6 @@ static noreturn void usage(FILE *fp, int code)
 		"       %s --help | --version\n",
 		progname(), progname());
 	exit(code);
-}
-
-static double num(const char *opt, const char *s, double lo, double hi)
-{
-	char *end;
-	double v = strtod(s, &end);
-	if (*s == 0 || *end != 0 || !(v >= lo && v <= hi))
-		die(EXIT_USAGE, "%s: not a number in [%g, %g]: %s", opt, lo, hi, s);
-	return v;
-}
-
-static uint64_t count(const char *opt, const char *s)
-{
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (*s == 0 || *s == '-' || *end != 0)
-		die(EXIT_USAGE, "%s: not a count: %s", opt, s);
-	return v;
 }
 
 enum {
@@ -95,47 +78,47 @@ int main(int argc, char **argv)
 		case 'q': o.quiet = 1; break;
 		case O_BASE: o.base = optarg; break;
 		case O_METHOD: break;
-		case O_STEPS: o.steps = count("--steps", optarg); break;
-		case O_SAVE: o.save_every = count("--save-every", optarg); break;
-		case O_STOP: o.stop_after = count("--stop-after", optarg); break;
-		case O_SEED: o.seed = count("--seed", optarg); break;
+		case O_STEPS: o.steps = cli_count("--steps", optarg); break;
+		case O_SAVE: o.save_every = cli_count("--save-every", optarg); break;
+		case O_STOP: o.stop_after = cli_count("--stop-after", optarg); break;
+		case O_SEED: o.seed = cli_count("--seed", optarg); break;
 		case O_RESUME: o.resume = 1; break;
 		case O_FORCE: o.force = 1; break;
-		case O_EXPERTS: o.adapter.experts = (int)num("--experts", optarg, 1, 1024); break;
-		case O_RANK: o.adapter.rank = (int)num("--rank", optarg, 1, 65536); break;
-		case O_ALPHA: o.adapter.alpha = num("--alpha", optarg, 1e-9, 1e9); break;
+		case O_EXPERTS: o.adapter.experts = (int)cli_int("--experts", optarg, 1, 1024); break;
+		case O_RANK: o.adapter.rank = (int)cli_int("--rank", optarg, 1, 65536); break;
+		case O_ALPHA: o.adapter.alpha = cli_real("--alpha", optarg, 1e-9, 1e9); break;
 		case O_RSLORA: o.adapter.rslora = 1; break;
-		case O_TOPK: o.adapter.top_k = (int)num("--top-k", optarg, 1, 1024); break;
+		case O_TOPK: o.adapter.top_k = (int)cli_int("--top-k", optarg, 1, 1024); break;
 		case O_TARGETS:
 			if (adapter_targets_parse(optarg, &o.adapter.targets) != 0)
 				die(EXIT_USAGE, "--targets: a comma list of q,k,v,o,gate,up,down: %s", optarg);
 			break;
-		case O_DROPOUT: o.adapter.dropout = num("--dropout", optarg, 0, 0.999); break;
-		case O_TASKEMB: o.adapter.task_emb = (int)num("--task-emb", optarg, 1, 65536); break;
-		case O_LB: o.adapter.lb_coef = num("--lb-coef", optarg, 0, 1e6); break;
-		case O_SHARED: o.adapter.shared_experts = (int)num("--shared-experts", optarg, 0, 1024); break;
-		case O_TAU: o.adapter.con_tau = num("--con-tau", optarg, 1e-6, 1e6); break;
-		case O_LAMBDA: o.adapter.con_lambda = num("--con-lambda", optarg, 0, 1e6); break;
-		case O_PROJ: o.adapter.con_proj = (int)num("--con-proj", optarg, 1, 65536); break;
-		case O_QUEUE: o.adapter.con_queue = (int)num("--con-queue", optarg, 1, 1 << 24); break;
-		case O_LR: o.lr = num("--lr", optarg, 0, 1e300); break;
+		case O_DROPOUT: o.adapter.dropout = cli_real("--dropout", optarg, 0, 0.999); break;
+		case O_TASKEMB: o.adapter.task_emb = (int)cli_int("--task-emb", optarg, 1, 65536); break;
+		case O_LB: o.adapter.lb_coef = cli_real("--lb-coef", optarg, 0, 1e6); break;
+		case O_SHARED: o.adapter.shared_experts = (int)cli_int("--shared-experts", optarg, 0, 1024); break;
+		case O_TAU: o.adapter.con_tau = cli_real("--con-tau", optarg, 1e-6, 1e6); break;
+		case O_LAMBDA: o.adapter.con_lambda = cli_real("--con-lambda", optarg, 0, 1e6); break;
+		case O_PROJ: o.adapter.con_proj = (int)cli_int("--con-proj", optarg, 1, 65536); break;
+		case O_QUEUE: o.adapter.con_queue = (int)cli_int("--con-queue", optarg, 1, 1 << 24); break;
+		case O_LR: o.lr = cli_real("--lr", optarg, 0, 1e300); break;
 		case O_SCHED:
 			if (lr_schedule_parse(optarg, &o.schedule) != 0)
 				die(EXIT_USAGE, "--schedule: cosine, linear or constant: %s", optarg);
 			break;
-		case O_WARMUP: o.warmup = count("--warmup", optarg), o.warmup_given = 1; break;
-		case O_WARMUP_RATIO: o.warmup_ratio = num("--warmup-ratio", optarg, 0, 1); break;
-		case O_BETA1: o.adamw.beta1 = num("--beta1", optarg, 0, 0.999999); break;
-		case O_BETA2: o.adamw.beta2 = num("--beta2", optarg, 0, 0.999999999); break;
-		case O_EPS: o.adamw.eps = num("--eps", optarg, 0, 1); break;
-		case O_WD: o.adamw.weight_decay = num("--weight-decay", optarg, 0, 1e3); break;
-		case O_CLIP: o.clip = num("--clip", optarg, 0, 1e30); break;
-		case O_BATCH: o.batch_tokens = (uint32_t)num("--batch-tokens", optarg, 1, 1 << 30); break;
-		case O_ACCUM: o.accum = (uint32_t)num("--accum", optarg, 1, 1 << 20); break;
+		case O_WARMUP: o.warmup = cli_count("--warmup", optarg), o.warmup_given = 1; break;
+		case O_WARMUP_RATIO: o.warmup_ratio = cli_real("--warmup-ratio", optarg, 0, 1); break;
+		case O_BETA1: o.adamw.beta1 = cli_real("--beta1", optarg, 0, 0.999999); break;
+		case O_BETA2: o.adamw.beta2 = cli_real("--beta2", optarg, 0, 0.999999999); break;
+		case O_EPS: o.adamw.eps = cli_real("--eps", optarg, 0, 1); break;
+		case O_WD: o.adamw.weight_decay = cli_real("--weight-decay", optarg, 0, 1e3); break;
+		case O_CLIP: o.clip = cli_real("--clip", optarg, 0, 1e30); break;
+		case O_BATCH: o.batch_tokens = (uint32_t)cli_int("--batch-tokens", optarg, 1, 1 << 30); break;
+		case O_ACCUM: o.accum = (uint32_t)cli_int("--accum", optarg, 1, 1 << 20); break;
 		case O_NOSHUF: o.shuffle = 0; break;
 		case O_RECOMP: o.recompute = 1; break;
-		case O_EVAL: o.eval_every = count("--eval-every", optarg); break;
-		case O_EVALSEQ: o.eval_sequences = count("--eval-sequences", optarg); break;
+		case O_EVAL: o.eval_every = cli_count("--eval-every", optarg); break;
+		case O_EVALSEQ: o.eval_sequences = cli_count("--eval-sequences", optarg); break;
 		case O_HELP: usage(stdout, EXIT_OK);
 		case O_VERSION: printf("train-experts %s\n", MEDMOE_VERSION); return 0;
 		default: usage(stderr, EXIT_USAGE);
