@@ -17,8 +17,9 @@
 # the lock (EX_TEMPFAIL: cron simply tries again next time).
 set -eu
 [ $# -eq 1 ] || { echo "usage: nightly-eval.sh config" >&2; exit 2; }
+case $1 in */*) config=$1 ;; *) config=./$1 ;; esac  # "." searches PATH for a bare name
 # shellcheck disable=SC1090
-. "$1"
+. "$config"
 : "${BASE:?BASE is not set in $1}" "${RUNS:?RUNS is not set in $1}" "${EXAMS:?EXAMS is not set in $1}"
 : "${STATE:?STATE is not set in $1}" "${ALPHA:=0.05}" "${MODE:=loglik}" "${BIN:=}"
 P=${BIN:+$BIN/}
