@@ -10,8 +10,6 @@ EV=$FIXTURES/eval
 export OMP_NUM_THREADS
 # OPENBLAS_CORETYPE is left as the machine sets it: on some CPUs it is set because older OpenBLAS builds
 # compute wrong results there, and the tests must run what users run.
-	[ -n "${OPENBLAS_CORETYPE:-}" ] && export OPENBLAS_CORETYPE
-fi
 
 ids() { stream2json -N "$1" | jq -r .id; }
 
