@@ -108,6 +108,9 @@ def make_case(outdir, name, seed, method, experts, rank, alpha, rslora, tasks, t
         logits_peft = logits_of(with_peft, ids)
         merged = AutoModelForCausalLM.from_pretrained(merged_dir, **kw)
         logits_merged = logits_of(merged, ids)
+    # every exported tensor was used: PEFT's base + adapter and transformers' merged directory agree
+    if float((logits_merged - logits_peft).abs().max()) > 1e-4 or float((logits_peft - logits_base).abs().max()) < 1e-2:
+        sys.exit(f"{name}: the PEFT export and the merged checkpoint disagree, or the adapter changes nothing")
     save_file({"ids": ids.float(), "logits_peft": logits_peft, "logits_merged": logits_merged},
               os.path.join(case_dir, "expected.safetensors"),
               metadata={"transformers": transformers.__version__, "torch": torch.__version__,
