@@ -89,8 +89,7 @@ json_t *adapter_config_json(const struct adapter *a, const struct model *m, cons
 	return root;
 }
 
-void adapter_save(const struct adapter *a, const struct model *m, const char *dir, const json_t *tasks,
-		  const json_t *training)
+void adapter_save_tensors(const struct adapter *a, const char *path)
 {
 	struct adapter_tensor *ts;
 	size_t n = adapter_tensors(a, &ts), total = 0;
@@ -105,19 +104,29 @@ void adapter_save(const struct adapter *a, const struct model *m, const char *di
 		st_writer_add(w, ts[i].name, ST_F32, ts[i].ndim, ts[i].shape, p);
 		p += ts[i].shape[0] * ts[i].shape[1];
 	}
-	char *path = xasprintf("%s/adapter.safetensors", dir);
 	st_writer_write(w, path);
-	free(path);
 	free(buf);
 	free(ts);
+}
 
-	json_t *root = adapter_config_json(a, m, tasks, training);
-	path = xasprintf("%s/adapter_config.json", dir);
+void adapter_config_write(const json_t *root, const char *path)
+{
 	struct outfile *out = outfile_open(path);
 	if (json_dumpf(root, out->fp, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) != 0)
 		die_errno("%s", path);
 	fputc('\n', out->fp);
 	outfile_commit(out);
+}
+
+void adapter_save(const struct adapter *a, const struct model *m, const char *dir, const json_t *tasks,
+		  const json_t *training)
+{
+	char *path = xasprintf("%s/adapter.safetensors", dir);
+	adapter_save_tensors(a, path);
+	free(path);
+	json_t *root = adapter_config_json(a, m, tasks, training);
+	path = xasprintf("%s/adapter_config.json", dir);
+	adapter_config_write(root, path);
 	free(path);
 	json_decref(root);
 }

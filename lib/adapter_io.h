@@ -34,6 +34,10 @@ void adapter_base_config_sha256(const struct model *m, char out[65]);
 // stored as given (either may be NULL).
 void adapter_save(const struct adapter *a, const struct model *m, const char *dir, const json_t *tasks,
 		  const json_t *training);
+// The two halves of adapter_save: the tensors (F32) to PATH, a config object to PATH (merge-adapters writes an
+// experts-only adapter whose base identity is the merged checkpoint, not a loaded model).
+void adapter_save_tensors(const struct adapter *a, const char *path);
+void adapter_config_write(const json_t *root, const char *path);
 // The adapter_config.json object (caller json_decref's).
 json_t *adapter_config_json(const struct adapter *a, const struct model *m, const json_t *tasks,
 			    const json_t *training);
