@@ -78,5 +78,7 @@ ok_fails 2 "moelora without --task or --all-tasks" 'merge-adapters --base base -
 ok_fails 2 "--task on a lora adapter" 'merge-adapters --base base --adapter run-lora --task task0 -o bad'
 ok_fails 2 "a malformed --max-shard-size" 'merge-adapters --base base --adapter run-lora --max-shard-size 5XB -o bad'
 ok_fails 1 "an existing OUT is not replaced without --force" 'merge-adapters --base base --adapter run-lora -o m-lora'
-ok "... and is with --force" 'merge-adapters --base base --adapter run-lora --peft --force -o m-lora && [ -f m-lora/adapter_config.json ] && [ ! -f m-lora/model.safetensors ]'
+ok "... and is with --force" \
+	'merge-adapters --base base --adapter run-lora --peft --force -o m-lora &&
+	 [ -f m-lora/adapter_config.json ] && [ ! -f m-lora/model.safetensors ]'
 done_testing
