@@ -14,7 +14,6 @@
 #include "adapter_io.h"
 #include "die.h"
 #include "model.h"
-#include "ops.h"
 #include "outfile.h"
 #include "safetensors.h"
 
@@ -43,12 +42,31 @@ void merge_slot_factors(const struct adapter *a, const struct adapter_slot *s, i
 
 void merge_slot_apply(const struct adapter *a, const struct adapter_slot *s, int task, float *W)
 {
-	int64_t R = (int64_t)s->n_exp * s->r;
-	float *A = xmalloc((size_t)(R * s->d_in) * sizeof(float));
+	int64_t R = (int64_t)s->n_exp * s->r, D = s->d_in;
+	float *A = xmalloc((size_t)(R * D) * sizeof(float));
 	float *B = xmalloc((size_t)(s->d_out * R) * sizeof(float));
 	merge_slot_factors(a, s, task, A, B);
-	// W (d_out, d_in) += scale · B (d_out, R) · A (R, d_in); real is float in every build with adapters
-	ops_gemm(0, 0, s->d_out, s->d_in, R, s->scale, B, R, A, s->d_in, 1, W, s->d_in);
+	// W' = W + scale·B·A with the sum in double (products of two floats are exact) and one rounding to fp32:
+	// the merged weight is the nearest float whatever the thread count, so a merge is reproducible byte for
+	// byte.  Rows are independent, so the threads split them.
+#pragma omp parallel
+	{
+		double *row = xmalloc((size_t)D * sizeof(double));
+#pragma omp for
+		for (int64_t o = 0; o < s->d_out; o++) {
+			for (int64_t c = 0; c < D; c++)
+				row[c] = 0;
+			for (int64_t k = 0; k < R; k++) {
+				double b = B[o * R + k];
+				const float *ak = A + k * D;
+				for (int64_t c = 0; c < D; c++)
+					row[c] += b * ak[c];
+			}
+			for (int64_t c = 0; c < D; c++)
+				W[o * D + c] = (float)(W[o * D + c] + (double)s->scale * row[c]);
+		}
+		free(row);
+	}
 	free(A);
 	free(B);
 }

@@ -11,12 +11,13 @@
 // unless the caller asks for the attention-only split, which writes the merged checkpoint plus an experts-only
 // adapter (routed slots and their routers, nothing else) whose base identity is that merged checkpoint.
 //
-// The merged checkpoint: every tensor of the base in its own dtype (bf16 stays bf16: W' is computed in fp32 and
-// rounded to nearest even once), the base's other files copied (tokenizer, generation config, …), config.json
-// with a "medmoe_merged" provenance object added (so its sha256 — the identity adapters check — differs from the
-// base's: an adapter for the base is refused by the merged model and vice versa), sharded in the base's tensor
-// name order into model-0000k-of-0000n.safetensors with model.safetensors.index.json when the tensors exceed
-// max_shard bytes (greedy packing, as huggingface_hub's split_torch_state_dict_into_shards).
+// The merged checkpoint: every tensor of the base in its own dtype (bf16 stays bf16: W' is summed in double,
+// rounded to the nearest fp32, then to the nearest bf16 — the same bytes whatever the thread count); the base's
+// other files copied (tokenizer, generation config, …); config.json with a "medmoe_merged" provenance object
+// added (so its sha256 — the identity adapters check — differs from the base's: an adapter for the base is
+// refused by the merged model and vice versa); sharded in the base's tensor name order into
+// model-0000k-of-0000n.safetensors with model.safetensors.index.json when the tensors exceed max_shard bytes
+// (greedy packing, as huggingface_hub's split_torch_state_dict_into_shards).
 #ifndef MEDMOE_MERGE_H
 #define MEDMOE_MERGE_H
 

@@ -22,6 +22,8 @@ ok "lora: a checkpoint directory with the base's files and provenance in config.
 	'merge-adapters --base base --adapter run-lora -o m-lora && [ -s m-lora/model.safetensors ] &&
 	 cmp base/tokenizer.json m-lora/tokenizer.json && grep -q "\"medmoe_merged\"" m-lora/config.json &&
 	 grep -q "\"hidden_size\": 64" m-lora/config.json && ! ls | grep -q tmp'
+ok "the merged bytes do not depend on the thread count" \
+	'OMP_NUM_THREADS=2 merge-adapters --base base --adapter run-lora -o m-lora2 && cmp m-lora/model.safetensors m-lora2/model.safetensors'
 ok "lora --peft: adapter_config.json (LORA, r, lora_alpha) and PEFT tensor names" \
 	'merge-adapters --base base --adapter run-lora --peft -o p-lora &&
 	 grep -q "\"peft_type\": \"LORA\"" p-lora/adapter_config.json && grep -q "\"r\": 16" p-lora/adapter_config.json &&
@@ -76,5 +78,7 @@ ok_fails 2 "moelora without --task or --all-tasks" 'merge-adapters --base base -
 ok_fails 2 "--task on a lora adapter" 'merge-adapters --base base --adapter run-lora --task task0 -o bad'
 ok_fails 2 "a malformed --max-shard-size" 'merge-adapters --base base --adapter run-lora --max-shard-size 5XB -o bad'
 ok_fails 1 "an existing OUT is not replaced without --force" 'merge-adapters --base base --adapter run-lora -o m-lora'
-ok "... and is with --force" 'merge-adapters --base base --adapter run-lora --peft --force -o m-lora && [ -f m-lora/adapter_config.json ] && [ ! -f m-lora/model.safetensors ]'
+ok "... and is with --force" \
+	'merge-adapters --base base --adapter run-lora --peft --force -o m-lora &&
+	 [ -f m-lora/adapter_config.json ] && [ ! -f m-lora/model.safetensors ]'
 done_testing

@@ -2,9 +2,10 @@
 //   - lora, fp32 base: the merged checkpoint's logits == base + adapter within 1e-5 (qwen2, qwen3);
 //   - moelora --all-tasks: every task's checkpoint == base + adapter with that task's gate, within 1e-5;
 //   - mingmoe / sparsedoctor --attention-only: merged attention + experts-only adapter == base + full adapter
-//     within 2e-5 (see test_mingmoe_attention_only), bit for bit when no attention LoRA is merged; the experts adapter is refused on the original base and the full adapter on the merged one;
+//     within 2e-5 (see test_mingmoe_attention_only), bit for bit when no attention LoRA is merged; the experts
+//     adapter is refused on the original base and the full adapter on the merged one;
 //   - half-precision bases (bf16, and the f16 qwen3 fixture): the merged checkpoint keeps the base's dtype, so
-//     the exact guarantee is per weight: every merged weight is W + s·B·A rounded once to the format, within
+//     the exact guarantee is per weight: every merged weight is W + s·B·A rounded to the format (via fp32), within
 //     u·|W + s·B·A| (u, the unit roundoff: bf16 2^-8, f16 2^-11), and every other tensor is copied bit for bit.
 //     The logits then differ from base + adapter (applied in fp32) only through those roundings.  To first order
 //     each merged linear perturbs its output by at most u relative, and RMSNorm keeps the relative size of a
