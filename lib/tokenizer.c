@@ -439,13 +439,21 @@ struct tokenizer *tokenizer_load(const char *path)
 
 	size_t len;
 	char *bytes = read_file(tok->path, &len);
-	SHA2_CTX sha;
-	SHA256Init(&sha);
-	SHA256Update(&sha, (const uint8_t *)bytes, len);
-	SHA256End(&sha, tok->sha256);
-
+	// Hash and parse at once: for Qwen's 11 MB file each takes a noticeable share of start-up.
 	json_error_t err;
-	json_t *root = json_loadb(bytes, len, 0, &err);
+	json_t *root = NULL;
+	#pragma omp parallel sections num_threads(2)
+	{
+		#pragma omp section
+		{
+			SHA2_CTX sha;
+			SHA256Init(&sha);
+			SHA256Update(&sha, (const uint8_t *)bytes, len);
+			SHA256End(&sha, tok->sha256);
+		}
+		#pragma omp section
+		root = json_loadb(bytes, len, 0, &err);
+	}
 	free(bytes);
 	if (!root)
 		die_data(tok->path, -1, NULL, "malformed JSON at line %d, column %d: %s", err.line, err.column,
