@@ -2,6 +2,7 @@
 // The pipeline stages live in tok_added.c, tok_normalize.c, tok_pretokenize.c, tok_bpe.c and
 // tok_decode.c; tok_internal.h describes how they fit together.
 #include <jansson.h>
+#include <pthread.h>
 #include <sha2.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -427,6 +428,22 @@ static char *read_file(const char *path, size_t *len)
 	return buf.data;
 }
 
+struct hash_job {
+	const uint8_t *bytes;
+	size_t len;
+	char *hex;  // 65 bytes
+};
+
+static void *hash_bytes(void *arg)
+{
+	struct hash_job *job = arg;
+	SHA2_CTX sha;
+	SHA256Init(&sha);
+	SHA256Update(&sha, job->bytes, job->len);
+	SHA256End(&sha, job->hex);
+	return NULL;
+}
+
 struct tokenizer *tokenizer_load(const char *path)
 {
 	struct tokenizer *tok = xcalloc(1, sizeof *tok);
@@ -439,21 +456,17 @@ struct tokenizer *tokenizer_load(const char *path)
 
 	size_t len;
 	char *bytes = read_file(tok->path, &len);
-	// Hash and parse at once: for Qwen's 11 MB file each takes a noticeable share of start-up.
+	// Hash and parse at once: for Qwen's 11 MB file each takes a noticeable share of start-up.  A plain
+	// thread, not OpenMP: libgomp's pool does not survive fork(), and tests load tokenizers in forked children.
+	struct hash_job job = { (const uint8_t *)bytes, len, tok->sha256 };
+	pthread_t hasher;
+	int threaded = pthread_create(&hasher, NULL, hash_bytes, &job) == 0;
+	if (!threaded)
+		hash_bytes(&job);
 	json_error_t err;
-	json_t *root = NULL;
-	#pragma omp parallel sections num_threads(2)
-	{
-		#pragma omp section
-		{
-			SHA2_CTX sha;
-			SHA256Init(&sha);
-			SHA256Update(&sha, (const uint8_t *)bytes, len);
-			SHA256End(&sha, tok->sha256);
-		}
-		#pragma omp section
-		root = json_loadb(bytes, len, 0, &err);
-	}
+	json_t *root = json_loadb(bytes, len, 0, &err);
+	if (threaded)
+		pthread_join(hasher, NULL);
 	free(bytes);
 	if (!root)
 		die_data(tok->path, -1, NULL, "malformed JSON at line %d, column %d: %s", err.line, err.column,
