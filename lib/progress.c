@@ -33,15 +33,21 @@ static void draw(struct progress *p, size_t done, size_t tokens, double t)
 	fputs("\033[K", stderr);
 }
 
-void progress_update(struct progress *p, size_t done, size_t tokens)
+int progress_due(struct progress *p)
 {
 	if (!p->active)
-		return;
+		return 0;
 	double t = now_seconds();
 	if (t - p->last < 0.25)
-		return;
+		return 0;
 	p->last = t;
-	draw(p, done, tokens, t);
+	return 1;
+}
+
+void progress_update(struct progress *p, size_t done, size_t tokens)
+{
+	if (progress_due(p))
+		draw(p, done, tokens, p->last);
 }
 
 void progress_end(struct progress *p, size_t done, size_t tokens)

@@ -464,8 +464,8 @@ void train_run(const struct train_opts *o)
 	}
 	struct adapter *a = r.a;
 	a->training = 1;
-	int tty = !o->quiet && isatty(2);
-	double t_start = now_seconds(), last_draw = 0;
+	struct progress prog;
+	progress_start(&prog, "train-experts", o->quiet);
 	uint64_t first = r.step, done_here = 0;
 	while (r.step < o->steps && !(o->stop_after && done_here >= o->stop_after)) {
 		r.step++;
@@ -503,9 +503,8 @@ void train_run(const struct train_opts *o)
 			val = validate(&r);
 		write_record(&r, loss, lb, con, val, lr, gnorm, tps, tokens);
 		done_here++;
-		if (tty && (now_seconds() - last_draw > 0.25 || r.step == o->steps)) {   // a few redraws a second
-			last_draw = now_seconds();
-			double el = last_draw - t_start, eta = el / (double)done_here * (double)(o->steps - r.step);
+		if (progress_due(&prog) || (prog.active && r.step == o->steps)) {
+			double el = now_seconds() - prog.start, eta = el / (double)done_here * (double)(o->steps - r.step);
 			fprintf(stderr, "\rtrain-experts: step %llu/%llu  loss %.4f  %.0f tok/s  ETA %.0fs   ",
 				(unsigned long long)r.step, (unsigned long long)o->steps, loss, tps, eta);
 		}
@@ -513,7 +512,7 @@ void train_run(const struct train_opts *o)
 		if ((o->save_every && r.step % o->save_every == 0) || stopping)
 			checkpoint(&r);
 	}
-	if (tty)
+	if (prog.active)
 		fputc('\n', stderr);
 	if (!o->quiet)
 		fprintf(stderr, "train-experts: %s: steps %llu..%llu done\n", o->run, (unsigned long long)first + 1,
