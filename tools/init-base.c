@@ -12,6 +12,9 @@
 #include "outfile.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "tok_train.h"
+#include "tokenizer.h"
+#include "vec.h"
 
 // Specials of the byte tokenizer, from id 256: the chat and document markers of the Qwen and LLaMA families,
 // so the same demo checkpoint can be driven with either chat template.
@@ -26,7 +29,7 @@ static noreturn void usage(FILE *fp, int code)
 	fprintf(fp,
 		"usage: %s --arch llama|qwen2|qwen3 [--layers n] [--hidden n] [--heads n] [--kv-heads n]\n"
 		"       [--ffn n] [--vocab n] [--head-dim n] [--tied] [--seed s] [--init-std x] [--dtype f32|bf16]\n"
-		"       [--tokenizer file|bytes] [--force] -o dir\n",
+		"       [--tokenizer file|bytes] [--bpe-corpus file [--bpe-merges n]] [--force] -o dir\n",
 		progname());
 	exit(code);
 }
@@ -88,6 +91,99 @@ static int write_byte_tokenizer(const char *path)
 	outfile_commit(out);
 	json_decref(root);
 	return 256 + N_BYTE_SPECIALS;
+}
+
+static char *read_whole_file(const char *path, size_t *len)
+{
+	FILE *in = fopen(path, "rb");
+	if (!in)
+		die_errno("%s", path);
+	struct bytevec buf = {0};
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, in)) > 0)
+		bytevec_append(&buf, chunk, n);
+	if (ferror(in))
+		die_errno("%s", path);
+	fclose(in);
+	bytevec_append(&buf, "", 0);
+	*len = buf.len;
+	return buf.data;
+}
+
+// --bpe-corpus: the byte tokenizer plus BPE merges learned from a corpus (lib/tok_train.h), a vocabulary of
+// whole words and pieces that makes a tiny model's sequences several times shorter than bytes.  Ids 0..255
+// are the bytes and 256.. the specials, as in the byte tokenizer, then one id per learned token in the order
+// learned.  Its ByteLevel pre-tokenizer cuts words apart (GPT-2's regex, use_regex), so no token spans two.
+// Returns the number of ids.
+static int write_bpe_tokenizer(const char *path, const char *corpus_path, int max_merges)
+{
+	json_t *root = json_pack("{s:s, s:n, s:n, s:[], s:n, s:o, s:n, s:o, s:n}", "version", "1.0", "truncation",
+				 "padding", "added_tokens", "normalizer", "pre_tokenizer", byte_level(),
+				 "post_processor", "decoder", byte_level(), "model");
+	json_object_set_new(json_object_get(root, "pre_tokenizer"), "use_regex", json_true());
+	json_object_set_new(json_object_get(root, "decoder"), "use_regex", json_true());
+	json_t *added = json_object_get(root, "added_tokens");
+	for (int i = 0; i < N_BYTE_SPECIALS; i++)
+		json_array_append_new(added, json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", 256 + i, "content",
+						       byte_specials[i], "single_word", 0, "lstrip", 0, "rstrip", 0,
+						       "normalized", 0, "special", 1));
+	json_t *vocab = json_object();
+	for (int b = 0; b < 256; b++) {
+		char tok[3];
+		byte_token(b, tok);
+		json_object_set_new(vocab, tok, json_integer(b));
+	}
+	json_t *merges = json_array();
+	json_object_set_new(root, "model", json_pack("{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b, s:o, s:o}", "type",
+						      "BPE", "dropout", "unk_token", "continuing_subword_prefix",
+						      "end_of_word_suffix", "fuse_unk", 0, "byte_fallback", 0,
+						      "ignore_merges", 0, "vocab", vocab, "merges", merges));
+	// The merges are learned with this same tokenizer, without merges, doing the pre-tokenization.
+	struct outfile *first = outfile_open(path);
+	if (json_dumpf(root, first->fp, 0) != 0)
+		die_errno("%s", path);
+	outfile_commit(first);
+	struct tokenizer *tok = tokenizer_load(path);
+	size_t text_len;
+	char *text = read_whole_file(corpus_path, &text_len);
+	if (!utf8_valid(text, text_len))
+		die_data(corpus_path, -1, NULL, "not valid UTF-8");
+	struct bpe_merge *learned;
+	size_t n = bpe_learn(tok, text, text_len, (size_t)max_merges, 2, &learned);
+	int n_ids = 256 + N_BYTE_SPECIALS;
+	for (size_t i = 0; i < n; i++) {
+		struct bytevec left = {0}, right = {0};
+		for (size_t k = 0; k < learned[i].left_len; k++) {
+			char c[3];
+			byte_token((unsigned char)learned[i].left[k], c);
+			bytevec_puts(&left, c);
+		}
+		for (size_t k = 0; k < learned[i].right_len; k++) {
+			char c[3];
+			byte_token((unsigned char)learned[i].right[k], c);
+			bytevec_puts(&right, c);
+		}
+		char *pair = xasprintf("%s %s", left.data, right.data);
+		json_array_append_new(merges, json_string(pair));
+		char *both = xasprintf("%s%s", left.data, right.data);
+		if (!json_object_get(vocab, both))   // a string has one id, however many merges spell it
+			json_object_set_new(vocab, both, json_integer(n_ids++));
+		free(pair);
+		free(both);
+		free(left.data);
+		free(right.data);
+	}
+	bpe_merges_free(learned, n);
+	free(text);
+	tokenizer_free(tok);
+	struct outfile *out = outfile_open(path);
+	if (json_dumpf(root, out->fp, JSON_INDENT(2)) != 0)
+		die_errno("%s", path);
+	fputc('\n', out->fp);
+	outfile_commit(out);
+	json_decref(root);
+	return n_ids;
 }
 
 // Copy a tokenizer.json and return its number of ids (largest id in model.vocab or added_tokens, plus one).
@@ -236,11 +332,13 @@ int main(int argc, char **argv)
 		{"init-std", required_argument, NULL, 'I'},
 		{"dtype", required_argument, NULL, 'd'},    {"tokenizer", required_argument, NULL, 'T'},
 		{"force", no_argument, NULL, 'f'},          {"output", required_argument, NULL, 'o'},
+		{"bpe-corpus", required_argument, NULL, 'B'}, {"bpe-merges", required_argument, NULL, 'M'},
 		{"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	struct model_config c = {.n_layers = 2, .hidden = 64, .n_heads = 4, .rms_eps = 1e-6f, .max_positions = 2048};
-	const char *arch = NULL, *output = NULL, *tokenizer = "bytes";
+	const char *arch = NULL, *output = NULL, *tokenizer = "bytes", *bpe_corpus = NULL;
+	int bpe_merges = 2000;
 	int kv_heads = 0, ffn = 0, vocab = 0, head_dim = 0, force = 0;
 	uint64_t seed = 0;
 	enum st_dtype dtype = ST_F32;
@@ -282,6 +380,8 @@ int main(int argc, char **argv)
 			break;
 		case 'T': tokenizer = optarg; break;
 		case 'f': force = 1; break;
+		case 'B': bpe_corpus = optarg; break;
+		case 'M': bpe_merges = (int)cli_int("--bpe-merges", optarg, 0, 1 << 20); break;
 		case 'o': output = optarg; break;
 		case 'h': usage(stdout, EXIT_OK);
 		case 'V': printf("init-base %s\n", MEDMOE_VERSION); return 0;
@@ -312,7 +412,10 @@ int main(int argc, char **argv)
 	struct outdir *dir = outdir_open(output, force);
 	char *tok_path = xasprintf("%s/tokenizer.json", dir->tmp_path);
 	int bytes = strcmp(tokenizer, "bytes") == 0;
-	int n_ids = bytes ? write_byte_tokenizer(tok_path) : copy_tokenizer(tokenizer, tok_path);
+	if (bpe_corpus && !bytes)
+		die(EXIT_USAGE, "--bpe-corpus learns merges over the byte tokenizer; it does not go with --tokenizer FILE");
+	int n_ids = bpe_corpus ? write_bpe_tokenizer(tok_path, bpe_corpus, bpe_merges)
+		  : bytes ? write_byte_tokenizer(tok_path) : copy_tokenizer(tokenizer, tok_path);
 	c.vocab = vocab ? vocab : n_ids;
 	if (c.vocab < n_ids)
 		die(EXIT_USAGE, "--vocab %d is smaller than the tokenizer's %d ids", c.vocab, n_ids);
