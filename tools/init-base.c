@@ -134,6 +134,11 @@ static int write_bpe_tokenizer(const char *path, const char *corpus_path, int ma
 		byte_token(b, tok);
 		json_object_set_new(vocab, tok, json_integer(b));
 	}
+	// The specials are in the model's vocabulary too (as LLaMA's tokenizer.json has <s> and </s>): Hugging
+	// Face gives an added token that the model lacks the next id after the model's largest, not the id the
+	// file states, so with learned tokens after them they would move (tokenizers 0.23).
+	for (int i = 0; i < N_BYTE_SPECIALS; i++)
+		json_object_set_new(vocab, byte_specials[i], json_integer(256 + i));
 	json_t *merges = json_array();
 	json_object_set_new(root, "model", json_pack("{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b, s:o, s:o}", "type",
 						      "BPE", "dropout", "unk_token", "continuing_subword_prefix",

@@ -33,5 +33,20 @@ if [ -f "$SHARED/tokenizers/qwen3/tokenizer.json" ]; then
 else
 	skip "a real tokenizer sizes the vocabulary" "MEDMOE_SHARED=$SHARED is absent"
 fi
+ok "--bpe-corpus learns the same merges as the fixture, byte for byte" \
+	'init-base --arch qwen3 --bpe-corpus "$FIXTURES/bpe/corpus.txt" --bpe-merges 300 -o bpe && cmp "$FIXTURES/bpe/tokenizer.json" bpe/tokenizer.json'
+ok "--bpe-corpus keeps the byte and special ids and sizes the vocabulary" \
+	'grep -q "\"vocab_size\": 565" bpe/config.json && grep -q "\"Ġ\": 32" bpe/tokenizer.json && grep -q "\"id\": 264" bpe/tokenizer.json && grep -q "\"use_regex\": true" bpe/tokenizer.json'
+ok "the learned tokenizer encodes as Hugging Face tokenizers does (tests/reference/make_bpe_fixtures.py)" '
+	jq -c "{text: .text}" "$FIXTURES/bpe/ids.jsonl" > texts.jsonl &&
+	tokenize -q --tokenizer bpe -o texts.mpk texts.jsonl && stream2json -N texts.mpk | jq -c .ids > ours &&
+	jq -c .ids "$FIXTURES/bpe/ids.jsonl" > want && n=$(awk "NR == FNR { a[FNR] = \$0; next } a[FNR] != \$0 { print FNR; exit }" want ours) &&
+	{ test -z "$n" || { echo "line $n differs: $(sed -n ${n}p want) vs $(sed -n ${n}p ours)"; false; }; } && test $(wc -l < ours) -eq $(wc -l < want)'
+ok "learned tokens shorten the corpus several times over bytes" '
+	head -20 "$FIXTURES/bpe/ids.jsonl" | jq -r .text | wc -c > bytes && head -20 ours | jq length | paste -sd+ | bc > tokens &&
+	test $(cat tokens) -lt $(( $(cat bytes) / 2 ))'
+ok "--bpe-merges 0 gives the byte ids" 'init-base --arch qwen3 --bpe-corpus "$FIXTURES/bpe/corpus.txt" --bpe-merges 0 -o bpe0 && grep -q "\"vocab_size\": 265" bpe0/config.json'
+ok_fails 2 "--bpe-corpus with a copied tokenizer is refused" 'init-base --arch qwen3 --tokenizer llama/tokenizer.json --bpe-corpus "$FIXTURES/bpe/corpus.txt" -o bpex'
+ok_fails 65 "--bpe-corpus that is not UTF-8" 'printf "\\377\\376bad\\n" > bad.txt && init-base --arch qwen3 --bpe-corpus bad.txt -o bpebad'
 ok "--help prints the usage" 'init-base --help | grep -q "usage: init-base --arch"'
 done_testing
