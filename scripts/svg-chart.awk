@@ -23,6 +23,7 @@ kind == "heat" {
 	if ($3 + 0 > vmax) vmax = $3 + 0
 }
 END {
+	if (kind == "bars") H = T + 10 + nb * 30 + 30   # one 30-pixel row per bar, and the axis
 	split("#1f77b4 #d62728 #2ca02c #9467bd #ff7f0e #8c564b #e377c2 #17becf", colour, " ")
 	printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H
 	printf "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H

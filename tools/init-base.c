@@ -114,15 +114,21 @@ static char *read_whole_file(const char *path, size_t *len)
 // --bpe-corpus: the byte tokenizer plus BPE merges learned from a corpus (lib/tok_train.h), a vocabulary of
 // whole words and pieces that makes a tiny model's sequences several times shorter than bytes.  Ids 0..255
 // are the bytes and 256.. the specials, as in the byte tokenizer, then one id per learned token in the order
-// learned.  Its ByteLevel pre-tokenizer cuts words apart (GPT-2's regex, use_regex), so no token spans two.
+// learned.  Its pre-tokenizer cuts words apart (GPT-2's regex, ByteLevel's use_regex) and Han characters one
+// from another, so no token spans two words or two characters.
 // Returns the number of ids.
 static int write_bpe_tokenizer(const char *path, const char *corpus_path, int max_merges)
 {
+	// Every Han character is a pre-token of its own: Chinese has no spaces, so a merge across characters would
+	// spell a word one way inside one run of characters and another way inside the next ("治疗高血压的" vs
+	// "高血压患者"), and a tiny model would not recognise it as the same word.
+	json_t *words = byte_level();
+	json_object_set_new(words, "use_regex", json_true());
+	json_t *pre = json_pack("{s:s, s:[{s:s, s:{s:s}, s:s, s:b}, o]}", "type", "Sequence", "pretokenizers", "type",
+				"Split", "pattern", "Regex", "\\p{Han}", "behavior", "Isolated", "invert", 0, words);
 	json_t *root = json_pack("{s:s, s:n, s:n, s:[], s:n, s:o, s:n, s:o, s:n}", "version", "1.0", "truncation",
-				 "padding", "added_tokens", "normalizer", "pre_tokenizer", byte_level(),
+				 "padding", "added_tokens", "normalizer", "pre_tokenizer", pre,
 				 "post_processor", "decoder", byte_level(), "model");
-	json_object_set_new(json_object_get(root, "pre_tokenizer"), "use_regex", json_true());
-	json_object_set_new(json_object_get(root, "decoder"), "use_regex", json_true());
 	json_t *added = json_object_get(root, "added_tokens");
 	for (int i = 0; i < N_BYTE_SPECIALS; i++)
 		json_array_append_new(added, json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", 256 + i, "content",
