@@ -24,6 +24,7 @@
 
 #define MEDMOE_DOUBLE 1
 #include "../../lib/ops_cpu.c"
+#include "../../lib/model_load.c"
 #include "../../lib/model.c"
 #include "../../lib/model_train.c"
 #include "../../lib/adapter.c"
