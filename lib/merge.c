@@ -444,7 +444,7 @@ void merge_run(const struct merge_opts *o)
 		if (!o->task && !o->all_tasks)
 			die(EXIT_USAGE, "%s: moelora merges one task's gate-weighted mixture: give --task NAME or --all-tasks",
 			    o->run);
-		adapter_begin(a, 1, NULL);   // computes every task's gate weights
+		adapter_begin(a, 1, NULL, 0);   // computes every task's gate weights
 	} else if (o->task || o->all_tasks) {
 		die(EXIT_USAGE, "%s: --task and --all-tasks apply to moelora adapters, not %s", o->run,
 		    adapter_method_name(c->method));

@@ -1,8 +1,7 @@
 // model.c — running a loaded model forward: packed documents (model_forward) and incremental decoding
-// (model_decode).  Loading is in model_load.c.
+// (model_decode), the same layer code on every device.  Loading is in model_load.c.
 #include "model.h"
 
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +9,7 @@
 #include "die.h"
 #include "model_internal.h"
 #include "ops.h"
-
+#include "tensor_plan.h"
 
 // ----------------------------------------------------------------------------
 // activations
@@ -18,35 +17,50 @@
 void model_ensure_acts(struct model *m, int64_t T)
 {
 	struct model_acts *a = &m->acts;
-	if (T <= a->cap && a->att_threads >= omp_get_max_threads())
+	if (T <= a->cap)
 		return;
 	const struct model_config *c = &m->cfg;
-	size_t C = (size_t)c->hidden, F = (size_t)c->ffn, NH = (size_t)c->n_heads;
-	size_t QD = NH * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim, N = (size_t)T;
-	size_t sizes[] = {N * C, N * C, N * QD, N * KD, N * KD, N * QD, N * F, N * F, N * C, NH * N, N * NH,
-			  N * C, N, N, (size_t)CE_TB * CE_VC, (size_t)omp_get_max_threads() * ATT_QB * N};
-	real **ptrs[] = {&a->x, &a->xn, &a->q, &a->k, &a->v, &a->att, &a->gate, &a->up, &a->proj, &a->att_lse,
-			  &a->rstd, &a->x_sel, &a->losses, &a->lse, &a->ce_tile, &a->att_scores};
-	size_t total = 0;
-	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-		total += sizes[i];
-	free(a->mem);
-	free(a->imem);
-	a->mem = xmalloc(total * sizeof(real));
-	real *p = a->mem;
-	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-		*ptrs[i] = p;
-		p += sizes[i];
-	}
-	a->imem = xmalloc(2 * N * sizeof(int32_t));
-	a->positions = a->imem;
-	a->targets = a->imem + N;
+	int64_t C = c->hidden, F = c->ffn, NH = c->n_heads;
+	int64_t QD = NH * c->head_dim, KD = (int64_t)c->n_kv_heads * c->head_dim;
+	enum dtype act = m->act_dtype, stat = m->stat_dtype;
+	ops_free(m->device, a->mem);
+	free(a->host_positions);
+	struct tensor_plan p;
+	tensor_plan_begin(&p, m->device);
+	tensor_plan_add(&p, &a->x, act, 2, T, C, 0);
+	tensor_plan_add(&p, &a->xn, act, 2, T, C, 0);
+	tensor_plan_add(&p, &a->q, act, 2, T, QD, 0);
+	tensor_plan_add(&p, &a->k, act, 2, T, KD, 0);
+	tensor_plan_add(&p, &a->v, act, 2, T, KD, 0);
+	tensor_plan_add(&p, &a->att, act, 2, T, QD, 0);
+	tensor_plan_add(&p, &a->gate, act, 2, T, F, 0);
+	tensor_plan_add(&p, &a->up, act, 2, T, F, 0);
+	tensor_plan_add(&p, &a->proj, act, 2, T, C, 0);
+	tensor_plan_add(&p, &a->x_sel, act, 2, T, C, 0);
+	tensor_plan_add(&p, &a->att_lse, stat, 1, NH * T, 0, 0);
+	tensor_plan_add(&p, &a->rstd, stat, 1, T * NH, 0, 0);
+	tensor_plan_add(&p, &a->losses, stat, 1, T, 0, 0);
+	tensor_plan_add(&p, &a->lse, stat, 1, T, 0, 0);
+	tensor_plan_add(&p, &a->ids, DTYPE_I32, 1, T, 0, 0);
+	tensor_plan_add(&p, &a->positions, DTYPE_I32, 1, T, 0, 0);
+	tensor_plan_add(&p, &a->targets, DTYPE_I32, 1, T, 0, 0);
+	tensor_plan_add(&p, &a->sel, DTYPE_I32, 1, T, 0, 0);
+	tensor_plan_add(&p, &a->doc_offsets, DTYPE_I32, 1, T + 1, 0, 0);
+	a->mem = tensor_plan_commit(&p);
+	a->host_positions = xmalloc(3 * (size_t)T * sizeof(int32_t));
+	a->host_sel = a->host_positions + T;
+	a->host_targets = a->host_sel + T;
 	a->cap = T;
-	a->att_threads = omp_get_max_threads();
+}
+
+// Host int32 values into the first N entries of the i32 tensor DST on the model's device.
+static void upload_i32(struct tensor dst, const int32_t *host, int64_t n)
+{
+	tensor_copy(tensor_rows(dst, 0, n), tensor_i32((int32_t *)host, n));
 }
 
 // ----------------------------------------------------------------------------
-// forward
+// one layer
 
 // A base linear, then its adapter when one is attached: out = inp·Wᵀ + b (+ s Σ g B A inp).
 static void linear_forward(struct model *m, int l, enum adapter_target tgt, struct tensor out, struct tensor inp,
@@ -60,66 +74,67 @@ static void linear_forward(struct model *m, int l, enum adapter_target tgt, stru
 void model_layer_buf_infer(struct model *m, struct layer_buf *b)
 {
 	struct model_acts *a = &m->acts;
-	*b = (struct layer_buf){.rstd1 = a->rstd, .xn1 = a->xn, .q_pre = a->q, .rstd_q = a->rstd, .k_pre = NULL,
-				.rstd_k = a->rstd, .q = a->q, .att = a->att, .att_lse = a->att_lse, .rstd2 = a->rstd,
-				.xn2 = a->xn, .gate_pre = a->gate, .up = a->up, .h = a->gate, .proj = a->proj};
+	*b = (struct layer_buf){.rstd1 = a->rstd, .xn1 = a->xn, .q_pre = a->q, .rstd_q = a->rstd, .rstd_k = a->rstd,
+				.q = a->q, .att = a->att, .att_lse = a->att_lse, .rstd2 = a->rstd, .xn2 = a->xn,
+				.gate_pre = a->gate, .up = a->up, .h = a->gate, .proj = a->proj, .k_all = a->k,
+				.v_all = a->v};
 }
 
-// One decoder layer over the T tokens of the residual stream x (updated in place).  Their keys and values are
-// written to k_all/v_all at rows q_offset..q_offset+T−1; attention then reads Tk = q_offset + T rows of
-// k_all/v_all, through matrix products when att_scratch is given (a packed forward), key by key when it is NONE
-// (decoding).  B says where the intermediate values go: the shared scratch for inference (later values overwrite
-// earlier ones), or one set per layer that training keeps for backward (model_train.c).  b->k_pre NULL: the k
-// projection is written straight into k_all.
-void model_layer_forward(struct model *m, int l, int64_t T, real *xres, const struct layer_buf *b, real *k_all,
-			 real *v_all, int64_t q_offset, const int32_t *doc_offsets, int n_docs,
-			 struct tensor att_scratch)
+// One decoder layer (model_internal.h).  Inference reuses one set of buffers for every layer (later values
+// overwrite earlier ones); training keeps one set per layer for backward (model_train.c).  b->k_pre NONE: the k
+// projection is written straight into the key rows.
+void model_layer_forward(struct model *m, int l, int64_t T, struct tensor xres, const struct layer_buf *b,
+			 int64_t q_offset, int n_docs)
 {
 	const struct model_config *c = &m->cfg;
-	const struct model_weights *w = &m->w;
+	const struct layer_weights *w = &m->w.layers[l];
 	struct model_acts *a = &m->acts;
-	int64_t C = c->hidden, F = c->ffn, NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
-	int64_t QD = NH * HD, KD = NKV * HD, Tk = q_offset + T;
-	real *k_new = k_all + q_offset * KD, *v_new = v_all + q_offset * KD;
-	real *k_pre = b->k_pre ? b->k_pre : k_new;
-#define BIAS(ptr, n) ((ptr) ? tensor1((ptr) + l * (n), (n)) : TENSOR_NONE)
-	struct tensor x = tensor2(xres, T, C), xn1 = tensor2(b->xn1, T, C), proj = tensor2(b->proj, T, C);
-	struct tensor q = tensor3(b->q, T, NH, HD), k = tensor3(k_new, T, NKV, HD), v = tensor3(v_new, T, NKV, HD);
-	struct tensor inv_freq = tensor1(m->inv_freq, HD / 2);
+	int64_t C = c->hidden, NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim, Tk = q_offset + T;
+	double eps = c->rms_eps;
+	struct tensor x = tensor_reshape(xres, 2, T, C, 0), xn1 = rows_of(b->xn1, T), proj = rows_of(b->proj, T);
+	struct tensor k_new = tensor_rows(b->k_all, q_offset, T), v_new = tensor_rows(b->v_all, q_offset, T);
+	struct tensor q_pre = rows_of(b->q_pre, T), k_pre = b->k_pre.data ? rows_of(b->k_pre, T) : k_new;
+	struct tensor q = tensor_reshape(rows_of(b->q, T), 3, T, NH, HD), k = tensor_reshape(k_new, 3, T, NKV, HD);
+	struct tensor att = rows_of(b->att, T), positions = rows_of(a->positions, T);
 
-	if (b->x_in && b->x_in != xres)
-		memcpy(b->x_in, xres, (size_t)(T * C) * sizeof(real));
+	if (b->x_in.data && b->x_in.data != xres.data)
+		tensor_copy(rows_of(b->x_in, T), x);
 	// attention block
-	rmsnorm_forward(xn1, tensor1(b->rstd1, T), x, tensor1(w->ln1 + l * C, C), c->rms_eps);
-	linear_forward(m, l, TGT_Q, tensor2(b->q_pre, T, QD), xn1, tensor2(w->wq + l * QD * C, QD, C), BIAS(w->bq, QD));
-	linear_forward(m, l, TGT_K, tensor2(k_pre, T, KD), xn1, tensor2(w->wk + l * KD * C, KD, C), BIAS(w->bk, KD));
-	linear_forward(m, l, TGT_V, tensor2(v.data, T, KD), xn1, tensor2(w->wv + l * KD * C, KD, C), BIAS(w->bv, KD));
+	rmsnorm_forward(xn1, rows_of(b->rstd1, T), x, w->ln1, eps);
+	linear_forward(m, l, TGT_Q, q_pre, xn1, w->wq, w->bq);
+	linear_forward(m, l, TGT_K, k_pre, xn1, w->wk, w->bk);
+	linear_forward(m, l, TGT_V, v_new, xn1, w->wv, w->bv);
 	if (c->qk_norm) {
 		// Qwen3: RMSNorm over each head's HD values, before RoPE
-		rmsnorm_forward(tensor2(q.data, T * NH, HD), tensor1(b->rstd_q, T * NH), tensor2(b->q_pre, T * NH, HD),
-				tensor1(w->q_norm + l * HD, HD), c->rms_eps);
-		rmsnorm_forward(tensor2(k.data, T * NKV, HD), tensor1(b->rstd_k, T * NKV), tensor2(k_pre, T * NKV, HD),
-				tensor1(w->k_norm + l * HD, HD), c->rms_eps);
+		rmsnorm_forward(tensor_reshape(q, 2, T * NH, HD, 0), rows_of(b->rstd_q, T * NH),
+				tensor_reshape(q_pre, 2, T * NH, HD, 0), w->q_norm, eps);
+		rmsnorm_forward(tensor_reshape(k, 2, T * NKV, HD, 0), rows_of(b->rstd_k, T * NKV),
+				tensor_reshape(k_pre, 2, T * NKV, HD, 0), w->k_norm, eps);
 	}
-	rope_forward(q, a->positions, inv_freq);
-	rope_forward(k, a->positions, inv_freq);
-	attention_forward(tensor3(b->att, T, NH, HD), tensor2(b->att_lse, NH, T), q, tensor3(k_all, Tk, NKV, HD),
-			  tensor3(v_all, Tk, NKV, HD), doc_offsets, n_docs, q_offset, att_scratch);
-	linear_forward(m, l, TGT_O, proj, tensor2(b->att, T, QD), tensor2(w->wo + l * C * QD, C, QD), BIAS(w->bo, C));
+	rope_forward(q, positions, m->inv_freq);
+	rope_forward(k, positions, m->inv_freq);
+	attention_forward(tensor_reshape(att, 3, T, NH, HD), tensor_reshape(b->att_lse, 2, NH, T, 0), q,
+			  tensor_reshape(rows_of(b->k_all, Tk), 3, Tk, NKV, HD),
+			  tensor_reshape(rows_of(b->v_all, Tk), 3, Tk, NKV, HD), rows_of(a->doc_offsets, n_docs + 1),
+			  n_docs, q_offset);
+	linear_forward(m, l, TGT_O, proj, att, w->wo, w->bo);
 	residual_forward(x, x, proj);
-	if (b->x_mid)
-		memcpy(b->x_mid, xres, (size_t)(T * C) * sizeof(real));
+	if (b->x_mid.data)
+		tensor_copy(rows_of(b->x_mid, T), x);
 
 	// MLP block: down(silu(gate(xn)) · up(xn))
-	struct tensor xn2 = tensor2(b->xn2, T, C), gate = tensor2(b->gate_pre, T, F), up = tensor2(b->up, T, F);
-	rmsnorm_forward(xn2, tensor1(b->rstd2, T), x, tensor1(w->ln2 + l * C, C), c->rms_eps);
-	linear_forward(m, l, TGT_GATE, gate, xn2, tensor2(w->w_gate + l * F * C, F, C), TENSOR_NONE);
-	linear_forward(m, l, TGT_UP, up, xn2, tensor2(w->w_up + l * F * C, F, C), TENSOR_NONE);
-	swiglu_forward(tensor2(b->h, T, F), gate, up);
-	linear_forward(m, l, TGT_DOWN, proj, tensor2(b->h, T, F), tensor2(w->w_down + l * C * F, C, F), TENSOR_NONE);
+	struct tensor xn2 = rows_of(b->xn2, T), gate = rows_of(b->gate_pre, T), up = rows_of(b->up, T);
+	struct tensor h = rows_of(b->h, T);
+	rmsnorm_forward(xn2, rows_of(b->rstd2, T), x, w->ln2, eps);
+	linear_forward(m, l, TGT_GATE, gate, xn2, w->w_gate, TENSOR_NONE);
+	linear_forward(m, l, TGT_UP, up, xn2, w->w_up, TENSOR_NONE);
+	swiglu_forward(h, gate, up);
+	linear_forward(m, l, TGT_DOWN, proj, h, w->w_down, TENSOR_NONE);
 	residual_forward(x, x, proj);
-#undef BIAS
 }
+
+// ----------------------------------------------------------------------------
+// the packed forward
 
 static void check_ids(const struct model *m, const int32_t *ids, int64_t T)
 {
@@ -129,57 +144,106 @@ static void check_ids(const struct model *m, const int32_t *ids, int64_t T)
 			    m->cfg.vocab);
 }
 
-double model_forward(struct model *m, const int32_t *ids, int64_t T, const int32_t *doc_offsets, int n_docs,
-		     const uint8_t *loss_mask, real *logits, int64_t *n_targets)
+static void check_offsets(const int32_t *doc_offsets, int n_docs, int64_t T)
 {
-	const struct model_config *c = &m->cfg;
-	int64_t C = c->hidden, V = c->vocab;
-	check_ids(m, ids, T);
-	if (n_docs < 1 || doc_offsets[0] != 0 || doc_offsets[n_docs] != T)
+	if (T < 1 || n_docs < 1 || doc_offsets[0] != 0 || doc_offsets[n_docs] != T)
 		die(EXIT_DATA, "document offsets must run from 0 to the %lld tokens", (long long)T);
 	for (int d = 0; d < n_docs; d++)
 		if (doc_offsets[d + 1] <= doc_offsets[d])
 			die(EXIT_DATA, "document %d is empty or its offsets decrease", d);
+}
+
+// (T,V) logits of the final hidden states XN into the host array LOGITS (through a device buffer off the CPU).
+static void logits_to_host(struct model *m, struct tensor xn, int64_t T, real *logits)
+{
+	int64_t V = m->cfg.vocab;
+	struct tensor host = tensor2(logits, T, V);
+	if (m->device == DEVICE_CPU) {
+		matmul_forward(host, xn, m->w.lm_head, TENSOR_NONE);
+		return;
+	}
+	struct tensor dev = tensor_new(m->stat_dtype, m->device, 2, T, V, 0);
+	matmul_forward(dev, xn, m->w.lm_head, TENSOR_NONE);
+	tensor_copy(host, dev);
+	tensor_free(dev);
+}
+
+double model_forward_packed(struct model *m, const int32_t *ids, int64_t T, const int32_t *doc_offsets, int n_docs,
+			    const int32_t *tok_task, const uint8_t *loss_mask, const struct forward_bufs *fb,
+			    real *logits, int64_t *n_targets)
+{
+	const struct model_config *c = &m->cfg;
+	check_offsets(doc_offsets, n_docs, T);
+	check_ids(m, ids, T);
 	model_ensure_acts(m, T);
 	struct model_acts *a = &m->acts;
 	for (int d = 0; d < n_docs; d++)
 		for (int32_t t = doc_offsets[d]; t < doc_offsets[d + 1]; t++)
-			a->positions[t] = t - doc_offsets[d];
-
+			a->host_positions[t] = t - doc_offsets[d];
+	upload_i32(a->ids, ids, T);
+	upload_i32(a->positions, a->host_positions, T);
+	upload_i32(a->doc_offsets, doc_offsets, n_docs + 1);
 	if (m->adapter)
-		adapter_begin(m->adapter, T, NULL), adapter_fill_task(m->adapter, m->adapter_task);
-	struct layer_buf buf;
-	model_layer_buf_infer(m, &buf);
-	embedding_forward(tensor2(a->x, T, C), ids, tensor2(m->w.wte, V, C));
-	for (int l = 0; l < c->n_layers; l++)
-		model_layer_forward(m, l, T, a->x, &buf, a->k, a->v, 0, doc_offsets, n_docs,
-				    tensor3(a->att_scores, a->att_threads, ATT_QB, T));
-	struct tensor xn = tensor2(a->xn, T, C);
-	rmsnorm_forward(xn, tensor1(a->rstd, T), tensor2(a->x, T, C), tensor1(m->w.ln_f, C), c->rms_eps);
-	struct tensor lm_head = tensor2(m->w.lm_head, V, C);
-	if (logits)
-		matmul_forward(tensor2(logits, T, V), xn, lm_head, TENSOR_NONE);
+		adapter_begin(m->adapter, T, tok_task, m->adapter_task);
 
-	// Gather the positions whose next token is a target in the same document.
+	struct tensor xres = rows_of(fb->xres, T), xn_f = rows_of(fb->xn_f, T);
+	gather_rows(xres, m->w.wte, rows_of(a->ids, T));   // the embedding lookup
+	for (int l = 0; l < c->n_layers; l++)
+		model_layer_forward(m, l, T, xres, fb->per_layer ? &fb->layers[l] : fb->layers, 0, n_docs);
+	rmsnorm_forward(xn_f, rows_of(fb->rstd_f, T), xres, m->w.ln_f, c->rms_eps);
+	if (logits)
+		logits_to_host(m, xn_f, T, logits);
+
+	// The positions whose next token is a target in the same document.
 	int64_t M = 0;
 	if (loss_mask) {
 		for (int64_t t = 0; t + 1 < T; t++) {
-			if (!loss_mask[t + 1] || a->positions[t + 1] == 0)
+			if (!loss_mask[t + 1] || a->host_positions[t + 1] == 0)
 				continue;
-			memcpy(a->x_sel + M * C, a->xn + t * C, (size_t)C * sizeof(real));
-			a->targets[M++] = ids[t + 1];
+			a->host_sel[M] = (int32_t)t;
+			a->host_targets[M++] = ids[t + 1];
 		}
 	}
 	if (n_targets)
 		*n_targets = M;
 	if (M == 0)
 		return 0.0;
-	lmhead_ce_forward(tensor1(a->losses, M), tensor1(a->lse, M), tensor2(a->x_sel, M, C), lm_head, a->targets,
-			  tensor2(a->ce_tile, CE_TB, CE_VC));
-	double sum = 0.0;
-	for (int64_t i = 0; i < M; i++)
-		sum += a->losses[i];
-	return sum / (double)M;
+	upload_i32(a->sel, a->host_sel, M);
+	upload_i32(a->targets, a->host_targets, M);
+	gather_rows(rows_of(a->x_sel, M), xn_f, rows_of(a->sel, M));
+	lmhead_ce_forward(rows_of(a->losses, M), rows_of(a->lse, M), rows_of(a->x_sel, M), m->w.lm_head,
+			  rows_of(a->targets, M));
+	return tensor_sum(rows_of(a->losses, M)) / (double)M;
+}
+
+double model_forward(struct model *m, const int32_t *ids, int64_t T, const int32_t *doc_offsets, int n_docs,
+		     const uint8_t *loss_mask, real *logits, int64_t *n_targets)
+{
+	check_offsets(doc_offsets, n_docs, T);
+	model_ensure_acts(m, T);
+	struct layer_buf buf;
+	model_layer_buf_infer(m, &buf);
+	struct forward_bufs fb = {.layers = &buf, .per_layer = 0, .xres = m->acts.x, .xn_f = m->acts.xn,
+				  .rstd_f = m->acts.rstd};
+	return model_forward_packed(m, ids, T, doc_offsets, n_docs, NULL, loss_mask, &fb, logits, n_targets);
+}
+
+void model_target_logprob(struct model *m, const int32_t *rows, const int32_t *ids, int64_t P, double *out)
+{
+	if (P <= 0)
+		return;
+	struct tensor idx = tensor_new(DTYPE_I32, m->device, 1, 2 * P, 1, 1);
+	struct tensor lp = tensor_new(m->stat_dtype, m->device, 1, P, 1, 1);
+	real *host = xmalloc((size_t)P * sizeof *host);
+	upload_i32(idx, rows, P);
+	tensor_copy(tensor_rows(idx, P, P), tensor_i32((int32_t *)ids, P));
+	lmhead_logprob(lp, m->acts.x_sel, m->w.lm_head, m->acts.lse, tensor_rows(idx, 0, P), tensor_rows(idx, P, P));
+	tensor_copy(tensor1(host, P), lp);
+	for (int64_t p = 0; p < P; p++)
+		out[p] = host[p];
+	free(host);
+	tensor_free(lp);
+	tensor_free(idx);
 }
 
 // ----------------------------------------------------------------------------
@@ -188,10 +252,14 @@ double model_forward(struct model *m, const int32_t *ids, int64_t T, const int32
 struct kv_cache *kv_cache_new(const struct model *m, int64_t max_len)
 {
 	struct kv_cache *cache = xcalloc(1, sizeof *cache);
-	size_t n = (size_t)m->cfg.n_layers * (size_t)max_len * (size_t)m->cfg.n_kv_heads * (size_t)m->cfg.head_dim;
+	int64_t rows = (int64_t)m->cfg.n_layers * max_len, KD = (int64_t)m->cfg.n_kv_heads * m->cfg.head_dim;
 	cache->max_len = max_len;
-	cache->k = xmalloc(2 * n * sizeof(real));
-	cache->v = cache->k + n;
+	cache->device = m->device;
+	struct tensor_plan p;
+	tensor_plan_begin(&p, m->device);
+	tensor_plan_add(&p, &cache->k, m->act_dtype, 2, rows, KD, 0);
+	tensor_plan_add(&p, &cache->v, m->act_dtype, 2, rows, KD, 0);
+	cache->mem = tensor_plan_commit(&p);
 	return cache;
 }
 
@@ -201,14 +269,13 @@ void kv_cache_free(struct kv_cache *cache)
 {
 	if (!cache)
 		return;
-	free(cache->k);
+	ops_free(cache->device, cache->mem);
 	free(cache);
 }
 
 void model_decode(struct model *m, struct kv_cache *cache, const int32_t *ids, int64_t n, real *logits_last)
 {
 	const struct model_config *c = &m->cfg;
-	int64_t C = c->hidden, V = c->vocab, KD = (int64_t)c->n_kv_heads * c->head_dim;
 	if (n <= 0)
 		return;
 	if (cache->len + n > cache->max_len)
@@ -218,24 +285,28 @@ void model_decode(struct model *m, struct kv_cache *cache, const int32_t *ids, i
 	model_ensure_acts(m, n);
 	struct model_acts *a = &m->acts;
 	for (int64_t i = 0; i < n; i++)
-		a->positions[i] = (int32_t)(cache->len + i);
+		a->host_positions[i] = (int32_t)(cache->len + i);
 	int32_t doc_offsets[2] = {0, (int32_t)(cache->len + n)};   // one document: the whole cached sequence
+	upload_i32(a->ids, ids, n);
+	upload_i32(a->positions, a->host_positions, n);
+	upload_i32(a->doc_offsets, doc_offsets, 2);
 
 	if (m->adapter)
-		adapter_begin(m->adapter, n, NULL), adapter_fill_task(m->adapter, m->adapter_task);
+		adapter_begin(m->adapter, n, NULL, m->adapter_task);
 	struct layer_buf buf;
 	model_layer_buf_infer(m, &buf);
-	embedding_forward(tensor2(a->x, n, C), ids, tensor2(m->w.wte, V, C));
+	struct tensor x = rows_of(a->x, n);
+	gather_rows(x, m->w.wte, rows_of(a->ids, n));
 	for (int l = 0; l < c->n_layers; l++) {
-		size_t layer = (size_t)l * (size_t)cache->max_len * (size_t)KD;
-		model_layer_forward(m, l, n, a->x, &buf, cache->k + layer, cache->v + layer, cache->len, doc_offsets, 1,
-				    TENSOR_NONE);
+		buf.k_all = tensor_rows(cache->k, (int64_t)l * cache->max_len, cache->max_len);
+		buf.v_all = tensor_rows(cache->v, (int64_t)l * cache->max_len, cache->max_len);
+		model_layer_forward(m, l, n, x, &buf, cache->len, 1);
 	}
 	cache->len += n;
 	if (logits_last) {
-		struct tensor last = tensor2(a->x + (n - 1) * C, 1, C), xn = tensor2(a->xn, 1, C);
-		rmsnorm_forward(xn, tensor1(a->rstd, 1), last, tensor1(m->w.ln_f, C), c->rms_eps);
-		matmul_forward(tensor2(logits_last, 1, V), xn, tensor2(m->w.lm_head, V, C), TENSOR_NONE);
+		struct tensor xn = rows_of(a->xn, 1);
+		rmsnorm_forward(xn, rows_of(a->rstd, 1), tensor_rows(x, n - 1, 1), m->w.ln_f, c->rms_eps);
+		logits_to_host(m, xn, 1, logits_last);
 	}
 }
 

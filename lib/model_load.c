@@ -13,37 +13,7 @@
 #include "ops.h"
 #include "safetensors.h"
 #include "stream.h"
-
-#define N_WEIGHTS 18
-
-// Fill sizes[] (in floats) in struct order; 0 for tensors the architecture lacks.
-static void weight_sizes(const struct model_config *c, size_t sizes[N_WEIGHTS])
-{
-	size_t L = (size_t)c->n_layers, C = (size_t)c->hidden, V = (size_t)c->vocab, F = (size_t)c->ffn;
-	size_t QD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
-	size_t s[N_WEIGHTS] = {
-		V * C,                          // wte
-		L * C,                          // ln1
-		L * QD * C, c->qkv_bias ? L * QD : 0,
-		L * KD * C, c->qkv_bias ? L * KD : 0,
-		L * KD * C, c->qkv_bias ? L * KD : 0,
-		L * C * QD, c->o_bias ? L * C : 0,
-		c->qk_norm ? L * c->head_dim : 0, c->qk_norm ? L * c->head_dim : 0,
-		L * C,                          // ln2
-		L * F * C, L * F * C, L * C * F,
-		C,                              // ln_f
-		c->tie_embeddings ? 0 : V * C,  // lm_head
-	};
-	memcpy(sizes, s, sizeof s);
-}
-
-static void weight_ptrs(struct model_weights *w, real **ptrs[N_WEIGHTS])
-{
-	real **p[N_WEIGHTS] = {&w->wte, &w->ln1, &w->wq, &w->bq, &w->wk, &w->bk, &w->wv, &w->bv, &w->wo,
-				&w->bo, &w->q_norm, &w->k_norm, &w->ln2, &w->w_gate, &w->w_up, &w->w_down,
-				&w->ln_f, &w->lm_head};
-	memcpy(ptrs, p, sizeof p);
-}
+#include "tensor_plan.h"
 
 static void format_shape(char *buf, size_t n, int ndim, const int64_t *shape)
 {
@@ -54,52 +24,133 @@ static void format_shape(char *buf, size_t n, int ndim, const int64_t *shape)
 		snprintf(buf + used, n - used, "]");
 }
 
-// Copy tensor NAME (shape d0[,d1]) into DST as fp32, or die naming what is wrong.
-static void load_tensor(const struct safetensors *st, const char *dir, const char *name, real *dst, int ndim,
-			int64_t d0, int64_t d1)
+// Every frozen tensor of the architecture: its name in the checkpoint, its shape, and where it goes.
+struct weight_spec {
+	char name[96];
+	int ndim;
+	int64_t d0, d1;
+	struct tensor *dst;
+};
+
+static size_t weight_specs(struct model *m, struct weight_spec **out)
 {
-	const struct st_tensor *t = safetensors_find(st, name);
+	const struct model_config *c = &m->cfg;
+	int64_t C = c->hidden, F = c->ffn, V = c->vocab, HD = c->head_dim;
+	int64_t QD = (int64_t)c->n_heads * HD, KD = (int64_t)c->n_kv_heads * HD;
+	struct weight_spec *v = xcalloc((size_t)c->n_layers * 15 + 3, sizeof *v);
+	size_t n = 0;
+#define SPEC(field, nd, a, b, ...)                                                                   \
+	do {                                                                                        \
+		snprintf(v[n].name, sizeof v[n].name, __VA_ARGS__);                                 \
+		v[n].ndim = nd, v[n].d0 = a, v[n].d1 = b, v[n].dst = &(field);                      \
+		n++;                                                                                \
+	} while (0)
+	SPEC(m->w.wte, 2, V, C, "model.embed_tokens.weight");
+	SPEC(m->w.ln_f, 1, C, 0, "model.norm.weight");
+	if (!c->tie_embeddings)
+		SPEC(m->w.lm_head, 2, V, C, "lm_head.weight");
+	for (int l = 0; l < c->n_layers; l++) {
+		struct layer_weights *w = &m->w.layers[l];
+		SPEC(w->ln1, 1, C, 0, "model.layers.%d.input_layernorm.weight", l);
+		SPEC(w->wq, 2, QD, C, "model.layers.%d.self_attn.q_proj.weight", l);
+		SPEC(w->wk, 2, KD, C, "model.layers.%d.self_attn.k_proj.weight", l);
+		SPEC(w->wv, 2, KD, C, "model.layers.%d.self_attn.v_proj.weight", l);
+		SPEC(w->wo, 2, C, QD, "model.layers.%d.self_attn.o_proj.weight", l);
+		if (c->qkv_bias) {
+			SPEC(w->bq, 1, QD, 0, "model.layers.%d.self_attn.q_proj.bias", l);
+			SPEC(w->bk, 1, KD, 0, "model.layers.%d.self_attn.k_proj.bias", l);
+			SPEC(w->bv, 1, KD, 0, "model.layers.%d.self_attn.v_proj.bias", l);
+		}
+		if (c->o_bias)
+			SPEC(w->bo, 1, C, 0, "model.layers.%d.self_attn.o_proj.bias", l);
+		if (c->qk_norm) {
+			SPEC(w->q_norm, 1, HD, 0, "model.layers.%d.self_attn.q_norm.weight", l);
+			SPEC(w->k_norm, 1, HD, 0, "model.layers.%d.self_attn.k_norm.weight", l);
+		}
+		SPEC(w->ln2, 1, C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+		SPEC(w->w_gate, 2, F, C, "model.layers.%d.mlp.gate_proj.weight", l);
+		SPEC(w->w_up, 2, F, C, "model.layers.%d.mlp.up_proj.weight", l);
+		SPEC(w->w_down, 2, C, F, "model.layers.%d.mlp.down_proj.weight", l);
+	}
+#undef SPEC
+	*out = v;
+	return n;
+}
+
+static enum dtype dtype_of(enum st_dtype t)
+{
+	return t == ST_BF16 ? DTYPE_BF16 : t == ST_F16 ? DTYPE_F16 : DTYPE_F32;
+}
+
+// The checkpoint's tensor for SPEC, or die naming what is wrong (missing, or both shapes).
+static const struct st_tensor *find_weight(const struct safetensors *st, const char *dir, const struct weight_spec *w)
+{
+	const struct st_tensor *t = safetensors_find(st, w->name);
 	if (!t)
-		die_data(dir, -1, name, "tensor missing from the checkpoint");
-	int64_t want[2] = {d0, d1};
-	int same = t->ndim == ndim;
-	for (int d = 0; same && d < ndim; d++)
+		die_data(dir, -1, w->name, "tensor missing from the checkpoint");
+	int64_t want[2] = {w->d0, w->d1};
+	int same = t->ndim == w->ndim;
+	for (int d = 0; same && d < w->ndim; d++)
 		same = t->shape[d] == want[d];
 	if (!same) {
 		char got[128], exp[128];
 		format_shape(got, sizeof got, t->ndim, t->shape);
-		format_shape(exp, sizeof exp, ndim, want);
-		die_data(t->file, -1, name, "shape %s, expected %s", got, exp);
+		format_shape(exp, sizeof exp, w->ndim, want);
+		die_data(t->file, -1, w->name, "shape %s, expected %s", got, exp);
 	}
-#ifdef MEDMOE_DOUBLE
-	float *tmp = xmalloc((size_t)t->nelem * sizeof(float));
-	st_tensor_to_f32(t, tmp);
-	for (int64_t i = 0; i < t->nelem; i++)
-		dst[i] = tmp[i];
-	free(tmp);
-#else
-	st_tensor_to_f32(t, dst);
-#endif
+	return t;
 }
 
-// One allocation for every weight (zeroed), pointers carved in struct order.
-static void alloc_weights(struct model *m)
+// The checkpoint's tensor as a CPU tensor of its stored dtype, in the mapping.
+static struct tensor host_view(const struct st_tensor *t, const struct weight_spec *w)
 {
-	const struct model_config *c = &m->cfg;
-	size_t sizes[N_WEIGHTS], total = 0;
-	real **ptrs[N_WEIGHTS];
-	weight_sizes(c, sizes);
-	weight_ptrs(&m->w, ptrs);
-	for (int i = 0; i < N_WEIGHTS; i++)
-		total += sizes[i];
-	m->weights_mem = xcalloc(total, sizeof(real));
-	real *p = m->weights_mem;
-	for (int i = 0; i < N_WEIGHTS; i++) {
-		*ptrs[i] = sizes[i] ? p : NULL;
-		p += sizes[i];
+	return tensor_of((void *)t->data, dtype_of(t->dtype), DEVICE_CPU, w->ndim, w->d0, w->ndim > 1 ? w->d1 : 1, 1, 1);
+}
+
+// CPU: every weight a view of the mapped files, in its stored dtype.  Another device: one allocation for all of
+// them there, each copied (and converted to WEIGHT_DTYPE where asked) from the mapping.
+static void place_weights(struct model *m, const struct model_options *opt)
+{
+	struct weight_spec *specs;
+	size_t n = weight_specs(m, &specs);
+	const struct st_tensor **found = xcalloc(n, sizeof *found);
+	for (size_t i = 0; i < n; i++)
+		found[i] = find_weight(m->st, m->dir, &specs[i]);
+	if (m->device == DEVICE_CPU) {
+		for (size_t i = 0; i < n; i++)
+			*specs[i].dst = host_view(found[i], &specs[i]);
+	} else {
+		struct tensor_plan p;
+		tensor_plan_begin(&p, m->device);
+		for (size_t i = 0; i < n; i++) {
+			enum dtype stored = dtype_of(found[i]->dtype);
+			enum dtype dt = opt->weight_dtype_given ? opt->weight_dtype : stored == DTYPE_F32 ? DTYPE_BF16 : stored;
+			tensor_plan_add(&p, specs[i].dst, dt, specs[i].ndim, specs[i].d0, specs[i].d1, 0);
+		}
+		m->weights_mem = tensor_plan_commit(&p);
+		for (size_t i = 0; i < n; i++)
+			tensor_copy(*specs[i].dst, host_view(found[i], &specs[i]));
+		safetensors_close(m->st);   // everything is on the device now
+		m->st = NULL;
 	}
-	if (c->tie_embeddings)
+	if (m->cfg.tie_embeddings)
 		m->w.lm_head = m->w.wte;
+	free(found);
+	free(specs);
+}
+
+// The device's view of the inverse RoPE frequencies, and the dtypes the forward computes in.
+static void set_device(struct model *m, enum device device, enum dtype weights)
+{
+	m->device = device;
+	m->act_dtype = device == DEVICE_CPU ? DTYPE_REAL : weights == DTYPE_F32 ? DTYPE_F32 : DTYPE_BF16;
+	m->stat_dtype = device == DEVICE_CPU ? DTYPE_REAL : DTYPE_F32;
+	int64_t half = m->cfg.head_dim / 2;
+	float *f = xmalloc((size_t)half * sizeof(float));
+	model_config_rope_inv_freq(&m->cfg, f);
+	m->inv_freq = tensor_new(m->stat_dtype, device, 1, half, 1, 1);
+	tensor_copy(m->inv_freq, tensor_of(f, DTYPE_F32, DEVICE_CPU, 1, half, 1, 1, 1));
+	free(f);
 }
 
 struct model *model_new(const struct model_config *cfg)
@@ -107,60 +158,28 @@ struct model *model_new(const struct model_config *cfg)
 	struct model *m = xcalloc(1, sizeof *m);
 	m->cfg = *cfg;
 	m->dir = xstrdup("(in memory)");
-	alloc_weights(m);
-	m->inv_freq = xmalloc((size_t)m->cfg.head_dim / 2 * sizeof(real));
-	float *f = xmalloc((size_t)m->cfg.head_dim / 2 * sizeof(float));
-	model_config_rope_inv_freq(&m->cfg, f);
-	for (int i = 0; i < m->cfg.head_dim / 2; i++)
-		m->inv_freq[i] = f[i];
-	free(f);
+	m->w.layers = xcalloc((size_t)cfg->n_layers, sizeof *m->w.layers);
+	struct weight_spec *specs;
+	size_t n = weight_specs(m, &specs);
+	struct tensor_plan p;
+	tensor_plan_begin(&p, DEVICE_CPU);
+	for (size_t i = 0; i < n; i++)
+		tensor_plan_add(&p, specs[i].dst, DTYPE_REAL, specs[i].ndim, specs[i].d0, specs[i].d1, 0);
+	m->weights_mem = tensor_plan_commit(&p);
+	free(specs);
+	if (cfg->tie_embeddings)
+		m->w.lm_head = m->w.wte;
+	set_device(m, DEVICE_CPU, DTYPE_REAL);
 	return m;
 }
 
-static void load_weights(struct model *m, const struct safetensors *st)
+struct model *model_load(const char *dir)
 {
-	const struct model_config *c = &m->cfg;
-	alloc_weights(m);
-	struct model_weights *w = &m->w;
-	int64_t C = c->hidden, F = c->ffn, V = c->vocab, HD = c->head_dim;
-	int64_t QD = (int64_t)c->n_heads * HD, KD = (int64_t)c->n_kv_heads * HD;
-	const char *dir = m->dir;
-	load_tensor(st, dir, "model.embed_tokens.weight", w->wte, 2, V, C);
-	load_tensor(st, dir, "model.norm.weight", w->ln_f, 1, C, 0);
-	if (!c->tie_embeddings)
-		load_tensor(st, dir, "lm_head.weight", w->lm_head, 2, V, C);
-	char name[128];
-#define LAYER(field, suffix, ndim, d0, d1, size)                                                   \
-	do {                                                                                        \
-		snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                       \
-		load_tensor(st, dir, name, w->field + (size_t)l * (size), ndim, d0, d1);            \
-	} while (0)
-	for (int l = 0; l < c->n_layers; l++) {
-		LAYER(ln1, "input_layernorm.weight", 1, C, 0, C);
-		LAYER(wq, "self_attn.q_proj.weight", 2, QD, C, QD * C);
-		LAYER(wk, "self_attn.k_proj.weight", 2, KD, C, KD * C);
-		LAYER(wv, "self_attn.v_proj.weight", 2, KD, C, KD * C);
-		LAYER(wo, "self_attn.o_proj.weight", 2, C, QD, C * QD);
-		if (c->qkv_bias) {
-			LAYER(bq, "self_attn.q_proj.bias", 1, QD, 0, QD);
-			LAYER(bk, "self_attn.k_proj.bias", 1, KD, 0, KD);
-			LAYER(bv, "self_attn.v_proj.bias", 1, KD, 0, KD);
-		}
-		if (c->o_bias)
-			LAYER(bo, "self_attn.o_proj.bias", 1, C, 0, C);
-		if (c->qk_norm) {
-			LAYER(q_norm, "self_attn.q_norm.weight", 1, HD, 0, HD);
-			LAYER(k_norm, "self_attn.k_norm.weight", 1, HD, 0, HD);
-		}
-		LAYER(ln2, "post_attention_layernorm.weight", 1, C, 0, C);
-		LAYER(w_gate, "mlp.gate_proj.weight", 2, F, C, F * C);
-		LAYER(w_up, "mlp.up_proj.weight", 2, F, C, F * C);
-		LAYER(w_down, "mlp.down_proj.weight", 2, C, F, C * F);
-	}
-#undef LAYER
+	struct model_options opt = {.device = DEVICE_CPU};
+	return model_load_with(dir, &opt);
 }
 
-struct model *model_load(const char *dir)
+struct model *model_load_with(const char *dir, const struct model_options *opt)
 {
 	struct model *m = xcalloc(1, sizeof *m);
 	m->dir = xstrdup(dir);
@@ -169,19 +188,15 @@ struct model *model_load(const char *dir)
 		die_errno("%s", config_path);
 	model_config_load(&m->cfg, config_path);
 	free(config_path);
+	m->w.layers = xcalloc((size_t)m->cfg.n_layers, sizeof *m->w.layers);
 
-	struct safetensors *st = safetensors_open(dir);
-	load_weights(m, st);
-	safetensors_close(st);
+	m->st = safetensors_open(dir);
+	m->device = opt->device;
+	place_weights(m, opt);
+	set_device(m, opt->device, opt->weight_dtype_given ? opt->weight_dtype : DTYPE_BF16);
 
-	m->inv_freq = xmalloc((size_t)m->cfg.head_dim / 2 * sizeof(real));
-	float *f = xmalloc((size_t)m->cfg.head_dim / 2 * sizeof(float));
-	model_config_rope_inv_freq(&m->cfg, f);
-	for (int i = 0; i < m->cfg.head_dim / 2; i++)
-		m->inv_freq[i] = f[i];
-	free(f);
-
-	ops_cpu_check_blas();
+	if (m->device == DEVICE_CPU)
+		ops_cpu_check_blas();
 	char *tok_path = xasprintf("%s/tokenizer.json", dir);
 	if (access(tok_path, R_OK) == 0 && !SHA256File(tok_path, m->tokenizer_sha256))
 		die_errno("%s", tok_path);
@@ -193,12 +208,14 @@ void model_free(struct model *m)
 {
 	if (!m)
 		return;
-	free(m->weights_mem);
-	free(m->acts.mem);
-	free(m->acts.imem);
-	free(m->inv_freq);
+	ops_free(m->device, m->weights_mem);
+	if (m->st)
+		safetensors_close(m->st);
+	ops_free(m->device, m->acts.mem);
+	free(m->acts.host_positions);
+	tensor_free(m->inv_freq);
+	free(m->w.layers);
 	free(m->dir);
-	model_train_free(m);
 	free(m);
 }
 

@@ -33,6 +33,7 @@ void train_opts_defaults(struct train_opts *o, enum adapter_method method)
 	o->batch_tokens = 4096;
 	o->seed = 1;
 	o->shuffle = 1;
+	o->device_index = -1;
 }
 
 // ----------------------------------------------------------------------------
@@ -112,7 +113,7 @@ static double validate(struct run *r)
 		int64_t T = pack_batch(r, &r->batch, &n_docs), M = 0;
 		seqs += r->batch.n_seqs;
 		if (T > 0) {
-			double ce = model_train_forward(r->m, r->ids, T, r->offsets, n_docs, r->doc_task, r->mask, &M);
+			double ce = model_train_forward(r->tr, r->ids, T, r->offsets, n_docs, r->doc_task, r->mask, &M);
 			sum += ce * (double)M;
 			n += M;
 		}
@@ -181,10 +182,12 @@ void train_run(const struct train_opts *o)
 {
 	struct run r = {.o = o};
 	run_prepare_dir(o);
-	r.m = model_load(o->base);
+	device_init(o->model.device, o->device_index);
+	r.m = model_load_with(o->base, &o->model);
 	open_data(&r);
 	model_set_adapter(r.m, r.a, 0);
-	model_train_set_recompute(r.m, o->recompute);
+	r.tr = model_train_new(r.m);
+	model_train_set_recompute(r.tr, o->recompute);
 	r.warmup = o->warmup_given ? o->warmup : (uint64_t)ceil(o->warmup_ratio * (double)o->steps);
 	r.training = training_json(o, r.warmup);
 
@@ -204,26 +207,28 @@ void train_run(const struct train_opts *o)
 		for (uint32_t k = 0; k < o->accum; k++) {
 			int n_docs;
 			int64_t T = next_train(&r, &n_docs);
-			double ce = model_train_forward(r.m, r.ids, T, r.offsets, n_docs, r.doc_task, r.mask, NULL), l, c;
+			double ce = model_train_forward(r.tr, r.ids, T, r.offsets, n_docs, r.doc_task, r.mask, NULL), l, c;
 			adapter_aux_loss(a, &l, &c);
 			if (!isfinite(ce) || !isfinite(l) || !isfinite(c))
 				die(EXIT_FAIL, "step %llu: the %s is %s: stopping; the last checkpoint in %s/state is intact",
 				    (unsigned long long)r.step, !isfinite(ce) ? "loss" : "auxiliary loss",
 				    isnan(ce + l + c) ? "NaN" : "infinite", o->run);
-			model_train_backward(r.m, 1.0 / o->accum);
+			model_train_backward(r.tr, 1.0 / o->accum);
 			adapter_queue_push(a);
 			loss += ce / o->accum;
 			lb += l / o->accum;
 			con += c / o->accum;
 			tokens += T;
 		}
-		double gnorm = grad_global_norm(a->grads, a->n_params);
+		double gnorm = grad_global_norm(a->dev.grads);
 		if (!isfinite(gnorm))
 			die(EXIT_FAIL, "step %llu: the gradient norm is %s: stopping; the last checkpoint in %s/state is intact",
 			    (unsigned long long)r.step, isnan(gnorm) ? "NaN" : "infinite", o->run);
-		grad_clip(a->grads, a->n_params, gnorm, o->clip);
+		grad_clip(a->dev.grads, gnorm, o->clip);
 		double lr = lr_at(o->schedule, o->lr, r.step, r.warmup, o->steps);
-		adamw_update(&o->adamw, lr, r.step, a->params, a->grads, a->adam_m, a->adam_v, a->n_params);
+		struct adamw_step step = adamw_at(&o->adamw, lr, r.step);
+		adamw_update(a->dev.params, a->dev.grads, a->dev.m, a->dev.v, &step);
+		ops_sync(r.m->device);
 		double tps = (double)tokens / (now_seconds() - t0 + 1e-9);
 		double val = NAN;
 		if (r.valid && o->eval_every && (r.step % o->eval_every == 0 || r.step == o->steps))
@@ -258,6 +263,7 @@ void train_run(const struct train_opts *o)
 	free(r.mask);
 	free(r.offsets);
 	free(r.doc_task);
+	model_train_free(r.tr);
 	model_free(r.m);
 	adapter_free(a);
 }

@@ -18,10 +18,13 @@
 #include <stdint.h>
 
 #include "adapter.h"
+#include "model.h"
 #include "optim.h"
 
 struct train_opts {
 	const char *base, *run, *shards;
+	struct model_options model;   // the device and the frozen weights' dtype there
+	int device_index;             // cuda:N (−1: the default GPU)
 	struct adapter_config adapter;
 	uint64_t steps, save_every, stop_after, eval_every, warmup;
 	double warmup_ratio;          // used when warmup is not given (warmup = ratio · steps)

@@ -50,6 +50,7 @@ void run_checkpoint(struct run *r)
 	char *state = xasprintf("%s/state", o->run);
 	struct outdir *dir = outdir_open(state, 1);
 	char *path = xasprintf("%s/optimizer.safetensors", dir->tmp_path);
+	adapter_to_host(r->a);
 	adapter_state_save(r->a, path);
 	free(path);
 	struct shard_cursor c = shard_reader_tell(r->train);

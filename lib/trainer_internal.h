@@ -11,12 +11,14 @@
 
 #include "adapter.h"
 #include "model.h"
+#include "model_train.h"
 #include "shard_read.h"
 #include "trainer.h"
 
 struct run {
 	const struct train_opts *o;
 	struct model *m;
+	struct model_train *tr;
 	struct adapter *a;
 	struct shard_reader *train, *valid;
 	struct shard_cursor valid_start;

@@ -38,6 +38,7 @@ void metrics_write_step(struct run *r, double loss, double lb, double con, doubl
 	const struct adapter_config *c = &a->cfg;
 	int routed = a->n_routed_slots > 0, moe = c->method == ADAPTER_MOELORA;
 	msgpack_packer *pk = &r->pk;
+	adapter_loads_to_host(r->a);
 	msgpack_pack_map(pk, 7 + 2 * routed + (c->method == ADAPTER_SPARSEDOCTOR) + !isnan(val) + (routed || moe));
 	pack_kv_int(pk, "step", (int64_t)r->step);
 	pack_kv_double(pk, "loss", loss);

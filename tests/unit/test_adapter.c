@@ -84,8 +84,10 @@ static void peft_case(const char *name)
 	model_set_adapter(m, a, 0);
 	a->training = 1;
 	adapter_zero_grads(a);
-	double got = model_train_forward(m, ids, T, offs, (int)nd - 1, NULL, mask, NULL);
-	model_train_backward(m, 1.0);
+	struct model_train *tr = model_train_new(m);
+	double got = model_train_forward(tr, ids, T, offs, (int)nd - 1, NULL, mask, NULL);
+	model_train_backward(tr, 1.0);
+	model_train_free(tr);
 	if (fabs(got - loss[0]) > 1e-5 * fabs(loss[0]))
 		fail_msg("%s: loss %.7f, PEFT %.7f", name, got, loss[0]);
 	for (size_t i = 0; i < n; i++) {
@@ -150,7 +152,7 @@ static struct adapter *single(enum adapter_method method, int experts, int rank,
 static void run_single(struct adapter *a, const float *x, float *y, const int32_t *tasks)
 {
 	memset(y, 0, sizeof(float) * T_ * DOUT);
-	adapter_begin(a, T_, tasks);
+	adapter_begin(a, T_, tasks, 0);
 	adapter_linear_forward(a, 0, TGT_GATE, tensor2(y, T_, DOUT), tensor2((float *)x, T_, DIN));
 }
 
@@ -163,7 +165,7 @@ static void test_moelora_equal_gates_is_lora(void **state)
 	memset(moe->params + moe->off_Wg, 0, sizeof(float) * (size_t)N * moe->cfg.task_emb);
 	struct adapter_slot *sm = &moe->slots[TGT_GATE], *sl = &lora->slots[TGT_GATE];
 	assert_int_equal(sm->n_exp * sm->r, sl->r);   // same total rank
-	assert_true(fabsf(sm->scale - sl->scale) < 1e-7f);   // s = α/r with the total r
+	assert_true(fabs(sm->scale - sl->scale) < 1e-7);   // s = α/r with the total r
 	memcpy(lora->params + sl->off_A, moe->params + sm->off_A, sizeof(float) * R * DIN);
 	for (int i = 0; i < DOUT * R; i++)
 		lora->params[sl->off_B + i] = moe->params[sm->off_B + i] / (float)N;
@@ -327,7 +329,9 @@ static void test_inference_and_round_trip(void **state)
 		ids[t] = (int32_t)(rng_next(&r) % (uint64_t)m->cfg.vocab), mask[t] = 1;
 	model_set_adapter(m, a, 0);
 	a->training = 0;
-	double l_train = model_train_forward(m, ids, 30, offs, 1, NULL, mask, NULL);
+	struct model_train *tr = model_train_new(m);
+	double l_train = model_train_forward(tr, ids, 30, offs, 1, NULL, mask, NULL);
+	model_train_free(tr);
 	double l_inf = model_forward(m, ids, 30, offs, 1, mask, NULL, NULL);
 	if (fabs(l_train - l_inf) > 1e-5)
 		fail_msg("training forward %.7f, inference %.7f", l_train, l_inf);
