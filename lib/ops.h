@@ -40,6 +40,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // The CPU backend's compute type: fp32 in the programs; a test binary compiled with -DMEDMOE_DOUBLE from the
 // same sources (tests/unit/test_grad.c) runs the whole forward and backward in fp64, so finite differences can
 // check every gradient to ~1e-7 instead of fp32's ~1e-3.
@@ -62,7 +66,11 @@ struct tensor {
 	enum device device;
 };
 
+#ifdef __cplusplus
+#define TENSOR_NONE (tensor{})
+#else
 #define TENSOR_NONE ((struct tensor){0})
+#endif
 
 // CPU backend: warn once (stderr) when OpenBLAS runs kernels older than the CPU supports, with the
 // OPENBLAS_CORETYPE value that fixes it.  model_load calls it.
@@ -306,5 +314,9 @@ struct adamw_step {
 // params, grads, m, v (n) f32/real: params, m, v updated in place
 void adamw_update(struct tensor params, struct tensor grads, struct tensor m, struct tensor v,
 		  const struct adamw_step *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
