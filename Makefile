@@ -81,6 +81,23 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_A) $(wildcard lib/*.h) tests/unit/unit.h 
 	@echo "  LINK    $@"
 	@$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS) -lcmocka
 
+# The cross-backend op test compares every backend with the CPU backend's own sources built in fp64: those are
+# compiled with -DMEDMOE_DOUBLE into one object whose symbols are renamed cpu_* -> ref64_*, so both precisions
+# live in one binary.
+REF64_SRC := lib/ops_cpu.c lib/ops_cpu_layers.c lib/ops_cpu_adapter.c
+$(BUILD)/tests/ops_ref64.o: $(REF64_SRC) $(wildcard lib/*.h) | $(BUILD)/tests
+	@echo "  REF64   $@"
+	@for f in $(REF64_SRC); do $(CC) $(CFLAGS) -DMEDMOE_DOUBLE -c -o $(BUILD)/tests/ref64_$$(basename $$f .c).o $$f || exit 1; done
+	@ld -r -o $@.tmp $(REF64_SRC:lib/%.c=$(BUILD)/tests/ref64_%.o)
+	@nm -g --defined-only $@.tmp | awk '$$3 ~ /^(cpu_|ops_cpu_)/ { n = $$3; sub(/^(ops_)?cpu_/, "ref64_", n); print $$3, n }' > $@.syms
+	@objcopy --redefine-syms=$@.syms $@.tmp $@
+	@rm -f $@.tmp $@.syms $(REF64_SRC:lib/%.c=$(BUILD)/tests/ref64_%.o)
+
+$(BUILD)/tests/test_backend_ops: tests/unit/test_backend_ops.c $(BUILD)/tests/ops_ref64.o $(LIB_A) $(wildcard lib/*.h) \
+		tests/unit/unit.h | $(BUILD)/tests
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/tests/ops_ref64.o $(LIB_A) $(LDLIBS) -lcmocka
+
 $(BUILD)/lib $(BUILD)/tests $(BINDIR):
 	@mkdir -p $@
 

@@ -84,6 +84,15 @@ int device_parse(const char *s, enum device *device, int *index)
 	return 0;
 }
 
+int device_available(enum device device)
+{
+#if HAVE_CUDA
+	if (device == DEVICE_CUDA)
+		return cuda_available();
+#endif
+	return device == DEVICE_CPU;
+}
+
 void device_init(enum device device, int index)
 {
 	if (device == DEVICE_CPU)

@@ -125,6 +125,8 @@ struct tensor tensor_at(struct tensor t, int64_t offset, int ndim, int64_t d0, i
 
 // "cpu", "cuda", "cuda:N" -> device and index (-1: the default one); -1 when malformed.
 int device_parse(const char *s, enum device *device, int *index);
+// Whether this build and machine have DEVICE (no message; for tests that add a backend when present).
+int device_available(enum device device);
 // Make DEVICE usable (for CUDA: pick GPU INDEX, create the stream and the cuBLAS handle).  Dies with one clear
 // line (exit 1) when this build has no such backend or the machine no such device.
 void device_init(enum device device, int index);

@@ -8,6 +8,7 @@
 #include "ops.h"
 
 #define OPS_BACKEND(P)                                                                                           \
+	int P##available(void);                                                                                   \
 	void P##init(int index);                                                                                  \
 	void P##describe(char *buf, size_t n);                                                                    \
 	void *P##alloc(size_t bytes);                                                                             \

@@ -43,6 +43,8 @@ int32_t *cpu_i32(struct tensor t, const char *op)
 // ----------------------------------------------------------------------------
 // the device and its memory
 
+int cpu_available(void) { return 1; }
+
 void cpu_init(int index)
 {
 	if (index > 0)
@@ -354,12 +356,15 @@ void cpu_adamw_update(struct tensor params, struct tensor grads, struct tensor m
 	const real *g = cpu_real(grads, "adamw_update");
 	int64_t n = tensor_numel(params);
 	double bc1 = 1.0 - pow(s->beta1, (double)s->t), bc2 = 1.0 - pow(s->beta2, (double)s->t);
-	real b1 = (real)s->beta1, b2 = (real)s->beta2, step = (real)(s->lr / bc1);
-	real decay = (real)(1.0 - s->lr * s->weight_decay), rbc2 = (real)(1.0 / sqrt(bc2)), eps = (real)s->eps;
+	// 1 − β is formed in double and rounded once, as torch passes it to its fp32 kernels (1 − (float)0.999
+	// would be 1.3e-5 off)
+	real b1 = (real)s->beta1, b2 = (real)s->beta2, c1 = (real)(1.0 - s->beta1), c2 = (real)(1.0 - s->beta2);
+	real step = (real)(s->lr / bc1), decay = (real)(1.0 - s->lr * s->weight_decay);
+	real rbc2 = (real)(1.0 / sqrt(bc2)), eps = (real)s->eps;
 #pragma omp parallel for
 	for (int64_t i = 0; i < n; i++) {
-		mm[i] = b1 * mm[i] + (1 - b1) * g[i];
-		vv[i] = b2 * vv[i] + (1 - b2) * g[i] * g[i];
+		mm[i] = b1 * mm[i] + c1 * g[i];
+		vv[i] = b2 * vv[i] + c2 * g[i] * g[i];
 		p[i] = p[i] * decay - step * mm[i] / (sqrtf((float)vv[i]) * rbc2 + eps);
 	}
 }
