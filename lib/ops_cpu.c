@@ -388,6 +388,18 @@ void residual_forward(struct tensor out, struct tensor a, struct tensor b)
 // ----------------------------------------------------------------------------
 // LM head + cross-entropy
 
+// Σ_j exp(row[j] − m) over one tile of logits, accumulated in fp64.  A plain fp32 running sum over a
+// vocabulary tile loses ~1e-4 of log-sum-exp on checkpoints with large logits (init std 0.2: many terms of
+// similar size, each add rounding the same way), where torch's logsumexp stays within 1e-6; fp64 partial sums
+// make the only fp32 roundings the exps themselves (< 1 ulp each, unbiased) and one per tile.
+static double tile_sum_exp(const real *row, int64_t n, real m)
+{
+	double s = 0.0;
+	for (int64_t j = 0; j < n; j++)
+		s += (double)R_EXP(row[j] - m);
+	return s;
+}
+
 // x (T,C), weight (V,C), targets (T), scratch (TB,VC) -> losses (T), lse (T)
 VECTOR_CLONES
 void lmhead_ce_forward(struct tensor losses, struct tensor lse, struct tensor x, struct tensor weight,
@@ -417,11 +429,10 @@ void lmhead_ce_forward(struct tensor losses, struct tensor lse, struct tensor x,
 				real m = run_max[r0 + r];
 				for (int64_t j = 0; j < vc; j++)
 					m = row[j] > m ? row[j] : m;
-				real s = run_sum[r0 + r] * R_EXP(run_max[r0 + r] - m);
-				for (int64_t j = 0; j < vc; j++)
-					s += R_EXP(row[j] - m);
+				double s = (double)run_sum[r0 + r] * exp((double)run_max[r0 + r] - (double)m) +
+					   tile_sum_exp(row, vc, m);
 				run_max[r0 + r] = m;
-				run_sum[r0 + r] = s;
+				run_sum[r0 + r] = (real)s;
 			}
 		}
 #pragma omp parallel for
