@@ -192,8 +192,8 @@ for f in $(find "$DATA/medqa" -name '*.jsonl' | sort); do exam medqa "$f"; done
 exam medmcqa "$DATA/medmcqa/dev.json"
 ok "score reads the predictions: its medmcqa count of correct answers is the predictions' own" "
 	score --json e.pred > s.json &&
-	test \$(jq .results.medmcqa.n s.json) -eq \$(jq -s length e.json) &&
-	test \$(jq .results.medmcqa.n_correct s.json) -eq \$(jq -s '[.[] | select(.predicted == .answer)] | length' e.json)"
+	test \$(jq .counts.medmcqa.n s.json) -eq \$(jq -s length e.json) &&
+	test \$(jq .counts.medmcqa.n_correct s.json) -eq \$(jq -s '[.[] | select(.predicted == .answer)] | length' e.json)"
 ok "generate on 24 CMMLU and 24 MedQA-USMLE questions: 24 records each, the first 24 ids" "
 	f=\$(ls $DATA/cmmlu/data/test/*.csv | head -1) &&
 	tokenize -q --exam cmmlu --tokenizer q3 -o c.mpk \$f &&
