@@ -138,8 +138,10 @@ ok "same seed, same output; another seed, other intervals" '
 	score --json --seed 99 run.mpk > other.json && ! cmp -s run.json other.json'
 ok "--bootstrap 0: no intervals (null), the rest unchanged" '
 	score --json --bootstrap 0 run.mpk | jq -e ".intervals.all.acc == null and .results.all[\"acc,none\"] != null"'
-# lm-eval itself, when a Python with it is at hand (never needed: the checks above are the contract)
-if [ -x "${MEDMOE_LM_EVAL_PY:-}" ]; then
+# lm-eval itself, when a Python with it is at hand (never needed: the checks above are the contract); make bench
+# installs one into bench/venv
+: "${MEDMOE_LM_EVAL_PY:=$MEDMOE_TOP/bench/venv/bin/python}"
+if [ -x "$MEDMOE_LM_EVAL_PY" ] && "$MEDMOE_LM_EVAL_PY" -c 'import lm_eval.utils' 2> /dev/null; then
 	cat > make_table.py <<'EOF'
 import json
 import sys
@@ -151,7 +153,7 @@ EOF
 	ok "lm_eval.utils.make_table reads it (MEDMOE_LM_EVAL_PY)" \
 		'"$MEDMOE_LM_EVAL_PY" make_table.py run.json > table.md && grep -q "anatomy" table.md && grep -q "^|all " table.md'
 else
-	skip "lm_eval.utils.make_table reads it" "set MEDMOE_LM_EVAL_PY to a Python with lm_eval (bench/venv/bin/python after make bench)"
+	skip "lm_eval.utils.make_table reads it" "no Python with lm_eval (MEDMOE_LM_EVAL_PY, or bench/venv after make bench)"
 fi
 
 # ---- samples (lm-eval's --log_samples) ----
