@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+#include "blas_select.h"
 #include "die.h"
 #include "safetensors.h"
 
@@ -246,25 +246,11 @@ double cpu_tensor_sumsq(struct tensor t)
 	return s;
 }
 
-// OpenBLAS picks its kernels from the CPU model at load time; under some hypervisors the model is generic
-// ("Intel Xeon Processor") and it falls back to SSE3 "Prescott" kernels, 2-3x slower than the AVX2/AVX-512 ones
-// the CPU has (measured on this project's build machine).  OPENBLAS_CORETYPE overrides the choice, but only
-// before the library loads, so all we can do here is say so.
+// OpenBLAS's kernels are chosen by the CPU's instruction sets before main (blas_select.h); this warns, once
+// per pipeline, when that could not be done.
 void ops_cpu_check_blas(void)
 {
-	static int checked;
-	if (checked || getenv("OPENBLAS_CORETYPE"))
-		return;
-	checked = 1;
-	static const char *const weak[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom",
-					   "Katmai", "Coppermine", "Northwood", "Banias", "Sandybridge"};
-	const char *core = openblas_get_corename();
-	const char *better = __builtin_cpu_supports("avx512f") ? "SkylakeX" :
-			     __builtin_cpu_supports("avx2") ? "Haswell" : NULL;
-	for (size_t i = 0; better && core && i < sizeof weak / sizeof weak[0]; i++)
-		if (strcasecmp(core, weak[i]) == 0)
-			warnx("OpenBLAS chose its %s kernels on a CPU with %s: set OPENBLAS_CORETYPE=%s for faster matrix "
-			      "products", core, strcmp(better, "SkylakeX") == 0 ? "AVX-512" : "AVX2", better);
+	blas_select_check();
 }
 
 // ----------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-// init-base — write a tiny random-weight Hugging Face checkpoint (config.json, model.safetensors,
-// tokenizer.json) for LLaMA, Qwen2 or Qwen3, deterministic by seed: for tests, benchmarks and the demo.
+// init-base — write a tiny random-weight Hugging Face checkpoint (config.json, generation_config.json,
+// model.safetensors, tokenizer.json, tokenizer_config.json) for LLaMA, Qwen2 or Qwen3, deterministic by seed:
+// for tests, benchmarks and the demo.  The special-token ids in the three JSON files come from the tokenizer
+// (hf_specials.h), so transformers and lm-evaluation-harness load it with no extra arguments.
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -8,6 +10,7 @@
 
 #include "cli.h"
 #include "die.h"
+#include "hf_specials.h"
 #include "model_config.h"
 #include "outfile.h"
 #include "rng.h"
@@ -61,8 +64,8 @@ static json_t *byte_level(void)
 }
 
 // The project's own byte-level tokenizer.json: BPE over the 256 byte characters with no merges, so a text is
-// its UTF-8 bytes, plus the specials from id 256.  Returns the number of ids.
-static int write_byte_tokenizer(const char *path)
+// its UTF-8 bytes, plus the specials from id 256.  Returns the number of ids; SPECIALS gets its special tokens.
+static int write_byte_tokenizer(const char *path, struct hf_specials *specials)
 {
 	json_t *vocab = json_object();
 	for (int b = 0; b < 256; b++) {
@@ -86,12 +89,14 @@ static int write_byte_tokenizer(const char *path)
 		die_errno("%s", path);
 	fputc('\n', out->fp);
 	outfile_commit(out);
+	hf_specials_from_json(specials, root, path);
 	json_decref(root);
 	return 256 + N_BYTE_SPECIALS;
 }
 
-// Copy a tokenizer.json and return its number of ids (largest id in model.vocab or added_tokens, plus one).
-static int copy_tokenizer(const char *src, const char *path)
+// Copy a tokenizer.json and return its number of ids (largest id in model.vocab or added_tokens, plus one);
+// SPECIALS gets its special tokens.
+static int copy_tokenizer(const char *src, const char *path, struct hf_specials *specials)
 {
 	json_error_t err;
 	json_t *root = json_load_file(src, 0, &err);
@@ -107,6 +112,7 @@ static int copy_tokenizer(const char *src, const char *path)
 	json_array_foreach(json_object_get(root, "added_tokens"), i, v)
 		if (json_integer_value(json_object_get(v, "id")) > max_id)
 			max_id = json_integer_value(json_object_get(v, "id"));
+	hf_specials_from_json(specials, root, src);
 	json_decref(root);
 	if (max_id < 0)
 		die_data(src, -1, "model.vocab", "no token ids found");
@@ -125,7 +131,8 @@ static int copy_tokenizer(const char *src, const char *path)
 	return (int)max_id + 1;
 }
 
-static void write_config(const char *path, const struct model_config *c, const char *dtype, int bytes_tokenizer)
+static void write_config(const char *path, const struct model_config *c, const char *dtype,
+			 const struct hf_specials *specials)
 {
 	json_t *root = json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:s, s:b, s:s}",
 				 "architectures", model_arch_name(c->arch), "model_type", model_arch_type(c->arch),
@@ -137,11 +144,7 @@ static void write_config(const char *path, const struct model_config *c, const c
 				 "torch_dtype", dtype);
 	if (c->arch != ARCH_LLAMA)
 		json_object_set_new(root, "use_sliding_window", json_false());
-	if (bytes_tokenizer) {
-		// <|endoftext|> (id 256) ends documents in the byte tokenizer
-		json_object_set_new(root, "bos_token_id", json_integer(256));
-		json_object_set_new(root, "eos_token_id", json_integer(256));
-	}
+	hf_config_set_specials(root, specials, 0);
 	struct outfile *out = outfile_open(path);
 	if (json_dumpf(root, out->fp, JSON_INDENT(2)) != 0)
 		die_errno("%s", path);
@@ -311,16 +314,24 @@ int main(int argc, char **argv)
 
 	struct outdir *dir = outdir_open(output, force);
 	char *tok_path = xasprintf("%s/tokenizer.json", dir->tmp_path);
-	int bytes = strcmp(tokenizer, "bytes") == 0;
-	int n_ids = bytes ? write_byte_tokenizer(tok_path) : copy_tokenizer(tokenizer, tok_path);
+	struct hf_specials specials;
+	int n_ids = strcmp(tokenizer, "bytes") == 0 ? write_byte_tokenizer(tok_path, &specials)
+						    : copy_tokenizer(tokenizer, tok_path, &specials);
 	c.vocab = vocab ? vocab : n_ids;
 	if (c.vocab < n_ids)
 		die(EXIT_USAGE, "--vocab %d is smaller than the tokenizer's %d ids", c.vocab, n_ids);
 	char *config_path = xasprintf("%s/config.json", dir->tmp_path);
 	char *weights_path = xasprintf("%s/model.safetensors", dir->tmp_path);
-	write_config(config_path, &c, dtype == ST_F32 ? "float32" : "bfloat16", bytes);
+	write_config(config_path, &c, dtype == ST_F32 ? "float32" : "bfloat16", &specials);
 	write_weights(weights_path, &c, seed, dtype);
+	char *tok_config_path = xasprintf("%s/tokenizer_config.json", dir->tmp_path);
+	char *gen_config_path = xasprintf("%s/generation_config.json", dir->tmp_path);
+	hf_write_tokenizer_config(tok_config_path, &specials, c.max_positions);
+	hf_write_generation_config(gen_config_path, &specials);
 	outdir_commit(dir);
+	hf_specials_free(&specials);
+	free(tok_config_path);
+	free(gen_config_path);
 	free(tok_path);
 	free(config_path);
 	free(weights_path);

@@ -37,6 +37,25 @@ for s in cmb cmb_val_chatml cmexam cmexam_zh; do
 			  ([range(0; \$y.scores | length) as \$k | ((\$x.scores[\$k] - \$y.scores[\$k]) | fabs) <= 1e-5] | all))]
 			| all' | grep -qx true"
 done
+
+# --- large weights and a large vocabulary (init std 0.2, 151,936 ids): the LM head's log-sum-exp must not drift
+# (tests/fixtures/eval/large_weights.json from tests/reference/make_loglik_fixtures.py: transformers in fp32 and
+# in fp64; a plain fp32 running sum of exp over the vocabulary was 2e-5 off here, 1e-4 on bigger models)
+LW=$EV/large_weights.json
+for arch in llama qwen2 qwen3; do
+	ok "$arch, init std 0.2: option scores within 1e-5 of transformers' (fp32 and fp64), every stream" "
+		init-base \$(jq -r '.cases.$arch.init_base | join(\" \")' $LW) -o lw-$arch &&
+		for s in cmb cmb_val_chatml cmexam cmexam_zh; do
+			eval-exam -q --base lw-$arch -o lw.pred $EV/\$s.mpk &&
+			stream2json -N lw.pred | jq -c '{id, scores}' > got.json &&
+			jq -c --arg s \$s '.cases.$arch.streams[\$s][]' $LW > want.json &&
+			jq -n -e --slurpfile a got.json --slurpfile b want.json '
+				[range(0; \$a | length) as \$i | \$a[\$i] as \$x | \$b[\$i] as \$y | range(0; \$x.scores | length) as \$k |
+				 \$x.id == \$y.id and ((\$x.scores[\$k] - \$y.scores[\$k]) | fabs) <= 1e-5
+				 and ((\$x.scores[\$k] - \$y.scores_fp64[\$k]) | fabs) <= 1e-5] | all' > /dev/null ||
+			{ echo \"\$s: differs\"; paste got.json want.json | head -5; exit 1; }
+		done && rm -rf lw-$arch"
+done
 ok "the header names the mode and the model, and keeps the exam stream's tokenizer" "
 	stream2json cmb.pred | head -1 | jq -e '.mode == \"loglik\" and .model.base == \"$EV/model\"' &&
 	test \"\$(stream2json cmb.pred | head -1 | jq -c .tokenizer)\" = \"\$(stream2json $EV/cmb.mpk | head -1 | jq -c .tokenizer)\""
@@ -173,8 +192,8 @@ for f in $(find "$DATA/medqa" -name '*.jsonl' | sort); do exam medqa "$f"; done
 exam medmcqa "$DATA/medmcqa/dev.json"
 ok "score reads the predictions: its medmcqa count of correct answers is the predictions' own" "
 	score --json e.pred > s.json &&
-	test \$(jq .results.medmcqa.n s.json) -eq \$(jq -s length e.json) &&
-	test \$(jq .results.medmcqa.n_correct s.json) -eq \$(jq -s '[.[] | select(.predicted == .answer)] | length' e.json)"
+	test \$(jq .counts.medmcqa.n s.json) -eq \$(jq -s length e.json) &&
+	test \$(jq .counts.medmcqa.n_correct s.json) -eq \$(jq -s '[.[] | select(.predicted == .answer)] | length' e.json)"
 ok "generate on 24 CMMLU and 24 MedQA-USMLE questions: 24 records each, the first 24 ids" "
 	f=\$(ls $DATA/cmmlu/data/test/*.csv | head -1) &&
 	tokenize -q --exam cmmlu --tokenizer q3 -o c.mpk \$f &&
