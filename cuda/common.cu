@@ -95,8 +95,9 @@ void cuda_init(int index)
 	snprintf(g.name, sizeof g.name, "%s", prop.name);
 	g.sm_count = prop.multiProcessorCount;
 	g.total_mem = prop.totalGlobalMem;
-	// Non-blocking: nothing of ours runs on the legacy default stream, so it need not order against it.
-	CUDA_CHECK(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking));
+	// A blocking stream: everything of ours is queued on it, and a stray call on the legacy default stream (a
+	// plain cudaMemcpy, say) still waits for it instead of racing it.
+	CUDA_CHECK(cudaStreamCreate(&g.stream));
 	CUBLAS_CHECK(cublasCreate(&g.cublas));
 	CUBLAS_CHECK(cublasSetStream(g.cublas, g.stream));
 	// No TF32 in f32 products: the f32 path is the one compared against the CPU backend.
