@@ -121,7 +121,7 @@ demo: deps
 	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) scripts/demo.sh
 
 check-gpu:
-	@echo "medmoe: check-gpu: the CUDA backend has not been written yet (see the model-engine and training issues)"; exit 1
+	@echo "medmoe: check-gpu: the CPU-vs-CUDA op test (tests/unit/test_backend_ops.c) is not written yet"; exit 1
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/medmoe/schemas

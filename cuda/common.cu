@@ -212,7 +212,7 @@ void *cuda_scratch(enum cuda_scratch_slot slot, size_t bytes)
 		return s->p;
 	// Grow by at least half again, in whole MiB, so a slowly growing demand does not reallocate every call.
 	size_t want = bytes > s->bytes + s->bytes / 2 ? bytes : s->bytes + s->bytes / 2;
-	want = (want + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);
+	want = want ? (want + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1) : (size_t)1 << 20;
 	if (s->p) {
 		CUDA_CHECK(cudaStreamSynchronize(g.stream));   // queued kernels may still read the old buffer
 		CUDA_CHECK(cudaFree(s->p));
