@@ -48,16 +48,34 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 MANS     := $(sort $(wildcard man/*.1))
 
-# The CUDA backend is optional: built when nvcc is on PATH and cuda/ has sources.
+# The CUDA backend is optional: built when nvcc is on PATH and cuda/ has sources.  Then every cuda/*.cu is
+# compiled (C++17, the project's warnings as errors, nvcc's too) for sm_80 (A100) and sm_90a (H100/H200, with
+# wgmma) plus compute_90 PTX for newer GPUs, into the same static library; -DMEDMOE_CUDA turns on lib/ops.c's
+# dispatch to it, and every program links the CUDA runtime and cuBLAS(Lt).
 CU_SRC   := $(sort $(wildcard cuda/*.cu))
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo yes)
+ifeq ($(HAVE_NVCC),yes)
+ifneq ($(CU_SRC),)
+CUDA_ON   := yes
+CUDA_HOME ?= $(patsubst %/bin/,%,$(dir $(shell command -v $(NVCC))))
+CU_OBJ    := $(CU_SRC:cuda/%.cu=$(BUILD)/cuda/%.o)
+NVCC_ARCH := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a \
+             -gencode arch=compute_90,code=compute_90
+NVCCFLAGS ?=
+NVCCFLAGS += -std=c++17 -O3 $(NVCC_ARCH) -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings -DMEDMOE_CUDA -Ilib
+CFLAGS    += -DMEDMOE_CUDA
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+endif
+endif
 
 .PHONY: all deps test check bench install uninstall clean demo check-gpu cuda-note
 all: cuda-note $(BINS)
 
 cuda-note:
-ifeq ($(HAVE_NVCC),yes)
-	@test -z "$(CU_SRC)" && echo "medmoe: CUDA backend: nvcc found, no cuda/*.cu sources yet; CPU backend only" || true
+ifeq ($(CUDA_ON),yes)
+	@echo "medmoe: CUDA backend: built with $(NVCC) (sm_80, sm_90a, compute_90 PTX)"
+else ifeq ($(HAVE_NVCC),yes)
+	@echo "medmoe: CUDA backend: nvcc found, no cuda/*.cu sources yet; CPU backend only"
 else
 	@echo "medmoe: CUDA backend: left out (nvcc not found); CPU backend only"
 endif
@@ -69,7 +87,11 @@ $(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) | $(BUILD)/lib
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -c -o $@ $<
 
-$(LIB_A): $(LIB_OBJ)
+$(BUILD)/cuda/%.o: cuda/%.cu $(wildcard cuda/*.cuh) lib/ops.h lib/ops_backend.h lib/die.h | $(BUILD)/cuda
+	@echo "  NVCC    $<"
+	@$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+$(LIB_A): $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
@@ -98,7 +120,7 @@ $(BUILD)/tests/test_backend_ops: tests/unit/test_backend_ops.c $(BUILD)/tests/op
 	@echo "  LINK    $@"
 	@$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/tests/ops_ref64.o $(LIB_A) $(LDLIBS) -lcmocka
 
-$(BUILD)/lib $(BUILD)/tests $(BINDIR):
+$(BUILD)/lib $(BUILD)/cuda $(BUILD)/tests $(BINDIR):
 	@mkdir -p $@
 
 # `make test` first makes sure the Debian packages are there, so a fresh machine needs nothing else.
@@ -116,7 +138,7 @@ demo: deps
 	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) scripts/demo.sh
 
 check-gpu:
-	@echo "medmoe: check-gpu: the CUDA backend has not been written yet (see the model-engine and training issues)"; exit 1
+	@echo "medmoe: check-gpu: the CPU-vs-CUDA op test (tests/unit/test_backend_ops.c) is not written yet"; exit 1
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/medmoe/schemas
@@ -131,4 +153,4 @@ uninstall:
 clean:
 	rm -rf build build-san bin
 
-.SECONDARY: $(LIB_OBJ)
+.SECONDARY: $(LIB_OBJ) $(CU_OBJ)
