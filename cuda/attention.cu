@@ -316,9 +316,11 @@ att_fwd_kernel(E *out, float *lse, const E *q, const E *k, const E *v, const int
 		if (half == 0)
 			sAl[r] = alpha;
 		__syncwarp();
-		for (int e = lane; e < 16 * HDP; e += 32)
-			sO[(w0 + e / HDP) * LDO + e % HDP] *= sAl[w0 + e / HDP];
-		__syncwarp();
+		if (!__all_sync(0xffffffffu, alpha == 1.0f)) {   // no row's max moved: nothing to rescale
+			for (int e = lane; e < 16 * HDP; e += 32)
+				sO[(w0 + e / HDP) * LDO + e % HDP] *= sAl[w0 + e / HDP];
+			__syncwarp();
+		}
 		att_ab_acc<HDP, BC>(sO + w0 * LDO, LDO, sP + w0 * LDP, LDP, sV, LDQ);
 	}
 	__syncwarp();
