@@ -35,8 +35,12 @@
 // Documents.  doc_offsets (n_docs+1, I32 on the device) cut the keys into documents; query i sits at key
 // q_offset + i.  A block's queries may straddle documents: each row keeps its own [document start, position]
 // window; a warp skips a tile that lies wholly outside the windows of its rows, and key tiles before the
-// block's first document start or after its last position are never visited.  The decode case (few queries,
-// q_offset > 0) runs the same kernels (one block per head).
+// block's first document start or after its last position are never visited.
+//
+// Decoding.  A forward of at most 16 queries (incremental decoding, q_offset > 0) would give the tile kernel one
+// block per head walking the whole cache; it takes a split-K path instead (FlashDecoding: blocks of 256 keys per
+// (query, head) in parallel, each with its own online softmax, then one ordered merge of the partial (m, l, O)).
+// Its backward, when asked for, is the tile kernels'.
 #include <mma.h>
 #include <string.h>
 #include <type_traits>
@@ -338,6 +342,118 @@ att_fwd_kernel(E *out, float *lse, const E *q, const E *k, const E *v, const int
 }
 
 // ----------------------------------------------------------------------------
+// forward for a few queries (decoding): split-K over the keys, as FlashDecoding does
+
+#define ATT_DECODE_MAX_Q 16     // calls with at most this many queries take the split-K path
+#define ATT_SPLIT_KEYS 256      // keys per block (64 per warp)
+#define ATT_SPLIT_GROUP 4       // keys whose loads are issued together
+
+// Grid (Tq·NH rows, splits), 4 warps.  Block s of row (i,h) takes keys a + 256·s .. a + 256·s + 255 of the row's
+// window [a, t], warp w the w-th 64 of them, in order, with an online softmax; a lane owns dims lane, lane+32, …
+// (U = HDP/32 of them), and the scores are warp sums by a fixed butterfly.  The warps are merged in order (warp
+// 0 .. 3) and the block writes its partial (m, l, o[HD]) (all −inf / 0 when its keys are outside the window).
+template <typename E, int U>
+__global__ void __launch_bounds__(128)
+att_decode_kernel(float *part, const E *q, const E *k, const E *v, const int32_t *doc_offsets, int n_docs, int Tq,
+		  int NH, int NKV, int HD, int q_offset, float scale)
+{
+	__shared__ float sm[4], sl[4], so[4][32 * U];
+	int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+	int row = blockIdx.x, s = blockIdx.y, n_splits = gridDim.y;   // row = i·NH + h
+	int i = row / NH, h = row % NH, kvh = h / (NH / NKV);
+	int t = q_offset + i, a = doc_offsets[att_doc_index(doc_offsets, n_docs, t)];
+	int j_begin = a + s * ATT_SPLIT_KEYS + warp * (ATT_SPLIT_KEYS / 4);
+	int j_end = min(j_begin + ATT_SPLIT_KEYS / 4, t + 1);
+	float qv[U], o[U], m = -INFINITY, l = 0.0f;
+	for (int u = 0; u < U; u++) {
+		int d = lane + 32 * u;
+		qv[u] = d < HD ? to_f<E>(q[(int64_t)row * HD + d]) : 0.0f;
+		o[u] = 0.0f;
+	}
+	for (int j0 = j_begin; j0 < j_end; j0 += ATT_SPLIT_GROUP) {
+		float kv[ATT_SPLIT_GROUP][U], vv[ATT_SPLIT_GROUP][U], x[ATT_SPLIT_GROUP];
+		for (int g = 0; g < ATT_SPLIT_GROUP; g++) {   // the loads of the group first, then the math
+			int64_t base = ((int64_t)(j0 + g) * NKV + kvh) * HD;
+			for (int u = 0; u < U; u++) {
+				int d = lane + 32 * u;
+				int in = j0 + g < j_end && d < HD;
+				kv[g][u] = in ? to_f<E>(k[base + d]) : 0.0f;
+				vv[g][u] = in ? to_f<E>(v[base + d]) : 0.0f;
+			}
+		}
+		for (int g = 0; g < ATT_SPLIT_GROUP; g++) {
+			float dot = 0.0f;
+			for (int u = 0; u < U; u++)
+				dot += qv[u] * kv[g][u];
+			x[g] = warp_sum(dot) * scale;
+		}
+		for (int g = 0; g < ATT_SPLIT_GROUP && j0 + g < j_end; g++) {
+			float m_new = fmaxf(m, x[g]), c = expf(m - m_new), p = expf(x[g] - m_new);   // c = 0 on the first key
+			l = l * c + p;
+			for (int u = 0; u < U; u++)
+				o[u] = o[u] * c + p * vv[g][u];
+			m = m_new;
+		}
+	}
+	if (lane == 0) {
+		sm[warp] = m;
+		sl[warp] = l;
+	}
+	for (int u = 0; u < U; u++)
+		so[warp][lane + 32 * u] = o[u];
+	__syncthreads();
+	if (warp == 0) {
+		float M = fmaxf(fmaxf(sm[0], sm[1]), fmaxf(sm[2], sm[3])), L = 0.0f, O[U];
+		for (int u = 0; u < U; u++)
+			O[u] = 0.0f;
+		for (int w = 0; w < 4; w++) {
+			float c = sm[w] == -INFINITY ? 0.0f : expf(sm[w] - M);
+			L += sl[w] * c;
+			for (int u = 0; u < U; u++)
+				O[u] += so[w][lane + 32 * u] * c;
+		}
+		float *pr = part + ((int64_t)row * n_splits + s) * (HD + 2);
+		if (lane == 0) {
+			pr[0] = M;
+			pr[1] = L;
+		}
+		for (int u = 0; u < U; u++)
+			if (lane + 32 * u < HD)
+				pr[2 + lane + 32 * u] = O[u];
+	}
+}
+
+// One warp per row: the splits merged in order -> out = O/L, lse = M + log L.
+template <typename E>
+__global__ void att_decode_combine_kernel(E *out, float *lse, const float *part, int Tq, int NH, int HD, int n_splits)
+{
+	int lane = threadIdx.x % 32;
+	int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32, n_warps = (int64_t)gridDim.x * blockDim.x / 32;
+	for (int64_t row = warp; row < (int64_t)Tq * NH; row += n_warps) {
+		const float *pr = part + row * n_splits * (HD + 2);
+		float M = -INFINITY, L = 0.0f;
+		for (int s = 0; s < n_splits; s++)
+			M = fmaxf(M, pr[(int64_t)s * (HD + 2)]);
+		for (int s = 0; s < n_splits; s++) {
+			float ms = pr[(int64_t)s * (HD + 2)];
+			L += ms == -INFINITY ? 0.0f : pr[(int64_t)s * (HD + 2) + 1] * expf(ms - M);
+		}
+		for (int d = lane; d < HD; d += 32) {
+			float O = 0.0f;
+			for (int s = 0; s < n_splits; s++) {
+				float ms = pr[(int64_t)s * (HD + 2)];
+				O += ms == -INFINITY ? 0.0f : pr[(int64_t)s * (HD + 2) + 2 + d] * expf(ms - M);
+			}
+			out[row * HD + d] = from_f<E>(L > 0.0f ? O / L : 0.0f);
+		}
+		if (lse && lane == 0) {
+			int64_t i = row / NH, h = row % NH;
+			lse[h * Tq + i] = L > 0.0f ? M + logf(L) : -INFINITY;
+		}
+	}
+}
+
+// ----------------------------------------------------------------------------
 // backward (Algorithm 2)
 
 // D (NH,Tq) = rowsum(dO ⊙ O), one warp per (query, head), lanes over the head dim then a fixed butterfly.
@@ -609,6 +725,34 @@ static void att_forward_run(struct tensor out, struct tensor lse, struct tensor 
 	CUDA_LAUNCHED();
 }
 
+template <typename E, int U>
+static void att_decode_run(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
+			   struct tensor doc_offsets, struct att_dims d)
+{
+	int n_splits = (d.q_offset + d.Tq + ATT_SPLIT_KEYS - 1) / ATT_SPLIT_KEYS;   // the longest window fits
+	if (n_splits > 65535)
+		die(CUDA_OP_FAIL, "attention_forward: %d keys is more than the decode path splits", d.q_offset + d.Tq);
+	int rows = d.Tq * d.NH;
+	float *part = (float *)cuda_scratch(SCRATCH_ATTENTION_1, (size_t)rows * n_splits * (d.HD + 2) * sizeof(float));
+	att_decode_kernel<E, U><<<dim3((unsigned)rows, (unsigned)n_splits), 128, 0, cuda_stream()>>>(
+		part, (const E *)q.data, (const E *)k.data, (const E *)v.data, (const int32_t *)doc_offsets.data,
+		d.n_docs, d.Tq, d.NH, d.NKV, d.HD, d.q_offset, d.scale);
+	CUDA_LAUNCHED();
+	att_decode_combine_kernel<E><<<cuda_blocks((int64_t)rows * 32, 256), 256, 0, cuda_stream()>>>(
+		(E *)out.data, (float *)lse.data, part, d.Tq, d.NH, d.HD, n_splits);
+	CUDA_LAUNCHED();
+}
+
+template <typename E, int HDP>
+static void att_forward_dispatch(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
+				 struct tensor doc_offsets, struct att_dims d)
+{
+	if (d.Tq <= ATT_DECODE_MAX_Q)
+		att_decode_run<E, HDP / 32>(out, lse, q, k, v, doc_offsets, d);
+	else
+		att_forward_run<E, HDP>(out, lse, q, k, v, doc_offsets, d);
+}
+
 template <typename E, int HDP>
 static void att_backward_run(struct tensor dq, struct tensor dk, struct tensor dv, struct tensor dout,
 			     struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
@@ -655,18 +799,18 @@ extern "C" void cuda_attention_forward(struct tensor out, struct tensor lse, str
 	int HDP = d.HD <= 64 ? 64 : d.HD <= 128 ? 128 : 256;
 	if (q.dtype == DTYPE_BF16) {
 		if (HDP == 64)
-			att_forward_run<bf16, 64>(out, lse, q, k, v, doc_offsets, d);
+			att_forward_dispatch<bf16, 64>(out, lse, q, k, v, doc_offsets, d);
 		else if (HDP == 128)
-			att_forward_run<bf16, 128>(out, lse, q, k, v, doc_offsets, d);
+			att_forward_dispatch<bf16, 128>(out, lse, q, k, v, doc_offsets, d);
 		else
-			att_forward_run<bf16, 256>(out, lse, q, k, v, doc_offsets, d);
+			att_forward_dispatch<bf16, 256>(out, lse, q, k, v, doc_offsets, d);
 	} else {
 		if (HDP == 64)
-			att_forward_run<float, 64>(out, lse, q, k, v, doc_offsets, d);
+			att_forward_dispatch<float, 64>(out, lse, q, k, v, doc_offsets, d);
 		else if (HDP == 128)
-			att_forward_run<float, 128>(out, lse, q, k, v, doc_offsets, d);
+			att_forward_dispatch<float, 128>(out, lse, q, k, v, doc_offsets, d);
 		else
-			att_forward_run<float, 256>(out, lse, q, k, v, doc_offsets, d);
+			att_forward_dispatch<float, 256>(out, lse, q, k, v, doc_offsets, d);
 	}
 }
 

@@ -1,7 +1,7 @@
 // test_cuda_adapter_ops.c — the CUDA attention and adapter ops (cuda/attention.cu, lora.cu, router.cu,
 // contrastive.cu) against direct double-precision evaluations of their formulas, through the ops.h dispatch
 // with every tensor on the GPU: attention over packed documents (GQA, documents inside and across query
-// tiles, decode with q_offset, head dims 36 to 256, misaligned views), LoRA with and without gates, the task gate,
+// tiles, decode with q_offset through the split-K path and the tile path, head dims 36 to 256, misaligned views), LoRA with and without gates, the task gate,
 // the router with a tie, the load-balancing loss and its gradient, the contrastive loss over the queue, and the
 // queue push across wrapped rings.  bf16 and f32 activations; each backward runs twice and must give the same
 // bytes.  Gradients are accumulated into random prefilled buffers (the ops add).  Skipped when the build has no
@@ -288,6 +288,9 @@ static const struct att_case att_cases[] = {
 	{"HD 256", DTYPE_F32, 70, 70, 2, 2, 256, 2, 0, 0, {0, 20, 70}},
 	{"misaligned views", DTYPE_F32, 100, 100, 2, 1, 64, 2, 0, 3, {0, 64, 100}},
 	{"long document", DTYPE_F32, 600, 600, 2, 1, 64, 2, 0, 0, {0, 500, 600}},
+	{"decode over 5 key splits, HD 128", DTYPE_F32, 2, 1100, 4, 1, 128, 2, 1098, 0, {0, 37, 1100}},
+	{"decode, 16 queries, HD 256", DTYPE_F32, 16, 700, 2, 2, 256, 1, 684, 0, {0, 700}},
+	{"17 queries (tile path), HD 36", DTYPE_F32, 17, 600, 2, 1, 36, 3, 583, 0, {0, 10, 300, 600}},
 };
 
 static void test_attention(void **state, enum dtype dt)
