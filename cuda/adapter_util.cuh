@@ -16,25 +16,50 @@ extern "C" [[noreturn]] void die(int code, const char *fmt, ...) __attribute__((
 // elements by type
 
 template <typename E> __device__ __forceinline__ float to_f(E x);
-template <> __device__ __forceinline__ float to_f<float>(float x) { return x; }
-template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <> __device__ __forceinline__ float to_f<__half>(__half x) { return __half2float(x); }
+template <> __device__ __forceinline__ float to_f<float>(float x)
+{
+	return x;
+}
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x)
+{
+	return __bfloat162float(x);
+}
+template <> __device__ __forceinline__ float to_f<__half>(__half x)
+{
+	return __half2float(x);
+}
 
 template <typename E> __device__ __forceinline__ E from_f(float x);
-template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ float from_f<float>(float x)
+{
+	return x;
+}
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x)
+{
+	return __float2bfloat16_rn(x);
+}
+template <> __device__ __forceinline__ __half from_f<__half>(float x)
+{
+	return __float2half_rn(x);
+}
 
 // The activation dtypes the kernels are instantiated for.
-static inline int is_act_dtype(enum dtype t) { return t == DTYPE_BF16 || t == DTYPE_F32; }
+static inline int is_act_dtype(enum dtype t)
+{
+	return t == DTYPE_BF16 || t == DTYPE_F32;
+}
 
 static inline cudaDataType cuda_data_type(enum dtype t, const char *op)
 {
 	switch (t) {
-	case DTYPE_F32: return CUDA_R_32F;
-	case DTYPE_BF16: return CUDA_R_16BF;
-	case DTYPE_F16: return CUDA_R_16F;
-	default: die(CUDA_OP_FAIL, "%s: no cuBLAS product for %s operands", op, dtype_name(t));
+	case DTYPE_F32:
+		return CUDA_R_32F;
+	case DTYPE_BF16:
+		return CUDA_R_16BF;
+	case DTYPE_F16:
+		return CUDA_R_16F;
+	default:
+		die(CUDA_OP_FAIL, "%s: no cuBLAS product for %s operands", op, dtype_name(t));
 	}
 }
 
@@ -44,9 +69,9 @@ static inline cudaDataType cuda_data_type(enum dtype t, const char *op)
 // column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, so cuBLAS is called with the operands swapped.  Accumulation is fp32
 // (CUBLAS_COMPUTE_32F); A and B share one dtype (bf16, f16 or f32), C is that dtype or f32 — the combinations
 // cublasGemmEx supports.
-static inline void gemm_rm(const char *op, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-			   const void *A, enum dtype at, int64_t lda, const void *B, enum dtype bt, int64_t ldb,
-			   float beta, void *C, enum dtype ct, int64_t ldc)
+static inline void gemm_rm(const char *op, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A,
+			   enum dtype at, int64_t lda, const void *B, enum dtype bt, int64_t ldb, float beta, void *C,
+			   enum dtype ct, int64_t ldc)
 {
 	if (M <= 0 || N <= 0)
 		return;
@@ -56,8 +81,8 @@ static inline void gemm_rm(const char *op, int ta, int tb, int64_t M, int64_t N,
 	if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX)
 		die(CUDA_OP_FAIL, "%s: product of %lld x %lld x %lld is too large for cuBLAS", op, (long long)M,
 		    (long long)N, (long long)K);
-	CUBLAS_CHECK(cublasGemmEx(cuda_cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-				  (int)N, (int)M, (int)K, &alpha, B, cuda_data_type(bt, op), (int)ldb, A,
+	CUBLAS_CHECK(cublasGemmEx(cuda_cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)N,
+				  (int)M, (int)K, &alpha, B, cuda_data_type(bt, op), (int)ldb, A,
 				  cuda_data_type(at, op), (int)lda, &beta, C, cuda_data_type(ct, op), (int)ldc,
 				  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
@@ -75,12 +100,17 @@ template <typename D> static inline void cast_from(D *dst, struct tensor src, in
 {
 	unsigned grid = cuda_blocks(n, 256);
 	switch (src.dtype) {
-	case DTYPE_F32: cast_kernel<D, float><<<grid, 256, 0, cuda_stream()>>>(dst, (const float *)src.data, n); break;
+	case DTYPE_F32:
+		cast_kernel<D, float><<<grid, 256, 0, cuda_stream()>>>(dst, (const float *)src.data, n);
+		break;
 	case DTYPE_BF16:
 		cast_kernel<D, __nv_bfloat16><<<grid, 256, 0, cuda_stream()>>>(dst, (const __nv_bfloat16 *)src.data, n);
 		break;
-	case DTYPE_F16: cast_kernel<D, __half><<<grid, 256, 0, cuda_stream()>>>(dst, (const __half *)src.data, n); break;
-	default: die(CUDA_OP_FAIL, "%s: cannot convert %s", op, dtype_name(src.dtype));
+	case DTYPE_F16:
+		cast_kernel<D, __half><<<grid, 256, 0, cuda_stream()>>>(dst, (const __half *)src.data, n);
+		break;
+	default:
+		die(CUDA_OP_FAIL, "%s: cannot convert %s", op, dtype_name(src.dtype));
 	}
 	CUDA_LAUNCHED();
 }
@@ -95,10 +125,17 @@ static inline const void *as_dtype(struct tensor t, enum dtype want, enum cuda_s
 	int64_t n = tensor_numel(t);
 	void *dst = cuda_scratch(slot, (size_t)(n > 0 ? n : 1) * dtype_size(want));
 	switch (want) {
-	case DTYPE_F32: cast_from<float>((float *)dst, t, n, op); break;
-	case DTYPE_BF16: cast_from<__nv_bfloat16>((__nv_bfloat16 *)dst, t, n, op); break;
-	case DTYPE_F16: cast_from<__half>((__half *)dst, t, n, op); break;
-	default: die(CUDA_OP_FAIL, "%s: cannot convert to %s", op, dtype_name(want));
+	case DTYPE_F32:
+		cast_from<float>((float *)dst, t, n, op);
+		break;
+	case DTYPE_BF16:
+		cast_from<__nv_bfloat16>((__nv_bfloat16 *)dst, t, n, op);
+		break;
+	case DTYPE_F16:
+		cast_from<__half>((__half *)dst, t, n, op);
+		break;
+	default:
+		die(CUDA_OP_FAIL, "%s: cannot convert to %s", op, dtype_name(want));
 	}
 	return dst;
 }
@@ -121,7 +158,10 @@ static inline void carve_take(struct carve *c, enum cuda_scratch_slot slot)
 {
 	c->base = (char *)cuda_scratch(slot, c->used > 0 ? c->used : 256);
 }
-static inline void *carve_at(const struct carve *c, size_t offset) { return c->base + offset; }
+static inline void *carve_at(const struct carve *c, size_t offset)
+{
+	return c->base + offset;
+}
 
 // ----------------------------------------------------------------------------
 // fixed-order reductions

@@ -58,9 +58,18 @@ template <typename E> struct att_tc : std::integral_constant<bool, std::is_same<
 // Leading dimensions of the shared tiles: operands of the element type (multiples of 8 elements = 16 bytes, as
 // WMMA wants, and 8 elements of skew against bank conflicts; FMA: odd, so a warp reading a column of rows hits 32
 // banks) and fp32 tiles (multiples of 4 for WMMA).
-template <typename E> __host__ __device__ constexpr int ld_e(int x) { return att_tc<E>::value ? x + 8 : x + 1; }
-template <typename E> __host__ __device__ constexpr int ld_f(int x) { return att_tc<E>::value ? x + 4 : x + 1; }
-__host__ __device__ constexpr size_t att_align(size_t x) { return (x + 127) / 128 * 128; }
+template <typename E> __host__ __device__ constexpr int ld_e(int x)
+{
+	return att_tc<E>::value ? x + 8 : x + 1;
+}
+template <typename E> __host__ __device__ constexpr int ld_f(int x)
+{
+	return att_tc<E>::value ? x + 4 : x + 1;
+}
+__host__ __device__ constexpr size_t att_align(size_t x)
+{
+	return (x + 127) / 128 * 128;
+}
 
 template <typename E, int HDP> struct att_cfg {
 	static constexpr bool TC = att_tc<E>::value, BIG = HDP > 128;
@@ -75,9 +84,10 @@ template <typename E, int HDP> struct att_cfg {
 template <typename E, int HDP> struct att_fwd_smem {
 	typedef att_cfg<E, HDP> C;
 	static constexpr int BR = C::FWD_BR, BC = C::FWD_BC, LDS = ld_f<E>(BC), LDP = ld_e<E>(BC);
-	static constexpr size_t Q = 0, K = Q + att_align(sizeof(E) * BR * C::LDQ), V = K + att_align(sizeof(E) * BC * C::LDQ),
-				S = V + att_align(sizeof(E) * BC * C::LDQ), P = S + att_align(sizeof(float) * BR * LDS),
-				O = P + att_align(sizeof(E) * BR * LDP), ROWS = O + att_align(sizeof(float) * BR * C::LDO),
+	static constexpr size_t Q = 0, K = Q + att_align(sizeof(E) * BR * C::LDQ),
+				V = K + att_align(sizeof(E) * BC * C::LDQ), S = V + att_align(sizeof(E) * BC * C::LDQ),
+				P = S + att_align(sizeof(float) * BR * LDS), O = P + att_align(sizeof(E) * BR * LDP),
+				ROWS = O + att_align(sizeof(float) * BR * C::LDO),
 				BYTES = ROWS + att_align(3 * sizeof(int) * BR);
 };
 
@@ -86,10 +96,12 @@ template <typename E, int HDP> struct att_fwd_smem {
 template <typename E, int HDP> struct att_dq_smem {
 	typedef att_cfg<E, HDP> C;
 	static constexpr int BR = C::DQ_BR, BC = C::DQ_BC, LDS = ld_f<E>(BC), LDP = ld_e<E>(BC);
-	static constexpr size_t Q = 0, DO = Q + att_align(sizeof(E) * BR * C::LDQ), K = DO + att_align(sizeof(E) * BR * C::LDQ),
-				V = K + att_align(sizeof(E) * BC * C::LDQ), S = V + att_align(sizeof(E) * BC * C::LDQ),
+	static constexpr size_t Q = 0, DO = Q + att_align(sizeof(E) * BR * C::LDQ),
+				K = DO + att_align(sizeof(E) * BR * C::LDQ), V = K + att_align(sizeof(E) * BC * C::LDQ),
+				S = V + att_align(sizeof(E) * BC * C::LDQ),
 				DS = S + att_align(sizeof(float) * BR * LDS), DQ = DS + att_align(sizeof(E) * BR * LDP),
-				ROWS = DQ + att_align(sizeof(float) * BR * C::LDO), BYTES = ROWS + att_align(4 * sizeof(int) * BR);
+				ROWS = DQ + att_align(sizeof(float) * BR * C::LDO),
+				BYTES = ROWS + att_align(4 * sizeof(int) * BR);
 };
 
 // dK/dV pass (rows are keys): K, V (BC,HDP), Q, dO (BR,HDP), Sᵀ/dPᵀ (BC,BR) f32, Pᵀ, dSᵀ (BC,BR), dK, dV (BC,HDP)
@@ -97,11 +109,14 @@ template <typename E, int HDP> struct att_dq_smem {
 template <typename E, int HDP> struct att_dkv_smem {
 	typedef att_cfg<E, HDP> C;
 	static constexpr int BC = C::KV_BC, BR = C::KV_BR, LDS = ld_f<E>(BR), LDP = ld_e<E>(BR);
-	static constexpr size_t K = 0, V = K + att_align(sizeof(E) * BC * C::LDQ), Q = V + att_align(sizeof(E) * BC * C::LDQ),
-				DO = Q + att_align(sizeof(E) * BR * C::LDQ), S = DO + att_align(sizeof(E) * BR * C::LDQ),
-				PT = S + att_align(sizeof(float) * BC * LDS), DST = PT + att_align(sizeof(E) * BC * LDP),
-				DK = DST + att_align(sizeof(E) * BC * LDP), DV = DK + att_align(sizeof(float) * BC * C::LDO),
-				ROWS = DV + att_align(sizeof(float) * BC * C::LDO), BYTES = ROWS + att_align(4 * sizeof(int) * BR);
+	static constexpr size_t K = 0, V = K + att_align(sizeof(E) * BC * C::LDQ),
+				Q = V + att_align(sizeof(E) * BC * C::LDQ), DO = Q + att_align(sizeof(E) * BR * C::LDQ),
+				S = DO + att_align(sizeof(E) * BR * C::LDQ),
+				PT = S + att_align(sizeof(float) * BC * LDS),
+				DST = PT + att_align(sizeof(E) * BC * LDP), DK = DST + att_align(sizeof(E) * BC * LDP),
+				DV = DK + att_align(sizeof(float) * BC * C::LDO),
+				ROWS = DV + att_align(sizeof(float) * BC * C::LDO),
+				BYTES = ROWS + att_align(4 * sizeof(int) * BR);
 };
 
 // ----------------------------------------------------------------------------
@@ -137,10 +152,11 @@ __device__ __forceinline__ void att_load_tile(E *s, int lds, const E *g, int64_t
 			if (vec && c + W <= HD) {
 				uint4 raw = *reinterpret_cast<const uint4 *>(src);
 				if constexpr (att_tc<E>::value) {
-					*reinterpret_cast<uint4 *>(dst) = raw;   // 16-byte aligned: ld and c are multiples of 8
+					// 16-byte aligned: ld and c are multiples of 8
+					*reinterpret_cast<uint4 *>(dst) = raw;
 				} else {
 					E vals[W];
-					memcpy(vals, &raw, sizeof raw);   // not a cast: the bits of raw are not E objects
+					memcpy(vals, &raw, sizeof raw);   // the bits of raw are not E objects
 					for (int u = 0; u < W; u++)
 						dst[u] = vals[u];
 				}
@@ -344,9 +360,9 @@ att_fwd_kernel(E *out, float *lse, const E *q, const E *k, const E *v, const int
 // ----------------------------------------------------------------------------
 // forward for a few queries (decoding): split-K over the keys, as FlashDecoding does
 
-#define ATT_DECODE_MAX_Q 16     // calls with at most this many queries take the split-K path
-#define ATT_SPLIT_KEYS 256      // keys per block (64 per warp)
-#define ATT_SPLIT_GROUP 4       // keys whose loads are issued together
+#define ATT_DECODE_MAX_Q 16   // calls with at most this many queries take the split-K path
+#define ATT_SPLIT_KEYS 256   // keys per block (64 per warp)
+#define ATT_SPLIT_GROUP 4   // keys whose loads are issued together
 
 // Grid (Tq·NH rows, splits), 4 warps.  Block s of row (i,h) takes keys a + 256·s .. a + 256·s + 255 of the row's
 // window [a, t], warp w the w-th 64 of them, in order, with an online softmax; a lane owns dims lane, lane+32, …
@@ -388,7 +404,8 @@ att_decode_kernel(float *part, const E *q, const E *k, const E *v, const int32_t
 			x[g] = warp_sum(dot) * scale;
 		}
 		for (int g = 0; g < ATT_SPLIT_GROUP && j0 + g < j_end; g++) {
-			float m_new = fmaxf(m, x[g]), c = expf(m - m_new), p = expf(x[g] - m_new);   // c = 0 on the first key
+			// c = 0 on the first key (m = −inf)
+			float m_new = fmaxf(m, x[g]), c = expf(m - m_new), p = expf(x[g] - m_new);
 			l = l * c + p;
 			for (int u = 0; u < U; u++)
 				o[u] = o[u] * c + p * vv[g][u];
@@ -428,7 +445,8 @@ template <typename E>
 __global__ void att_decode_combine_kernel(E *out, float *lse, const float *part, int Tq, int NH, int HD, int n_splits)
 {
 	int lane = threadIdx.x % 32;
-	int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32, n_warps = (int64_t)gridDim.x * blockDim.x / 32;
+	int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32,
+		n_warps = (int64_t)gridDim.x * blockDim.x / 32;
 	for (int64_t row = warp; row < (int64_t)Tq * NH; row += n_warps) {
 		const float *pr = part + row * n_splits * (HD + 2);
 		float M = -INFINITY, L = 0.0f;
@@ -457,11 +475,11 @@ __global__ void att_decode_combine_kernel(E *out, float *lse, const float *part,
 // backward (Algorithm 2)
 
 // D (NH,Tq) = rowsum(dO ⊙ O), one warp per (query, head), lanes over the head dim then a fixed butterfly.
-template <typename E>
-__global__ void att_bwd_dot_kernel(float *D, const E *dout, const E *out, int Tq, int NH, int HD)
+template <typename E> __global__ void att_bwd_dot_kernel(float *D, const E *dout, const E *out, int Tq, int NH, int HD)
 {
 	int lane = threadIdx.x % 32;
-	int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32, n_warps = (int64_t)gridDim.x * blockDim.x / 32;
+	int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32,
+		n_warps = (int64_t)gridDim.x * blockDim.x / 32;
 	for (int64_t w = warp; w < (int64_t)Tq * NH; w += n_warps) {
 		int64_t i = w / NH, h = w % NH;
 		const E *g = dout + w * HD, *o = out + w * HD;
@@ -478,8 +496,8 @@ __global__ void att_bwd_dot_kernel(float *D, const E *dout, const E *out, int Tq
 template <typename E, int HDP>
 __global__ void __launch_bounds__(2 * att_cfg<E, HDP>::DQ_BR)
 att_dq_kernel(E *dq, const E *q, const E *k, const E *v, const E *dout, const float *lse, const float *Dsum,
-	      const int32_t *doc_offsets, int n_docs, int Tq, int Tk, int NH, int NKV, int HD, int q_offset, float scale,
-	      int vec)
+	      const int32_t *doc_offsets, int n_docs, int Tq, int Tk, int NH, int NKV, int HD, int q_offset,
+	      float scale, int vec)
 {
 	typedef att_cfg<E, HDP> C;
 	typedef att_dq_smem<E, HDP> SM;
@@ -562,9 +580,9 @@ att_dq_kernel(E *dq, const E *q, const E *k, const E *v, const E *dout, const fl
 // (the query heads of this kv head, in order) and tile by tile.  dk += scale·Σ dSᵀ·Q, dv += Σ Pᵀ·dO.
 template <typename E, int HDP>
 __global__ void __launch_bounds__(2 * att_cfg<E, HDP>::KV_BC)
-att_dkv_kernel(E *dk, E *dv, const E *q, const E *k, const E *v, const E *dout, const float *lse, const float *Dsum,
-	       const int32_t *doc_offsets, int n_docs, int Tq, int Tk, int NH, int NKV, int HD, int q_offset, float scale,
-	       int vec)
+att_dkv_kernel(E *dk, E *dv, const E *q, const E *k, const E *v, const E *dout, const float *lse,
+	       const float *Dsum, const int32_t *doc_offsets, int n_docs, int Tq, int Tk, int NH, int NKV, int HD,
+	       int q_offset, float scale, int vec)
 {
 	typedef att_cfg<E, HDP> C;
 	typedef att_dkv_smem<E, HDP> SM;
@@ -572,7 +590,8 @@ att_dkv_kernel(E *dk, E *dv, const E *q, const E *k, const E *v, const E *dout, 
 	extern __shared__ __align__(128) unsigned char att_smem[];
 	E *sK = (E *)(att_smem + SM::K), *sV = (E *)(att_smem + SM::V), *sQ = (E *)(att_smem + SM::Q);
 	E *sdO = (E *)(att_smem + SM::DO), *sPT = (E *)(att_smem + SM::PT), *sdST = (E *)(att_smem + SM::DST);
-	float *sS = (float *)(att_smem + SM::S), *sdK = (float *)(att_smem + SM::DK), *sdV = (float *)(att_smem + SM::DV);
+	float *sS = (float *)(att_smem + SM::S), *sdK = (float *)(att_smem + SM::DK),
+	      *sdV = (float *)(att_smem + SM::DV);
 	int *sA = (int *)(att_smem + SM::ROWS), *sT = sA + BR;
 	float *sL = (float *)(sT + BR), *sD = sL + BR;
 
@@ -590,7 +609,7 @@ att_dkv_kernel(E *dk, E *dv, const E *q, const E *k, const E *v, const E *dout, 
 	att_load_tile<E, BC, HDP>(sV, LDQ, v + ((int64_t)j0 * NKV + kvh) * HD, (int64_t)NKV * HD, nk, HD, vec);
 
 	int w0 = warp * 16, kw0 = j0 + w0, kw1 = min(j0 + w0 + 15, j1);   // the warp's keys (none when w0 ≥ nk)
-	int half = lane & 1, c = w0 + (lane >> 1), j = j0 + c;          // the lane pair's key
+	int half = lane & 1, c = w0 + (lane >> 1), j = j0 + c;   // the lane pair's key
 	for (int hh = 0; hh < group; hh++) {
 		int h = kvh * group + hh;
 		for (int i0 = i_lo; i0 < i_hi; i0 += BR) {
@@ -610,12 +629,13 @@ att_dkv_kernel(E *dk, E *dv, const E *q, const E *k, const E *v, const E *dout, 
 					sD[r] = 0.0f;
 				}
 			}
-			att_load_tile<E, BR, HDP>(sQ, LDQ, q + ((int64_t)i0 * NH + h) * HD, (int64_t)NH * HD, n_rows, HD, vec);
-			att_load_tile<E, BR, HDP>(sdO, LDQ, dout + ((int64_t)i0 * NH + h) * HD, (int64_t)NH * HD, n_rows, HD,
-						  vec);
+			att_load_tile<E, BR, HDP>(sQ, LDQ, q + ((int64_t)i0 * NH + h) * HD, (int64_t)NH * HD, n_rows,
+						  HD, vec);
+			att_load_tile<E, BR, HDP>(sdO, LDQ, dout + ((int64_t)i0 * NH + h) * HD, (int64_t)NH * HD,
+						  n_rows, HD, vec);
 			__syncthreads();
-			// no key of this warp is seen by a query of this tile (warp-uniform): the windows [sA, sT] of the
-			// rows rise with the row, so the earliest start is row 0's and the latest position the last row's
+			// no key of this warp is seen by a query of this tile (warp-uniform): the windows [sA, sT] rise
+			// with the row, so the earliest start is row 0's and the latest position the last row's
 			if (w0 >= nk || sT[n_rows - 1] < kw0 || sA[0] > kw1)
 				continue;
 			att_abt<BR, HDP>(sS + w0 * LDS, LDS, sK + w0 * LDQ, LDQ, sQ, LDQ);   // Sᵀ = K·Qᵀ
@@ -623,8 +643,9 @@ att_dkv_kernel(E *dk, E *dv, const E *q, const E *k, const E *v, const E *dout, 
 			float p[BR / 2];
 			for (int c2 = 0; c2 < BR / 2; c2++) {
 				int rq = half + 2 * c2;
-				p[c2] = j >= sA[rq] && j <= sT[rq] && sL[rq] != -INFINITY ?
-						expf(sS[c * LDS + rq] * scale - sL[rq]) : 0.0f;
+				p[c2] = j >= sA[rq] && j <= sT[rq] && sL[rq] != -INFINITY
+					    ? expf(sS[c * LDS + rq] * scale - sL[rq])
+					    : 0.0f;
 				sPT[c * LDP + rq] = from_f<E>(p[c2]);
 			}
 			__syncwarp();
@@ -680,9 +701,10 @@ static struct att_dims att_check(const char *op, struct tensor q, struct tensor 
 	d.q_offset = (int)q_offset;
 	if (d.NKV < 1 || d.NH % d.NKV != 0 || k.dim[2] != d.HD || v.dim[0] != d.Tk || v.dim[1] != d.NKV ||
 	    v.dim[2] != d.HD || d.HD < 1 || d.NH > 65535)
-		die(CUDA_OP_FAIL, "%s: q (%d,%d,%d), k (%lld,%lld,%lld), v (%lld,%lld,%lld) do not make grouped attention",
-		    op, d.Tq, d.NH, d.HD, (long long)k.dim[0], (long long)k.dim[1], (long long)k.dim[2],
-		    (long long)v.dim[0], (long long)v.dim[1], (long long)v.dim[2]);
+		die(CUDA_OP_FAIL,
+		    "%s: q (%d,%d,%d), k (%lld,%lld,%lld), v (%lld,%lld,%lld) do not make grouped attention", op, d.Tq,
+		    d.NH, d.HD, (long long)k.dim[0], (long long)k.dim[1], (long long)k.dim[2], (long long)v.dim[0],
+		    (long long)v.dim[1], (long long)v.dim[2]);
 	if (d.HD > 256)
 		die(CUDA_OP_FAIL, "%s: head dim %d (at most 256)", op, d.HD);
 	if (n_docs < 1 || doc_offsets.dim[0] < (int64_t)n_docs + 1 || q_offset + d.Tq > d.Tk)
@@ -694,7 +716,10 @@ static struct att_dims att_check(const char *op, struct tensor q, struct tensor 
 }
 
 // 16-byte loads need every base pointer 16-byte aligned (rows are, when HD·size is a multiple of 16).
-static int att_aligned(const void *p) { return p == NULL || (uintptr_t)p % 16 == 0; }
+static int att_aligned(const void *p)
+{
+	return p == NULL || (uintptr_t)p % 16 == 0;
+}
 
 // Raise KERNEL's dynamic shared memory limit to BYTES once (dies when the GPU cannot give that much).
 template <typename Kernel> static void att_smem_limit(Kernel kernel, size_t bytes, int *done, const char *op)
@@ -705,8 +730,8 @@ template <typename Kernel> static void att_smem_limit(Kernel kernel, size_t byte
 	CUDA_CHECK(cudaGetDevice(&dev));
 	CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
 	if ((size_t)optin < bytes)
-		die(CUDA_OP_FAIL, "%s: the kernel needs %zu bytes of shared memory per block, this GPU gives %d", op, bytes,
-		    optin);
+		die(CUDA_OP_FAIL, "%s: the kernel needs %zu bytes of shared memory per block, this GPU gives %d", op,
+		    bytes, optin);
 	CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 	*done = 1;
 }
@@ -720,8 +745,8 @@ static void att_forward_run(struct tensor out, struct tensor lse, struct tensor 
 	att_smem_limit(att_fwd_kernel<E, HDP>, SM::BYTES, &ready, "attention_forward");
 	dim3 grid((unsigned)((d.Tq + SM::BR - 1) / SM::BR), (unsigned)d.NH);
 	att_fwd_kernel<E, HDP><<<grid, 2 * SM::BR, SM::BYTES, cuda_stream()>>>(
-		(E *)out.data, (float *)lse.data, (const E *)q.data, (const E *)k.data, (const E *)v.data,
-		(const int32_t *)doc_offsets.data, d.n_docs, d.Tq, d.Tk, d.NH, d.NKV, d.HD, d.q_offset, d.scale, d.vec);
+	    (E *)out.data, (float *)lse.data, (const E *)q.data, (const E *)k.data, (const E *)v.data,
+	    (const int32_t *)doc_offsets.data, d.n_docs, d.Tq, d.Tk, d.NH, d.NKV, d.HD, d.q_offset, d.scale, d.vec);
 	CUDA_LAUNCHED();
 }
 
@@ -735,17 +760,17 @@ static void att_decode_run(struct tensor out, struct tensor lse, struct tensor q
 	int rows = d.Tq * d.NH;
 	float *part = (float *)cuda_scratch(SCRATCH_ATTENTION_1, (size_t)rows * n_splits * (d.HD + 2) * sizeof(float));
 	att_decode_kernel<E, U><<<dim3((unsigned)rows, (unsigned)n_splits), 128, 0, cuda_stream()>>>(
-		part, (const E *)q.data, (const E *)k.data, (const E *)v.data, (const int32_t *)doc_offsets.data,
-		d.n_docs, d.Tq, d.NH, d.NKV, d.HD, d.q_offset, d.scale);
+	    part, (const E *)q.data, (const E *)k.data, (const E *)v.data, (const int32_t *)doc_offsets.data, d.n_docs,
+	    d.Tq, d.NH, d.NKV, d.HD, d.q_offset, d.scale);
 	CUDA_LAUNCHED();
 	att_decode_combine_kernel<E><<<cuda_blocks((int64_t)rows * 32, 256), 256, 0, cuda_stream()>>>(
-		(E *)out.data, (float *)lse.data, part, d.Tq, d.NH, d.HD, n_splits);
+	    (E *)out.data, (float *)lse.data, part, d.Tq, d.NH, d.HD, n_splits);
 	CUDA_LAUNCHED();
 }
 
 template <typename E, int HDP>
-static void att_forward_dispatch(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
-				 struct tensor doc_offsets, struct att_dims d)
+static void att_forward_dispatch(struct tensor out, struct tensor lse, struct tensor q, struct tensor k,
+				 struct tensor v, struct tensor doc_offsets, struct att_dims d)
 {
 	if (d.Tq <= ATT_DECODE_MAX_Q)
 		att_decode_run<E, HDP / 32>(out, lse, q, k, v, doc_offsets, d);
@@ -764,9 +789,9 @@ static void att_backward_run(struct tensor dq, struct tensor dk, struct tensor d
 		att_smem_limit(att_dq_kernel<E, HDP>, SM::BYTES, &ready, "attention_backward");
 		dim3 grid((unsigned)((d.Tq + SM::BR - 1) / SM::BR), (unsigned)d.NH);
 		att_dq_kernel<E, HDP><<<grid, 2 * SM::BR, SM::BYTES, cuda_stream()>>>(
-			(E *)dq.data, (const E *)q.data, (const E *)k.data, (const E *)v.data, (const E *)dout.data,
-			(const float *)lse.data, Dsum, (const int32_t *)doc_offsets.data, d.n_docs, d.Tq, d.Tk, d.NH, d.NKV,
-			d.HD, d.q_offset, d.scale, d.vec);
+		    (E *)dq.data, (const E *)q.data, (const E *)k.data, (const E *)v.data, (const E *)dout.data,
+		    (const float *)lse.data, Dsum, (const int32_t *)doc_offsets.data, d.n_docs, d.Tq, d.Tk, d.NH, d.NKV,
+		    d.HD, d.q_offset, d.scale, d.vec);
 		CUDA_LAUNCHED();
 	}
 	if (dk.data || dv.data) {
@@ -775,9 +800,9 @@ static void att_backward_run(struct tensor dq, struct tensor dk, struct tensor d
 		att_smem_limit(att_dkv_kernel<E, HDP>, SM::BYTES, &ready, "attention_backward");
 		dim3 grid((unsigned)((d.Tk + SM::BC - 1) / SM::BC), (unsigned)d.NKV);
 		att_dkv_kernel<E, HDP><<<grid, 2 * SM::BC, SM::BYTES, cuda_stream()>>>(
-			(E *)dk.data, (E *)dv.data, (const E *)q.data, (const E *)k.data, (const E *)v.data,
-			(const E *)dout.data, (const float *)lse.data, Dsum, (const int32_t *)doc_offsets.data, d.n_docs, d.Tq,
-			d.Tk, d.NH, d.NKV, d.HD, d.q_offset, d.scale, d.vec);
+		    (E *)dk.data, (E *)dv.data, (const E *)q.data, (const E *)k.data, (const E *)v.data,
+		    (const E *)dout.data, (const float *)lse.data, Dsum, (const int32_t *)doc_offsets.data, d.n_docs,
+		    d.Tq, d.Tk, d.NH, d.NKV, d.HD, d.q_offset, d.scale, d.vec);
 		CUDA_LAUNCHED();
 	}
 }
@@ -791,8 +816,8 @@ extern "C" void cuda_attention_forward(struct tensor out, struct tensor lse, str
 	need_tensor(lse, DTYPE_F32, 1, op, "lse");
 	if (out.dtype != q.dtype || out.dim[0] != d.Tq || out.dim[1] != d.NH || out.dim[2] != d.HD ||
 	    (lse.data && (lse.dim[0] != d.NH || lse.dim[1] != d.Tq)))
-		die(CUDA_OP_FAIL, "%s: out (%s) or lse does not match q (%d,%d,%d)", op, dtype_name(out.dtype), d.Tq, d.NH,
-		    d.HD);
+		die(CUDA_OP_FAIL, "%s: out (%s) or lse does not match q (%d,%d,%d)", op, dtype_name(out.dtype), d.Tq,
+		    d.NH, d.HD);
 	if (d.Tq == 0)
 		return;
 	d.vec = d.vec && att_aligned(q.data) && att_aligned(k.data) && att_aligned(v.data);

@@ -45,7 +45,8 @@ __device__ __forceinline__ float block_max_float(float v, float *buf)
 template <typename QE> __global__ void con_normalize_kernel(QE *q, float *znorm, const float *z, int64_t T, int D)
 {
 	int lane = threadIdx.x % 32;
-	int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32, n_warps = (int64_t)gridDim.x * blockDim.x / 32;
+	int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32,
+		n_warps = (int64_t)gridDim.x * blockDim.x / 32;
 	for (int64_t t = warp; t < T; t += n_warps) {
 		const float *zr = z + t * D;
 		float s = 0.0f;
@@ -159,11 +160,12 @@ __global__ void con_count_kernel(double *valid, const int32_t *topk, const int32
 
 // One warp per token: dz = s·(dq − q·(q·dq))/‖z‖ (0 when the norm is 0), s = coef/valid (0 when none is valid).
 template <typename E, typename QE>
-__global__ void con_dz_kernel(E *dz, const float *dq, const QE *q, const float *znorm, const double *valid,
-			      float coef, int64_t T, int D)
+__global__ void con_dz_kernel(E *dz, const float *dq, const QE *q, const float *znorm, const double *valid, float coef,
+			      int64_t T, int D)
 {
 	int lane = threadIdx.x % 32;
-	int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32, n_warps = (int64_t)gridDim.x * blockDim.x / 32;
+	int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32,
+		n_warps = (int64_t)gridDim.x * blockDim.x / 32;
 	float s = *valid > 0 ? (float)(coef / *valid) : 0.0f;
 	for (int64_t t = warp; t < T; t += n_warps) {
 		const float *d = dq + t * D;
@@ -207,7 +209,8 @@ static struct con_dims con_check(const char *op, struct tensor x, struct tensor 
 	if (proj.dim[1] != d.C || queue.dim[2] != d.D || q.dim[0] != d.T || q.dim[1] != d.D || znorm.dim[0] != d.T ||
 	    fill.dim[0] != d.N || topk.dim[0] != d.T || d.K < 1)
 		die(CUDA_OP_FAIL,
-		    "%s: shapes do not match: x (%lld,%lld), proj (%d,%lld), queue (%d,%d,%lld), q (%lld,%lld), topk (%lld,%d)",
+		    "%s: shapes do not match: x (%lld,%lld), proj (%d,%lld), queue (%d,%d,%lld), q (%lld,%lld), topk "
+		    "(%lld,%d)",
 		    op, (long long)d.T, (long long)d.C, d.D, (long long)proj.dim[1], d.N, d.Q, (long long)queue.dim[2],
 		    (long long)q.dim[0], (long long)q.dim[1], (long long)topk.dim[0], d.K);
 	return d;
@@ -261,8 +264,8 @@ static int64_t con_block_tokens(struct con_dims d)
 
 // x (T,C), proj (D,C), queue (N,Q,D) f16, fill (N) I32, topk (T,K) -> q (T,D), znorm (T), loss (1)
 extern "C" void cuda_contrastive_forward(struct tensor loss, struct tensor q, struct tensor znorm, struct tensor x,
-					 struct tensor proj, struct tensor queue, struct tensor fill, struct tensor topk,
-					 double tau)
+					 struct tensor proj, struct tensor queue, struct tensor fill,
+					 struct tensor topk, double tau)
 {
 	const char *op = "contrastive_forward";
 	need_tensor(loss, DTYPE_F32, 0, op, "loss");
@@ -287,11 +290,11 @@ extern "C" void cuda_contrastive_forward(struct tensor loss, struct tensor q, st
 	gemm_rm(op, 0, 1, d.T, d.D, d.C, 1.0f, x.data, x.dtype, d.C, proj_op, x.dtype, d.C, 0.0f, z, DTYPE_F32, d.D);
 	unsigned wgrid = cuda_blocks(d.T * 32, 256);
 	if (q.dtype == DTYPE_BF16)
-		con_normalize_kernel<__nv_bfloat16><<<wgrid, 256, 0, cuda_stream()>>>((__nv_bfloat16 *)q.data,
-										       (float *)znorm.data, z, d.T, d.D);
+		con_normalize_kernel<__nv_bfloat16>
+		    <<<wgrid, 256, 0, cuda_stream()>>>((__nv_bfloat16 *)q.data, (float *)znorm.data, z, d.T, d.D);
 	else
-		con_normalize_kernel<float><<<wgrid, 256, 0, cuda_stream()>>>((float *)q.data, (float *)znorm.data, z,
-									      d.T, d.D);
+		con_normalize_kernel<float>
+		    <<<wgrid, 256, 0, cuda_stream()>>>((float *)q.data, (float *)znorm.data, z, d.T, d.D);
 	CUDA_LAUNCHED();
 
 	// the scores, block by block, and each token's loss
@@ -300,11 +303,12 @@ extern "C" void cuda_contrastive_forward(struct tensor loss, struct tensor q, st
 	size_t esz = dtype_size(o.ct);
 	for (int64_t t0 = 0; t0 < d.T; t0 += TB) {
 		int64_t tb = d.T - t0 < TB ? d.T - t0 : TB;
-		gemm_rm(op, 0, 1, tb, d.NK, d.D, inv_tau, (const char *)o.qs + (size_t)(t0 * d.D) * esz, o.ct, d.D, o.keys,
-			o.ct, d.D, 0.0f, L, DTYPE_F32, d.NK);
-		con_row_kernel<false, float><<<(unsigned)tb, CON_ROW_THREADS, (size_t)d.N * sizeof(int), cuda_stream()>>>(
-			L, L, tok_loss, tok_valid, (const int32_t *)topk.data, (const int32_t *)fill.data, t0, d.N, d.Q, d.K,
-			inv_tau);
+		gemm_rm(op, 0, 1, tb, d.NK, d.D, inv_tau, (const char *)o.qs + (size_t)(t0 * d.D) * esz, o.ct, d.D,
+			o.keys, o.ct, d.D, 0.0f, L, DTYPE_F32, d.NK);
+		con_row_kernel<false, float>
+		    <<<(unsigned)tb, CON_ROW_THREADS, (size_t)d.N * sizeof(int), cuda_stream()>>>(
+			L, L, tok_loss, tok_valid, (const int32_t *)topk.data, (const int32_t *)fill.data, t0, d.N, d.Q,
+			d.K, inv_tau);
 		CUDA_LAUNCHED();
 	}
 	con_loss_kernel<<<1, 1024, 0, cuda_stream()>>>((float *)loss.data, tok_loss, tok_valid, d.T);
@@ -313,15 +317,15 @@ extern "C" void cuda_contrastive_forward(struct tensor loss, struct tensor q, st
 
 // coef · d(loss)/d· -> dx (T,C) +=, dproj (D,C) += (dx may be NONE)
 extern "C" void cuda_contrastive_backward(struct tensor dx, struct tensor dproj, struct tensor x, struct tensor q,
-					  struct tensor znorm, struct tensor proj, struct tensor queue, struct tensor fill,
-					  struct tensor topk, double tau, double coef)
+					  struct tensor znorm, struct tensor proj, struct tensor queue,
+					  struct tensor fill, struct tensor topk, double tau, double coef)
 {
 	const char *op = "contrastive_backward";
 	need_tensor(dproj, DTYPE_F32, 1, op, "dproj");
 	struct con_dims d = con_check(op, x, q, znorm, proj, queue, fill, topk);
 	if (dx.data && (dx.dim[0] != d.T || dx.dim[1] != d.C))
-		die(CUDA_OP_FAIL, "%s: dx is (%lld,%lld), x (%lld,%lld)", op, (long long)dx.dim[0], (long long)dx.dim[1],
-		    (long long)d.T, (long long)d.C);
+		die(CUDA_OP_FAIL, "%s: dx is (%lld,%lld), x (%lld,%lld)", op, (long long)dx.dim[0],
+		    (long long)dx.dim[1], (long long)d.T, (long long)d.C);
 	if (dproj.data && (dproj.dim[0] != d.D || dproj.dim[1] != d.C))
 		die(CUDA_OP_FAIL, "%s: dproj is (%lld,%lld), proj (%d,%lld)", op, (long long)dproj.dim[0],
 		    (long long)dproj.dim[1], d.D, (long long)d.C);
@@ -349,41 +353,42 @@ extern "C" void cuda_contrastive_backward(struct tensor dx, struct tensor dproj,
 	size_t esz = dtype_size(o.ct);
 	for (int64_t t0 = 0; t0 < d.T; t0 += TB) {
 		int64_t tb = d.T - t0 < TB ? d.T - t0 : TB;
-		gemm_rm(op, 0, 1, tb, d.NK, d.D, inv_tau, (const char *)o.qs + (size_t)(t0 * d.D) * esz, o.ct, d.D, o.keys,
-			o.ct, d.D, 0.0f, L, DTYPE_F32, d.NK);
+		gemm_rm(op, 0, 1, tb, d.NK, d.D, inv_tau, (const char *)o.qs + (size_t)(t0 * d.D) * esz, o.ct, d.D,
+			o.keys, o.ct, d.D, 0.0f, L, DTYPE_F32, d.NK);
 		void *dL = L;
 		if (o.ct == DTYPE_F32) {
-			con_row_kernel<true, float><<<(unsigned)tb, CON_ROW_THREADS, (size_t)d.N * sizeof(int), cuda_stream()>>>(
-				L, L, NULL, NULL, (const int32_t *)topk.data, (const int32_t *)fill.data, t0, d.N, d.Q, d.K,
-				inv_tau);
+			con_row_kernel<true, float>
+			    <<<(unsigned)tb, CON_ROW_THREADS, (size_t)d.N * sizeof(int), cuda_stream()>>>(
+				L, L, NULL, NULL, (const int32_t *)topk.data, (const int32_t *)fill.data, t0, d.N, d.Q,
+				d.K, inv_tau);
 		} else {
 			dL = carve_at(&cv, o_dL);
-			con_row_kernel<true, __half><<<(unsigned)tb, CON_ROW_THREADS, (size_t)d.N * sizeof(int),
-						       cuda_stream()>>>(L, (__half *)dL, NULL, NULL,
-									(const int32_t *)topk.data,
-									(const int32_t *)fill.data, t0, d.N, d.Q, d.K,
-									inv_tau);
+			con_row_kernel<true, __half>
+			    <<<(unsigned)tb, CON_ROW_THREADS, (size_t)d.N * sizeof(int), cuda_stream()>>>(
+				L, (__half *)dL, NULL, NULL, (const int32_t *)topk.data, (const int32_t *)fill.data, t0,
+				d.N, d.Q, d.K, inv_tau);
 		}
 		CUDA_LAUNCHED();
 		// dq (tb,D) = dL (tb,NK) · keys (NK,D)
-		gemm_rm(op, 0, 0, tb, d.D, d.NK, 1.0f, dL, o.ct, d.NK, o.keys, o.ct, d.D, 0.0f, dq + t0 * d.D, DTYPE_F32,
-			d.D);
+		gemm_rm(op, 0, 0, tb, d.D, d.NK, 1.0f, dL, o.ct, d.NK, o.keys, o.ct, d.D, 0.0f, dq + t0 * d.D,
+			DTYPE_F32, d.D);
 	}
 	// through the normalisation, with coef/valid
 	unsigned wgrid = cuda_blocks(d.T * 32, 256);
 	float c = (float)coef;
 	if (at == DTYPE_BF16 && q.dtype == DTYPE_BF16)
-		con_dz_kernel<__nv_bfloat16, __nv_bfloat16><<<wgrid, 256, 0, cuda_stream()>>>(
-			(__nv_bfloat16 *)dz, dq, (const __nv_bfloat16 *)q.data, (const float *)znorm.data, valid, c, d.T, d.D);
+		con_dz_kernel<__nv_bfloat16, __nv_bfloat16>
+		    <<<wgrid, 256, 0, cuda_stream()>>>((__nv_bfloat16 *)dz, dq, (const __nv_bfloat16 *)q.data,
+						       (const float *)znorm.data, valid, c, d.T, d.D);
 	else if (at == DTYPE_BF16)
 		con_dz_kernel<__nv_bfloat16, float><<<wgrid, 256, 0, cuda_stream()>>>(
-			(__nv_bfloat16 *)dz, dq, (const float *)q.data, (const float *)znorm.data, valid, c, d.T, d.D);
+		    (__nv_bfloat16 *)dz, dq, (const float *)q.data, (const float *)znorm.data, valid, c, d.T, d.D);
 	else if (q.dtype == DTYPE_BF16)
 		con_dz_kernel<float, __nv_bfloat16><<<wgrid, 256, 0, cuda_stream()>>>(
-			(float *)dz, dq, (const __nv_bfloat16 *)q.data, (const float *)znorm.data, valid, c, d.T, d.D);
+		    (float *)dz, dq, (const __nv_bfloat16 *)q.data, (const float *)znorm.data, valid, c, d.T, d.D);
 	else
 		con_dz_kernel<float, float><<<wgrid, 256, 0, cuda_stream()>>>(
-			(float *)dz, dq, (const float *)q.data, (const float *)znorm.data, valid, c, d.T, d.D);
+		    (float *)dz, dq, (const float *)q.data, (const float *)znorm.data, valid, c, d.T, d.D);
 	CUDA_LAUNCHED();
 	// dproj (D,C) += dzᵀ (D,T) · x (T,C);  dx (T,C) += dz (T,D) · proj (D,C)
 	if (dproj.data)
@@ -452,7 +457,8 @@ template <typename QE>
 __global__ void queue_write_kernel(__half *queue, const QE *q, const int32_t *rank, const int32_t *count,
 				   const int32_t *old_head, const int32_t *topk, int64_t T, int N, int Q, int D, int K)
 {
-	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < T * D; i += (int64_t)gridDim.x * blockDim.x) {
+	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < T * D;
+	     i += (int64_t)gridDim.x * blockDim.x) {
 		int64_t t = i / D;
 		int j = (int)(i - t * D);
 		int e = topk[t * K];
@@ -480,8 +486,8 @@ extern "C" void cuda_queue_push(struct tensor queue, struct tensor head, struct 
 	int N = (int)queue.dim[0], Q = (int)queue.dim[1], D = (int)queue.dim[2], K = (int)topk.dim[1];
 	int64_t T = q.dim[0];
 	if (q.dim[1] != D || topk.dim[0] != T || head.dim[0] != N || fill.dim[0] != N || K < 1)
-		die(CUDA_OP_FAIL, "%s: shapes do not match: queue (%d,%d,%d), q (%lld,%lld), topk (%lld,%d)", op, N, Q, D,
-		    (long long)T, (long long)q.dim[1], (long long)topk.dim[0], K);
+		die(CUDA_OP_FAIL, "%s: shapes do not match: queue (%d,%d,%d), q (%lld,%lld), topk (%lld,%d)", op, N, Q,
+		    D, (long long)T, (long long)q.dim[1], (long long)topk.dim[0], K);
 	if (T == 0 || N == 0 || Q == 0)
 		return;
 	if (T > INT32_MAX)
@@ -496,18 +502,17 @@ extern "C" void cuda_queue_push(struct tensor queue, struct tensor head, struct 
 	size_t shared = (size_t)33 * N * sizeof(int);
 	if (shared > 48 * 1024)
 		die(CUDA_OP_FAIL, "%s: %d experts is more than the push kernel's shared memory holds", op, N);
-	queue_rank_kernel<<<1, 1024, shared, cuda_stream()>>>(rank, count, old_head, (int32_t *)head.data,
-							      (int32_t *)fill.data, (const int32_t *)topk.data, T, N, Q,
-							      K);
+	queue_rank_kernel<<<1, 1024, shared, cuda_stream()>>>(
+	    rank, count, old_head, (int32_t *)head.data, (int32_t *)fill.data, (const int32_t *)topk.data, T, N, Q, K);
 	CUDA_LAUNCHED();
 	unsigned grid = cuda_blocks(T * D, 256);
 	if (q.dtype == DTYPE_BF16)
-		queue_write_kernel<__nv_bfloat16><<<grid, 256, 0, cuda_stream()>>>(
-			(__half *)queue.data, (const __nv_bfloat16 *)q.data, rank, count, old_head,
-			(const int32_t *)topk.data, T, N, Q, D, K);
+		queue_write_kernel<__nv_bfloat16>
+		    <<<grid, 256, 0, cuda_stream()>>>((__half *)queue.data, (const __nv_bfloat16 *)q.data, rank, count,
+						      old_head, (const int32_t *)topk.data, T, N, Q, D, K);
 	else
-		queue_write_kernel<float><<<grid, 256, 0, cuda_stream()>>>((__half *)queue.data, (const float *)q.data, rank,
-									   count, old_head, (const int32_t *)topk.data,
-									   T, N, Q, D, K);
+		queue_write_kernel<float><<<grid, 256, 0, cuda_stream()>>>((__half *)queue.data, (const float *)q.data,
+									   rank, count, old_head,
+									   (const int32_t *)topk.data, T, N, Q, D, K);
 	CUDA_LAUNCHED();
 }

@@ -74,8 +74,8 @@ static struct lora_dims lora_check(const char *op, struct tensor x, struct tenso
 	if (A.dim[1] != d.C || B.dim[1] != d.ER || h.dim[0] != d.T || h.dim[1] != d.ER || d.n_exp < 1 ||
 	    d.ER % d.n_exp != 0 || (gates.data && gates.dim[0] != d.T) || (dgates.data && dgates.dim[0] != d.T))
 		die(CUDA_OP_FAIL,
-		    "%s: shapes do not match: x (%lld,%lld), A (%lld,%lld), B (%lld,%lld), h (%lld,%lld), %d experts", op,
-		    (long long)x.dim[0], (long long)x.dim[1], (long long)A.dim[0], (long long)A.dim[1],
+		    "%s: shapes do not match: x (%lld,%lld), A (%lld,%lld), B (%lld,%lld), h (%lld,%lld), %d experts",
+		    op, (long long)x.dim[0], (long long)x.dim[1], (long long)A.dim[0], (long long)A.dim[1],
 		    (long long)B.dim[0], (long long)B.dim[1], (long long)h.dim[0], (long long)h.dim[1], d.n_exp);
 	d.R = (int)(d.ER / d.n_exp);
 	return d;
@@ -103,10 +103,10 @@ extern "C" void cuda_lora_forward(struct tensor y, struct tensor h, struct tenso
 	const float *g = (const float *)gates.data;
 	if (at == DTYPE_BF16)
 		lora_gate_scale_kernel<__nv_bfloat16><<<grid, 256, 0, cuda_stream()>>>(
-			(__nv_bfloat16 *)hg, (const __nv_bfloat16 *)h.data, g, d.T, (int)d.ER, d.R, d.n_exp, (float)scale);
+		    (__nv_bfloat16 *)hg, (const __nv_bfloat16 *)h.data, g, d.T, (int)d.ER, d.R, d.n_exp, (float)scale);
 	else
-		lora_gate_scale_kernel<float><<<grid, 256, 0, cuda_stream()>>>((float *)hg, (const float *)h.data, g, d.T,
-									       (int)d.ER, d.R, d.n_exp, (float)scale);
+		lora_gate_scale_kernel<float><<<grid, 256, 0, cuda_stream()>>>(
+		    (float *)hg, (const float *)h.data, g, d.T, (int)d.ER, d.R, d.n_exp, (float)scale);
 	CUDA_LAUNCHED();
 	// y (T,OC) += hg (T,ER) · Bᵀ
 	gemm_rm(op, 0, 1, d.T, d.OC, d.ER, 1.0f, hg, at, d.ER, B_op, at, d.ER, 1.0f, y.data, y.dtype, d.OC);
@@ -122,7 +122,8 @@ extern "C" void cuda_lora_backward(struct tensor dx, struct tensor dA, struct te
 	need_tensor(dA, DTYPE_F32, 1, op, "dA");
 	need_tensor(dB, DTYPE_F32, 1, op, "dB");
 	if (dy.dim[0] != d.T || dy.dim[1] != d.OC || dy.dtype != x.dtype || (dx.data && dx.dim[1] != d.C) ||
-	    (dA.data && (dA.dim[0] != d.ER || dA.dim[1] != d.C)) || (dB.data && (dB.dim[0] != d.OC || dB.dim[1] != d.ER)))
+	    (dA.data && (dA.dim[0] != d.ER || dA.dim[1] != d.C)) ||
+	    (dB.data && (dB.dim[0] != d.OC || dB.dim[1] != d.ER)))
 		die(CUDA_OP_FAIL, "%s: dy, dx, dA or dB does not match x (%lld,%lld), A (%lld,%lld), B (%lld,%lld)", op,
 		    (long long)d.T, (long long)d.C, (long long)d.ER, (long long)d.C, (long long)d.OC, (long long)d.ER);
 	if (d.T == 0)
@@ -137,14 +138,15 @@ extern "C" void cuda_lora_backward(struct tensor dx, struct tensor dA, struct te
 	if (dB.data) {
 		// dB (OC,ER) += dyᵀ (OC,T) · hg (T,ER)
 		if (at == DTYPE_BF16)
-			lora_gate_scale_kernel<__nv_bfloat16><<<grid, 256, 0, cuda_stream()>>>(
-				(__nv_bfloat16 *)hg, (const __nv_bfloat16 *)h.data, g, d.T, (int)d.ER, d.R, d.n_exp,
-				(float)scale);
+			lora_gate_scale_kernel<__nv_bfloat16>
+			    <<<grid, 256, 0, cuda_stream()>>>((__nv_bfloat16 *)hg, (const __nv_bfloat16 *)h.data, g,
+							      d.T, (int)d.ER, d.R, d.n_exp, (float)scale);
 		else
 			lora_gate_scale_kernel<float><<<grid, 256, 0, cuda_stream()>>>(
-				(float *)hg, (const float *)h.data, g, d.T, (int)d.ER, d.R, d.n_exp, (float)scale);
+			    (float *)hg, (const float *)h.data, g, d.T, (int)d.ER, d.R, d.n_exp, (float)scale);
 		CUDA_LAUNCHED();
-		gemm_rm(op, 1, 0, d.OC, d.ER, d.T, 1.0f, dy.data, at, d.OC, hg, at, d.ER, 1.0f, dB.data, DTYPE_F32, d.ER);
+		gemm_rm(op, 1, 0, d.OC, d.ER, d.T, 1.0f, dy.data, at, d.OC, hg, at, d.ER, 1.0f, dB.data, DTYPE_F32,
+			d.ER);
 	}
 	// dHg (T,ER) = dy (T,OC) · B (OC,ER), in f32
 	gemm_rm(op, 0, 0, d.T, d.ER, d.OC, 1.0f, dy.data, at, d.OC, B_op, at, d.ER, 0.0f, dHg, DTYPE_F32, d.ER);
@@ -153,11 +155,11 @@ extern "C" void cuda_lora_backward(struct tensor dx, struct tensor dA, struct te
 	unsigned ggrid = cuda_blocks(d.T * d.n_exp, 256);
 	if (at == DTYPE_BF16)
 		lora_gate_backward_kernel<__nv_bfloat16><<<ggrid, 256, 0, cuda_stream()>>>(
-			(__nv_bfloat16 *)dH, (float *)dgates.data, dHg, (const __nv_bfloat16 *)h.data, g, d.T, d.n_exp, d.R,
-			(float)scale);
+		    (__nv_bfloat16 *)dH, (float *)dgates.data, dHg, (const __nv_bfloat16 *)h.data, g, d.T, d.n_exp, d.R,
+		    (float)scale);
 	else
 		lora_gate_backward_kernel<float><<<ggrid, 256, 0, cuda_stream()>>>(
-			(float *)dH, (float *)dgates.data, dHg, (const float *)h.data, g, d.T, d.n_exp, d.R, (float)scale);
+		    (float *)dH, (float *)dgates.data, dHg, (const float *)h.data, g, d.T, d.n_exp, d.R, (float)scale);
 	CUDA_LAUNCHED();
 	// dA (ER,C) += dHᵀ (ER,T) · x (T,C)
 	if (dA.data)

@@ -88,7 +88,7 @@ extern "C" void cuda_task_gate_forward(struct tensor gate, struct tensor emb, st
 	if (NT == 0 || N == 0)
 		return;
 	task_gate_forward_kernel<<<NT, 64, (size_t)N * sizeof(float), cuda_stream()>>>(
-		(float *)gate.data, (const float *)emb.data, (const float *)wg.data, N, D);
+	    (float *)gate.data, (const float *)emb.data, (const float *)wg.data, N, D);
 	CUDA_LAUNCHED();
 }
 
@@ -105,7 +105,8 @@ extern "C" void cuda_task_gate_backward(struct tensor demb, struct tensor dwg, s
 	need_tensor(wg, DTYPE_F32, 0, op, "wg");
 	int NT = (int)emb.dim[0], D = (int)emb.dim[1], N = (int)wg.dim[0];
 	if (wg.dim[1] != D || gate.dim[0] != NT || gate.dim[1] != N || dgate.dim[0] != NT || dgate.dim[1] != N ||
-	    (demb.data && (demb.dim[0] != NT || demb.dim[1] != D)) || (dwg.data && (dwg.dim[0] != N || dwg.dim[1] != D)))
+	    (demb.data && (demb.dim[0] != NT || demb.dim[1] != D)) ||
+	    (dwg.data && (dwg.dim[0] != N || dwg.dim[1] != D)))
 		die(CUDA_OP_FAIL, "%s: shapes do not match emb (%d,%d) and wg (%d,%d)", op, NT, D, N, D);
 	if (NT == 0 || N == 0 || (!demb.data && !dwg.data))
 		return;
@@ -115,7 +116,7 @@ extern "C" void cuda_task_gate_backward(struct tensor demb, struct tensor dwg, s
 	CUDA_LAUNCHED();
 	int64_t n = (dwg.data ? (int64_t)N * D : 0) + (demb.data ? (int64_t)NT * D : 0);
 	task_gate_grad_kernel<<<cuda_blocks(n, 256), 256, 0, cuda_stream()>>>(
-		(float *)dwg.data, (float *)demb.data, du, (const float *)emb.data, (const float *)wg.data, NT, N, D);
+	    (float *)dwg.data, (float *)demb.data, du, (const float *)emb.data, (const float *)wg.data, NT, N, D);
 	CUDA_LAUNCHED();
 }
 
@@ -125,8 +126,8 @@ extern "C" void cuda_task_gate_backward(struct tensor demb, struct tensor dwg, s
 // Per token (one thread each): logits (in probs, from the product) + b; the K largest, ties to the lower index,
 // best first (lib/adapter_linear.c top_k); gates: softmax over the kept logits at the chosen experts, 0 at the
 // other routed ones, 1 at the shared experts e ≥ N; probs: the full softmax in place of the logits.
-__global__ void router_select_kernel(float *gates, float *probs, int32_t *topk, const float *b, int64_t T, int N,
-				     int E, int K)
+__global__ void router_select_kernel(float *gates, float *probs, int32_t *topk, const float *b, int64_t T, int N, int E,
+				     int K)
 {
 	for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < T; t += (int64_t)gridDim.x * blockDim.x) {
 		float *lg = probs + t * N, *g = gates + t * E;
@@ -176,8 +177,9 @@ extern "C" void cuda_router_forward(struct tensor gates, struct tensor probs, st
 	int N = (int)w.dim[0], E = (int)gates.dim[1], K = (int)topk.dim[1];
 	if (w.dim[1] != C || probs.dim[0] != T || probs.dim[1] != N || gates.dim[0] != T || E < N || topk.dim[0] != T ||
 	    K < 1 || K > N || (b.data && b.dim[0] != N))
-		die(CUDA_OP_FAIL, "%s: shapes do not match: x (%lld,%lld), w (%d,%lld), gates (%lld,%d), topk (%lld,%d)",
-		    op, (long long)T, (long long)C, N, (long long)w.dim[1], (long long)gates.dim[0], E,
+		die(CUDA_OP_FAIL,
+		    "%s: shapes do not match: x (%lld,%lld), w (%d,%lld), gates (%lld,%d), topk (%lld,%d)", op,
+		    (long long)T, (long long)C, N, (long long)w.dim[1], (long long)gates.dim[0], E,
 		    (long long)topk.dim[0], K);
 	if (T == 0)
 		return;
@@ -185,7 +187,7 @@ extern "C" void cuda_router_forward(struct tensor gates, struct tensor probs, st
 	const void *w_op = as_dtype(w, x.dtype, SCRATCH_ROUTER_0, op);
 	gemm_rm(op, 0, 1, T, N, C, 1.0f, x.data, x.dtype, C, w_op, x.dtype, C, 0.0f, probs.data, DTYPE_F32, N);
 	router_select_kernel<<<cuda_blocks(T, 128), 128, 0, cuda_stream()>>>(
-		(float *)gates.data, (float *)probs.data, (int32_t *)topk.data, (const float *)b.data, T, N, E, K);
+	    (float *)gates.data, (float *)probs.data, (int32_t *)topk.data, (const float *)b.data, T, N, E, K);
 	CUDA_LAUNCHED();
 }
 
@@ -243,7 +245,7 @@ extern "C" void cuda_lb_loss_forward(struct tensor loss, struct tensor probs, st
 		die(CUDA_OP_FAIL, "%s: probs has %lld rows, topk %lld", op, (long long)T, (long long)topk.dim[0]);
 	int threads = 512;
 	lb_loss_kernel<<<1, threads, threads * sizeof(double) + (size_t)N * sizeof(int), cuda_stream()>>>(
-		(float *)loss.data, (const float *)probs.data, (const int32_t *)topk.data, T, N, K);
+	    (float *)loss.data, (const float *)probs.data, (const int32_t *)topk.data, T, N, K);
 	CUDA_LAUNCHED();
 }
 
@@ -338,18 +340,18 @@ extern "C" void cuda_router_backward(struct tensor dx, struct tensor dw, struct 
 	if (lb_weight != 0) {
 		CUDA_CHECK(cudaMemsetAsync(counts, 0, (size_t)N * sizeof(int32_t), cuda_stream()));
 		router_assign_count_kernel<<<cuda_blocks(T * K, 256), 256, 0, cuda_stream()>>>(
-			counts, (const int32_t *)topk.data, T * K, N);
+		    counts, (const int32_t *)topk.data, T * K, N);
 		CUDA_LAUNCHED();
 	}
 	unsigned grid = cuda_blocks(T, 128);
 	if (at == DTYPE_BF16)
 		router_dlogits_kernel<__nv_bfloat16><<<grid, 128, 0, cuda_stream()>>>(
-			dlog, (__nv_bfloat16 *)dlog_act, (const float *)dgates.data, (const float *)gates.data,
-			(const float *)probs.data, (const int32_t *)topk.data, counts, T, N, n_exp, K, lb_coef);
+		    dlog, (__nv_bfloat16 *)dlog_act, (const float *)dgates.data, (const float *)gates.data,
+		    (const float *)probs.data, (const int32_t *)topk.data, counts, T, N, n_exp, K, lb_coef);
 	else
 		router_dlogits_kernel<float><<<grid, 128, 0, cuda_stream()>>>(
-			dlog, NULL, (const float *)dgates.data, (const float *)gates.data, (const float *)probs.data,
-			(const int32_t *)topk.data, counts, T, N, n_exp, K, lb_coef);
+		    dlog, NULL, (const float *)dgates.data, (const float *)gates.data, (const float *)probs.data,
+		    (const int32_t *)topk.data, counts, T, N, n_exp, K, lb_coef);
 	CUDA_LAUNCHED();
 	if (db.data) {
 		router_db_kernel<<<N, 256, 0, cuda_stream()>>>((float *)db.data, dlog, T, N);
@@ -367,10 +369,11 @@ extern "C" void cuda_router_backward(struct tensor dx, struct tensor dw, struct 
 // ----------------------------------------------------------------------------
 // expert load statistics
 
-__global__ void router_count_kernel(int32_t *counts, int32_t *task_counts, const int32_t *topk,
-				    const int32_t *tok_task, int64_t T, int K, int N, int NT)
+__global__ void router_count_kernel(int32_t *counts, int32_t *task_counts, const int32_t *topk, const int32_t *tok_task,
+				    int64_t T, int K, int N, int NT)
 {
-	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < T * K; i += (int64_t)gridDim.x * blockDim.x) {
+	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < T * K;
+	     i += (int64_t)gridDim.x * blockDim.x) {
 		int e = topk[i];
 		if (e < 0 || e >= N)
 			continue;
@@ -404,7 +407,7 @@ extern "C" void cuda_router_count(struct tensor counts, struct tensor task_count
 	if (T == 0 || (!counts.data && !task_counts.data))
 		return;
 	router_count_kernel<<<cuda_blocks(T * K, 256), 256, 0, cuda_stream()>>>(
-		(int32_t *)counts.data, (int32_t *)task_counts.data, (const int32_t *)topk.data,
-		(const int32_t *)tok_task.data, T, K, N, NT);
+	    (int32_t *)counts.data, (int32_t *)task_counts.data, (const int32_t *)topk.data,
+	    (const int32_t *)tok_task.data, T, K, N, NT);
 	CUDA_LAUNCHED();
 }

@@ -1,11 +1,11 @@
 // test_cuda_adapter_ops.c — the CUDA attention and adapter ops (cuda/attention.cu, lora.cu, router.cu,
 // contrastive.cu) against direct double-precision evaluations of their formulas, through the ops.h dispatch
-// with every tensor on the GPU: attention over packed documents (GQA, documents inside and across query
-// tiles, decode with q_offset through the split-K path and the tile path, head dims 36 to 256, misaligned views), LoRA with and without gates, the task gate,
-// the router with a tie, the load-balancing loss and its gradient, the contrastive loss over the queue, and the
-// queue push across wrapped rings.  bf16 and f32 activations; each backward runs twice and must give the same
-// bytes.  Gradients are accumulated into random prefilled buffers (the ops add).  Skipped when the build has no
-// CUDA backend or the machine no GPU.
+// with every tensor on the GPU: attention over packed documents (GQA, documents inside and across query tiles,
+// decoding at a q_offset through the split-K path and the tile path, head dims 36 to 256, misaligned views),
+// LoRA with and without gates, the task gate, the router with a tie, the load-balancing loss and its gradient,
+// the contrastive loss over the queue, and the queue push across wrapped rings.  bf16 and f32 activations; each
+// attention backward runs twice and must give the same bytes.  Gradients are accumulated into random prefilled
+// buffers (the ops add).  Skipped when the build has no CUDA backend or the machine no GPU.
 #include "unit.h"
 
 #include <math.h>
@@ -38,10 +38,10 @@ static int setup(void **state)
 	return 0;
 }
 
-#define NEED_GPU()                  \
-	do {                        \
-		if (!have_gpu)      \
-			skip();     \
+#define NEED_GPU() \
+	do { \
+		if (!have_gpu) \
+			skip(); \
 	} while (0)
 
 // ----------------------------------------------------------------------------
@@ -186,7 +186,8 @@ static void att_reference(const struct att_case *c, const double *q, const doubl
 				D += gi[e] * acc;
 			}
 			for (int j = a; j <= t; j++) {
-				const double *kj = k + ((size_t)j * c->NKV + kvh) * HD, *vj = v + ((size_t)j * c->NKV + kvh) * HD;
+				const double *kj = k + ((size_t)j * c->NKV + kvh) * HD,
+					     *vj = v + ((size_t)j * c->NKV + kvh) * HD;
 				double dp = 0.0;
 				for (int e = 0; e < HD; e++)
 					dp += gi[e] * vj[e];
@@ -208,16 +209,21 @@ static void att_run(const struct att_case *c)
 	int mis = c->misalign;
 	// misaligned views: MIS elements into a larger tensor
 	double *q = vec(nq + mis, 2.0), *k = vec(nk + mis, 2.0), *v = vec(nk + mis, 1.0), *dout = vec(nq + mis, 1.0);
-	double *dq0 = vec(nq + mis, 0.01), *dk0 = vec(nk + mis, 0.01), *dv0 = vec(nk + mis, 0.01), *junk = vec(nq + mis, 1e3);
+	double *dq0 = vec(nq + mis, 0.01), *dk0 = vec(nk + mis, 0.01), *dv0 = vec(nk + mis, 0.01),
+	       *junk = vec(nq + mis, 1e3);
 	struct tensor tq = up(q, c->dt, 1, nq + mis, 1, 1), tk = up(k, c->dt, 1, nk + mis, 1, 1);
 	struct tensor tv = up(v, c->dt, 1, nk + mis, 1, 1), tdout = up(dout, c->dt, 1, nq + mis, 1, 1);
-	struct tensor tout = up(junk, c->dt, 1, nq + mis, 1, 1), tlse = tensor_new(DTYPE_F32, DEVICE_CUDA, 2, c->NH, c->Tq, 1);
+	struct tensor tout = up(junk, c->dt, 1, nq + mis, 1, 1),
+		      tlse = tensor_new(DTYPE_F32, DEVICE_CUDA, 2, c->NH, c->Tq, 1);
 	struct tensor tdq = up(dq0, c->dt, 1, nq + mis, 1, 1), tdk = up(dk0, c->dt, 1, nk + mis, 1, 1);
 	struct tensor tdv = up(dv0, c->dt, 1, nk + mis, 1, 1), toffs = up_i32(c->docs, c->n_docs + 1);
 	struct tensor vq = tensor_at(tq, mis, 3, c->Tq, c->NH, c->HD), vk = tensor_at(tk, mis, 3, c->Tk, c->NKV, c->HD);
-	struct tensor vv = tensor_at(tv, mis, 3, c->Tk, c->NKV, c->HD), vout = tensor_at(tout, mis, 3, c->Tq, c->NH, c->HD);
-	struct tensor vdout = tensor_at(tdout, mis, 3, c->Tq, c->NH, c->HD), vdq = tensor_at(tdq, mis, 3, c->Tq, c->NH, c->HD);
-	struct tensor vdk = tensor_at(tdk, mis, 3, c->Tk, c->NKV, c->HD), vdv = tensor_at(tdv, mis, 3, c->Tk, c->NKV, c->HD);
+	struct tensor vv = tensor_at(tv, mis, 3, c->Tk, c->NKV, c->HD),
+		      vout = tensor_at(tout, mis, 3, c->Tq, c->NH, c->HD);
+	struct tensor vdout = tensor_at(tdout, mis, 3, c->Tq, c->NH, c->HD),
+		      vdq = tensor_at(tdq, mis, 3, c->Tq, c->NH, c->HD);
+	struct tensor vdk = tensor_at(tdk, mis, 3, c->Tk, c->NKV, c->HD),
+		      vdv = tensor_at(tdv, mis, 3, c->Tk, c->NKV, c->HD);
 
 	double *out = calloc(nq, sizeof(double)), *lse = calloc(nl, sizeof(double));
 	double *gq = calloc(nq, sizeof(double)), *gk = calloc(nk, sizeof(double)), *gv = calloc(nk, sizeof(double));
@@ -278,19 +284,19 @@ static void att_run(const struct att_case *c)
 }
 
 static const struct att_case att_cases[] = {
-	{"packed, 3 documents, GQA", DTYPE_F32, 150, 150, 4, 2, 64, 3, 0, 0, {0, 37, 100, 150}},
-	{"one document, HD 128", DTYPE_F32, 130, 130, 2, 1, 128, 1, 0, 0, {0, 130}},
-	{"HD 36, one-token document", DTYPE_F32, 90, 90, 2, 1, 36, 3, 0, 0, {0, 1, 40, 90}},
-	{"decode, 3 queries", DTYPE_F32, 3, 150, 4, 2, 64, 2, 147, 0, {0, 60, 150}},
-	{"decode, queries across documents", DTYPE_F32, 10, 150, 2, 1, 64, 2, 140, 0, {0, 145, 150}},
-	{"chunk at q_offset 50", DTYPE_F32, 70, 120, 2, 1, 64, 2, 50, 0, {0, 30, 120}},
-	{"HD 100", DTYPE_F32, 80, 80, 2, 1, 100, 2, 0, 0, {0, 33, 80}},
-	{"HD 256", DTYPE_F32, 70, 70, 2, 2, 256, 2, 0, 0, {0, 20, 70}},
-	{"misaligned views", DTYPE_F32, 100, 100, 2, 1, 64, 2, 0, 3, {0, 64, 100}},
-	{"long document", DTYPE_F32, 600, 600, 2, 1, 64, 2, 0, 0, {0, 500, 600}},
-	{"decode over 5 key splits, HD 128", DTYPE_F32, 2, 1100, 4, 1, 128, 2, 1098, 0, {0, 37, 1100}},
-	{"decode, 16 queries, HD 256", DTYPE_F32, 16, 700, 2, 2, 256, 1, 684, 0, {0, 700}},
-	{"17 queries (tile path), HD 36", DTYPE_F32, 17, 600, 2, 1, 36, 3, 583, 0, {0, 10, 300, 600}},
+    {"packed, 3 documents, GQA", DTYPE_F32, 150, 150, 4, 2, 64, 3, 0, 0, {0, 37, 100, 150}},
+    {"one document, HD 128", DTYPE_F32, 130, 130, 2, 1, 128, 1, 0, 0, {0, 130}},
+    {"HD 36, one-token document", DTYPE_F32, 90, 90, 2, 1, 36, 3, 0, 0, {0, 1, 40, 90}},
+    {"decode, 3 queries", DTYPE_F32, 3, 150, 4, 2, 64, 2, 147, 0, {0, 60, 150}},
+    {"decode, queries across documents", DTYPE_F32, 10, 150, 2, 1, 64, 2, 140, 0, {0, 145, 150}},
+    {"chunk at q_offset 50", DTYPE_F32, 70, 120, 2, 1, 64, 2, 50, 0, {0, 30, 120}},
+    {"HD 100", DTYPE_F32, 80, 80, 2, 1, 100, 2, 0, 0, {0, 33, 80}},
+    {"HD 256", DTYPE_F32, 70, 70, 2, 2, 256, 2, 0, 0, {0, 20, 70}},
+    {"misaligned views", DTYPE_F32, 100, 100, 2, 1, 64, 2, 0, 3, {0, 64, 100}},
+    {"long document", DTYPE_F32, 600, 600, 2, 1, 64, 2, 0, 0, {0, 500, 600}},
+    {"decode over 5 key splits, HD 128", DTYPE_F32, 2, 1100, 4, 1, 128, 2, 1098, 0, {0, 37, 1100}},
+    {"decode, 16 queries, HD 256", DTYPE_F32, 16, 700, 2, 2, 256, 1, 684, 0, {0, 700}},
+    {"17 queries (tile path), HD 36", DTYPE_F32, 17, 600, 2, 1, 36, 3, 583, 0, {0, 10, 300, 600}},
 };
 
 static void test_attention(void **state, enum dtype dt)
@@ -303,8 +309,14 @@ static void test_attention(void **state, enum dtype dt)
 		att_run(&c);
 	}
 }
-static void test_attention_f32(void **state) { test_attention(state, DTYPE_F32); }
-static void test_attention_bf16(void **state) { test_attention(state, DTYPE_BF16); }
+static void test_attention_f32(void **state)
+{
+	test_attention(state, DTYPE_F32);
+}
+static void test_attention_bf16(void **state)
+{
+	test_attention(state, DTYPE_BF16);
+}
 
 // ----------------------------------------------------------------------------
 // LoRA
@@ -317,7 +329,8 @@ static void lora_run(enum dtype at, int with_gates)
 	double *G = vec((size_t)T * E, 1), *y0 = vec((size_t)T * OC, 0.1), *junk = vec((size_t)T * ER, 1e3);
 	for (int i = 0; i < T * E; i++)
 		G[i] = i % 3 == 0 ? 0.0 : fabs(G[i]);
-	struct tensor tx = up(x, at, 2, T, C, 1), tA = up(A, DTYPE_F32, 2, ER, C, 1), tB = up(B, DTYPE_F32, 2, OC, ER, 1);
+	struct tensor tx = up(x, at, 2, T, C, 1), tA = up(A, DTYPE_F32, 2, ER, C, 1),
+		      tB = up(B, DTYPE_F32, 2, OC, ER, 1);
 	struct tensor tG = with_gates ? up(G, DTYPE_F32, 2, T, E, 1) : TENSOR_NONE, ty = up(y0, at, 2, T, OC, 1);
 	struct tensor th = up(junk, at, 2, T, ER, 1);
 	lora_forward(ty, th, tx, tA, tB, tG, s);
@@ -347,8 +360,10 @@ static void lora_run(enum dtype at, int with_gates)
 
 	double *dy = vec((size_t)T * OC, 1), *dx0 = vec((size_t)T * C, 0.01), *dA0 = vec((size_t)ER * C, 0.01);
 	double *dB0 = vec((size_t)OC * ER, 0.01), *dG0 = vec((size_t)T * E, 0.01);
-	struct tensor tdy = up(dy, at, 2, T, OC, 1), tdx = up(dx0, at, 2, T, C, 1), tdA = up(dA0, DTYPE_F32, 2, ER, C, 1);
-	struct tensor tdB = up(dB0, DTYPE_F32, 2, OC, ER, 1), tdG = with_gates ? up(dG0, DTYPE_F32, 2, T, E, 1) : TENSOR_NONE;
+	struct tensor tdy = up(dy, at, 2, T, OC, 1), tdx = up(dx0, at, 2, T, C, 1),
+		      tdA = up(dA0, DTYPE_F32, 2, ER, C, 1);
+	struct tensor tdB = up(dB0, DTYPE_F32, 2, OC, ER, 1),
+		      tdG = with_gates ? up(dG0, DTYPE_F32, 2, T, E, 1) : TENSOR_NONE;
 	lora_backward(tdx, tdA, tdB, tdG, tdy, tx, th, tA, tB, tG, s);
 	double *rdx = calloc((size_t)T * C, sizeof(double)), *rdA = calloc((size_t)ER * C, sizeof(double));
 	double *rdB = calloc((size_t)OC * ER, sizeof(double)), *rdG = calloc((size_t)T * E, sizeof(double));
@@ -488,7 +503,8 @@ static void router_run(enum dtype at)
 		w[5 * C + c] = w[4 * C + c];
 	b[5] = b[4];
 	struct tensor tx = up(x, at, 2, T, C, 1), tw = up(w, DTYPE_F32, 2, N, C, 1), tb = up(b, DTYPE_F32, 1, N, 1, 1);
-	struct tensor tg = tensor_new(DTYPE_F32, DEVICE_CUDA, 2, T, E, 1), tp = tensor_new(DTYPE_F32, DEVICE_CUDA, 2, T, N, 1);
+	struct tensor tg = tensor_new(DTYPE_F32, DEVICE_CUDA, 2, T, E, 1),
+		      tp = tensor_new(DTYPE_F32, DEVICE_CUDA, 2, T, N, 1);
 	struct tensor tk = tensor_new(DTYPE_I32, DEVICE_CUDA, 2, T, K, 1);
 	router_forward(tg, tp, tk, tx, tw, tb);
 	// the products read w in the activation dtype
@@ -552,7 +568,8 @@ static void router_run(enum dtype at)
 	free(got);
 
 	double *dx0 = vec(T * C, 0.01), *dw0 = vec(N * C, 0.01), *db0 = vec(N, 0.01), *dg = vec(T * E, 1);
-	struct tensor tdx = up(dx0, at, 2, T, C, 1), tdw = up(dw0, DTYPE_F32, 2, N, C, 1), tdb = up(db0, DTYPE_F32, 1, N, 1, 1);
+	struct tensor tdx = up(dx0, at, 2, T, C, 1), tdw = up(dw0, DTYPE_F32, 2, N, C, 1),
+		      tdb = up(db0, DTYPE_F32, 1, N, 1, 1);
 	struct tensor tdg = up(dg, DTYPE_F32, 2, T, E, 1);
 	router_backward(tdx, tdw, tdb, tdg, tg, tp, tk, tx, tw, lbw);
 	double dl[T * N] = {0}, rdx[T * C] = {0}, rdw[N * C] = {0}, rdb[N] = {0};
@@ -646,7 +663,8 @@ static void contrastive_run(enum dtype at, enum dtype qt)
 	struct tensor tx = up(x, at, 2, T, C, 1), tproj = up(proj, DTYPE_F32, 2, D, C, 1);
 	struct tensor tqueue = up(keys, DTYPE_F16, 3, N, Q, D), tfill = up_i32(fill, N);
 	struct tensor ttopk = tensor_reshape(up_i32(topk, T * K), 2, T, K, 1);
-	struct tensor tq = tensor_new(qt, DEVICE_CUDA, 2, T, D, 1), tzn = tensor_new(DTYPE_F32, DEVICE_CUDA, 1, T, 1, 1);
+	struct tensor tq = tensor_new(qt, DEVICE_CUDA, 2, T, D, 1),
+		      tzn = tensor_new(DTYPE_F32, DEVICE_CUDA, 1, T, 1, 1);
 	struct tensor tl = tensor_new(DTYPE_F32, DEVICE_CUDA, 1, 1, 1, 1);
 	contrastive_forward(tl, tq, tzn, tx, tproj, tqueue, tfill, ttopk, tau);
 
@@ -757,7 +775,8 @@ static void queue_run(enum dtype qt, int T)
 	}
 	double *keys = vec(N * Q * D, 1), *q = vec((size_t)T * D, 1);
 	struct tensor tqueue = up(keys, DTYPE_F16, 3, N, Q, D), tq = up(q, qt, 2, T, D, 1);
-	struct tensor th = up_i32(head, N), tf = up_i32(fill, N), tk = tensor_reshape(up_i32(topk, (int64_t)T * K), 2, T, K, 1);
+	struct tensor th = up_i32(head, N), tf = up_i32(fill, N),
+		      tk = tensor_reshape(up_i32(topk, (int64_t)T * K), 2, T, K, 1);
 	for (int t = 0; t < T; t++) {
 		int e = topk[t * K];
 		for (int j = 0; j < D; j++)
@@ -795,9 +814,10 @@ static void test_queue_push(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_attention_f32), cmocka_unit_test(test_attention_bf16), cmocka_unit_test(test_lora),
-		cmocka_unit_test(test_task_gate),     cmocka_unit_test(test_router),         cmocka_unit_test(test_contrastive),
-		cmocka_unit_test(test_queue_push),
+	    cmocka_unit_test(test_attention_f32), cmocka_unit_test(test_attention_bf16),
+	    cmocka_unit_test(test_lora),          cmocka_unit_test(test_task_gate),
+	    cmocka_unit_test(test_router),        cmocka_unit_test(test_contrastive),
+	    cmocka_unit_test(test_queue_push),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
