@@ -486,12 +486,10 @@ static void test_task_gate(void **state)
 // ----------------------------------------------------------------------------
 // the router, the load-balancing loss, the counters
 
-static double round_as(enum dtype dt, double v)
+// V (n values) rounded to DT as the GPU rounds, in place.
+static void round_as(enum dtype dt, double *v, int64_t n)
 {
-	double r = v;
-	struct tensor t = up(&r, dt, 1, 1, 1, 1);
-	tensor_free(t);
-	return r;
+	tensor_free(up(v, dt, 1, n, 1, 1));
 }
 
 static void router_run(enum dtype at)
@@ -510,8 +508,8 @@ static void router_run(enum dtype at)
 	// the products read w in the activation dtype
 	double wr[N * C], lg[T * N], rg[T * E] = {0}, rp[T * N];
 	int32_t rk[T * K], gk[T * K];
-	for (int i = 0; i < N * C; i++)
-		wr[i] = at == DTYPE_F32 ? w[i] : round_as(at, w[i]);
+	memcpy(wr, w, sizeof wr);
+	round_as(at, wr, N * C);
 	for (int t = 0; t < T; t++) {
 		for (int e = 0; e < N; e++) {
 			lg[t * N + e] = b[e];
@@ -670,8 +668,8 @@ static void contrastive_run(enum dtype at, enum dtype qt)
 
 	double pr[D * C], zn[T], q[T * D], dq[T * D] = {0}, sum = 0.0;
 	int valid = 0;
-	for (int i = 0; i < D * C; i++)
-		pr[i] = at == DTYPE_F32 ? proj[i] : round_as(at, proj[i]);
+	memcpy(pr, proj, sizeof pr);
+	round_as(at, pr, D * C);
 	for (int t = 0; t < T; t++)
 		valid += fill[t % N] > 0;
 	for (int t = 0; t < T; t++) {
@@ -777,10 +775,13 @@ static void queue_run(enum dtype qt, int T)
 	struct tensor tqueue = up(keys, DTYPE_F16, 3, N, Q, D), tq = up(q, qt, 2, T, D, 1);
 	struct tensor th = up_i32(head, N), tf = up_i32(fill, N),
 		      tk = tensor_reshape(up_i32(topk, (int64_t)T * K), 2, T, K, 1);
+	double *qh = malloc((size_t)T * D * sizeof(double));
+	memcpy(qh, q, (size_t)T * D * sizeof(double));
+	round_as(DTYPE_F16, qh, (int64_t)T * D);
 	for (int t = 0; t < T; t++) {
 		int e = topk[t * K];
 		for (int j = 0; j < D; j++)
-			keys[(e * Q + head[e]) * D + j] = round_as(DTYPE_F16, q[t * D + j]);
+			keys[(e * Q + head[e]) * D + j] = qh[t * D + j];
 		head[e] = (head[e] + 1) % Q;
 		fill[e] += fill[e] < Q;
 	}
@@ -800,6 +801,7 @@ static void queue_run(enum dtype qt, int T)
 	free(got);
 	free(keys);
 	free(q);
+	free(qh);
 	free(topk);
 }
 
