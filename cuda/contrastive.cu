@@ -348,10 +348,13 @@ extern "C" void cuda_contrastive_backward(struct tensor dx, struct tensor dproj,
 	con_count_kernel<<<1, 1024, 0, cuda_stream()>>>(valid, (const int32_t *)topk.data, (const int32_t *)fill.data,
 							d.T, d.N, d.K);
 	CUDA_LAUNCHED();
-	// per block of tokens: the scores again, dL in place (f32) or into an f16 buffer, dq = dL·queue
+	// per block of tokens: the scores again, dL in place (f32) or into an f16 buffer, dq = dL·queue (no keys at
+	// all: dq = 0, without a product of inner dimension 0)
 	float inv_tau = (float)(1.0 / tau);
 	size_t esz = dtype_size(o.ct);
-	for (int64_t t0 = 0; t0 < d.T; t0 += TB) {
+	if (d.NK == 0)
+		CUDA_CHECK(cudaMemsetAsync(dq, 0, (size_t)(d.T * d.D) * sizeof(float), cuda_stream()));
+	for (int64_t t0 = 0; t0 < d.T && d.NK > 0; t0 += TB) {
 		int64_t tb = d.T - t0 < TB ? d.T - t0 : TB;
 		gemm_rm(op, 0, 1, tb, d.NK, d.D, inv_tau, (const char *)o.qs + (size_t)(t0 * d.D) * esz, o.ct, d.D,
 			o.keys, o.ct, d.D, 0.0f, L, DTYPE_F32, d.NK);
