@@ -68,8 +68,8 @@ extern "C" void cuda_adamw_update(struct tensor params, struct tensor grads, str
 	adamw_scalars s;
 	s.b1 = (float)st->beta1;
 	s.b2 = (float)st->beta2;
-	s.one_minus_b1 = 1.0f - s.b1;   // fp32, as optim.c's (1 - b1)
-	s.one_minus_b2 = 1.0f - s.b2;
+	s.one_minus_b1 = (float)(1.0 - st->beta1);   // formed in double, rounded once, as the CPU backend and torch
+	s.one_minus_b2 = (float)(1.0 - st->beta2);
 	s.step = (float)(st->lr / bc1);
 	s.decay = (float)(1.0 - st->lr * st->weight_decay);
 	s.rbc2 = (float)(1.0 / sqrt(bc2));

@@ -71,6 +71,12 @@ void cuda_need_same_numel(const char *op, const char *what_a, struct tensor a, c
 // ----------------------------------------------------------------------------
 // the device
 
+int cuda_available(void)
+{
+	int count = 0;
+	return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
 void cuda_init(int index)
 {
 	if (g.ready) {
