@@ -181,8 +181,8 @@ static void open_data(struct run *r)
 void train_run(const struct train_opts *o)
 {
 	struct run r = {.o = o};
-	run_prepare_dir(o);
 	device_init(o->model.device, o->device_index);
+	run_prepare_dir(o);
 	r.m = model_load_with(o->base, &o->model);
 	open_data(&r);
 	model_set_adapter(r.m, r.a, 0);
@@ -246,9 +246,16 @@ void train_run(const struct train_opts *o)
 	}
 	if (prog.active)
 		fputc('\n', stderr);
-	if (!o->quiet)
+	if (!o->quiet) {
 		fprintf(stderr, "train-experts: %s: steps %llu..%llu done\n", o->run, (unsigned long long)first + 1,
 			(unsigned long long)r.step);
+		if (r.m->device != DEVICE_CPU) {
+			char what[160];
+			device_describe(r.m->device, what, sizeof what);
+			fprintf(stderr, "train-experts: peak device memory %.2f GiB on %s\n",
+				(double)ops_peak_bytes(r.m->device) / (1 << 30), what);
+		}
+	}
 	metrics_close(&r);
 	for (int k = 0; k < a->cfg.n_tasks; k++)
 		free(r.task_names[k]);

@@ -39,7 +39,8 @@ void metrics_write_step(struct run *r, double loss, double lb, double con, doubl
 	int routed = a->n_routed_slots > 0, moe = c->method == ADAPTER_MOELORA;
 	msgpack_packer *pk = &r->pk;
 	adapter_loads_to_host(r->a);
-	msgpack_pack_map(pk, 7 + 2 * routed + (c->method == ADAPTER_SPARSEDOCTOR) + !isnan(val) + (routed || moe));
+	int on_gpu = r->m->device != DEVICE_CPU;
+	msgpack_pack_map(pk, 7 + 2 * routed + (c->method == ADAPTER_SPARSEDOCTOR) + !isnan(val) + (routed || moe) + on_gpu);
 	pack_kv_int(pk, "step", (int64_t)r->step);
 	pack_kv_double(pk, "loss", loss);
 	if (routed)
@@ -52,6 +53,8 @@ void metrics_write_step(struct run *r, double loss, double lb, double con, doubl
 	pack_kv_double(pk, "grad_norm", gnorm);
 	pack_kv_double(pk, "tokens_per_s", tps);
 	pack_kv_int(pk, "tokens", tokens);
+	if (on_gpu)   // the peak so far, as the memory budget is about the whole run
+		pack_kv_int(pk, "peak_device_bytes", (int64_t)ops_peak_bytes(r->m->device));
 	pack_kv_double(pk, "objective", loss + (routed ? c->lb_coef * lb : 0) + c->con_lambda * con);
 	if (routed) {
 		// per layer: the share of the top-k assignments each expert received (all routed linears of the layer)

@@ -28,6 +28,8 @@ struct options {
 	char *stops[MAX_STOPS];
 	int n_stops;
 	int quiet;
+	struct model_options model;   // --device, --dtype
+	int device_index;
 };
 
 static noreturn void usage(FILE *fp, int code)
@@ -35,7 +37,8 @@ static noreturn void usage(FILE *fp, int code)
 	fprintf(fp,
 		"usage: %s --base model [--adapter run] [--task name] [--mode loglik|generate]\n"
 		"       [--batch-tokens n] [--multi-threshold p] [--max-new-tokens n] [--stop string]\n"
-		"       [--limit n] [-q] [-o predictions] [exam_stream]\n",
+		"       [--limit n] [--device cpu|cuda|cuda:N] [--dtype bf16|f16|f32] [-q] [-o predictions]\n"
+		"       [exam_stream]\n",
 		progname());
 	exit(code);
 }
@@ -170,7 +173,7 @@ static size_t run_generate(const struct options *o, struct model *m, struct stre
 int main(int argc, char **argv)
 {
 	enum { OPT_BASE = 256, OPT_ADAPTER, OPT_TASK, OPT_MODE, OPT_BATCH_TOKENS, OPT_MULTI_THRESHOLD,
-	       OPT_MAX_NEW, OPT_STOP, OPT_LIMIT };
+	       OPT_MAX_NEW, OPT_STOP, OPT_LIMIT, OPT_DEVICE, OPT_DTYPE };
 	static const struct option longopts[] = {
 		{ "base", required_argument, NULL, OPT_BASE },
 		{ "adapter", required_argument, NULL, OPT_ADAPTER },
@@ -181,13 +184,15 @@ int main(int argc, char **argv)
 		{ "max-new-tokens", required_argument, NULL, OPT_MAX_NEW },
 		{ "stop", required_argument, NULL, OPT_STOP },
 		{ "limit", required_argument, NULL, OPT_LIMIT },
+		{ "device", required_argument, NULL, OPT_DEVICE },
+		{ "dtype", required_argument, NULL, OPT_DTYPE },
 		{ "output", required_argument, NULL, 'o' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct options o = { .output = "-", .input = "-", .batch_tokens = 2048, .max_new = 32 };
+	struct options o = { .output = "-", .input = "-", .batch_tokens = 2048, .max_new = 32, .device_index = -1 };
 	int ch;
 
 	set_progname(argv[0]);
@@ -220,6 +225,8 @@ int main(int argc, char **argv)
 			o.n_stops++;
 			break;
 		case OPT_LIMIT: o.limit = cli_int("--limit", optarg, 1, INT64_MAX); break;
+		case OPT_DEVICE: cli_device(optarg, &o.model, &o.device_index); break;
+		case OPT_DTYPE: cli_weight_dtype(optarg, &o.model); break;
 		case 'o': o.output = optarg; break;
 		case 'q': o.quiet = 1; break;
 		case 'h': usage(stdout, EXIT_OK);
@@ -238,7 +245,8 @@ int main(int argc, char **argv)
 	if (o.task && !o.adapter)
 		die(EXIT_USAGE, "--task selects an adapter's task: it needs --adapter");
 
-	struct model *m = model_load(o.base);
+	device_init(o.model.device, o.device_index);
+	struct model *m = model_load_with(o.base, &o.model);
 	struct adapter *adapter = NULL;
 	char *task_name = NULL;
 	if (o.adapter) {
