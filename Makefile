@@ -32,7 +32,8 @@ PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
 CFLAGS  ?=
 CFLAGS  += -std=c11 $(OPT) -Wall -Wextra -Werror -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -fopenmp -Ilib $(PKG_CFLAGS) \
-           -DMEDMOE_VERSION='"$(VERSION)"' -DMEDMOE_SOURCE_DIR='"$(CURDIR)"'
+           -DMEDMOE_VERSION='"$(VERSION)"' -DMEDMOE_SOURCE_DIR='"$(CURDIR)"' \
+           -DMEDMOE_PLUGIN_DIR='"$(CURDIR)/$(BUILD)"'
 LDFLAGS ?=
 LDFLAGS += $(filter -fsanitize%,$(OPT)) -fopenmp
 LDLIBS  += $(PKG_LIBS) $(EXTRA_LIBS) -lpthread -lm
@@ -59,21 +60,24 @@ ifneq ($(CU_SRC),)
 CUDA_ON   := yes
 CUDA_HOME ?= $(patsubst %/bin/,%,$(dir $(shell command -v $(NVCC))))
 CU_OBJ    := $(CU_SRC:cuda/%.cu=$(BUILD)/cuda/%.o)
+CUDA_PLUGIN := $(BUILD)/libmedmoe_cuda.so
 NVCC_ARCH := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a \
              -gencode arch=compute_90,code=compute_90
 NVCCFLAGS ?=
-NVCCFLAGS += -std=c++17 -O3 $(NVCC_ARCH) -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings -DMEDMOE_CUDA -Ilib
-CFLAGS    += -DMEDMOE_CUDA
-LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+NVCCFLAGS += -std=c++17 -O3 $(NVCC_ARCH) -Xcompiler -fPIC,-Wall,-Wextra,-Werror -Werror all-warnings -Ilib
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart
 endif
 endif
+# Programs export their symbols: the CUDA plugin calls die() and friends in the program that loaded it.
+LDFLAGS += -rdynamic
+LDLIBS  += -ldl
 
 .PHONY: all deps test check bench install uninstall clean demo check-gpu cuda-note
-all: cuda-note $(BINS)
+all: cuda-note $(BINS) $(CUDA_PLUGIN)
 
 cuda-note:
 ifeq ($(CUDA_ON),yes)
-	@echo "medmoe: CUDA backend: built with $(NVCC) (sm_80, sm_90a, compute_90 PTX)"
+	@echo "medmoe: CUDA backend: $(CUDA_PLUGIN), built with $(NVCC) (sm_80, sm_90a, compute_90 PTX)"
 else ifeq ($(HAVE_NVCC),yes)
 	@echo "medmoe: CUDA backend: nvcc found, no cuda/*.cu sources yet; CPU backend only"
 else
@@ -91,9 +95,14 @@ $(BUILD)/cuda/%.o: cuda/%.cu $(wildcard cuda/*.cuh) lib/ops.h lib/ops_backend.h 
 	@echo "  NVCC    $<"
 	@$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
-$(LIB_A): $(LIB_OBJ) $(CU_OBJ)
+$(LIB_A): $(LIB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
+
+# The CUDA backend is a plugin (lib/ops_cuda_plugin.h says why): a CPU run never loads cuBLAS.
+$(CUDA_PLUGIN): $(CU_OBJ)
+	@echo "  LINK    $@"
+	@$(CXX) -shared -o $@ $^ $(CUDA_LIBS)
 
 $(BINDIR)/%: tools/%.c $(LIB_A) $(wildcard lib/*.h) | $(BINDIR)
 	@echo "  LINK    $@"
@@ -131,7 +140,7 @@ test check: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory $(BINS)
-	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) bench/run.sh
+	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_LDLIBS="$(LDLIBS)" bench/run.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory $(BINS)
@@ -145,10 +154,14 @@ install: all
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(MANS) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 schemas/* $(DESTDIR)$(PREFIX)/share/medmoe/schemas/
+ifeq ($(CUDA_ON),yes)
+	install -d $(DESTDIR)$(PREFIX)/lib/medmoe
+	install -m 755 $(CUDA_PLUGIN) $(DESTDIR)$(PREFIX)/lib/medmoe/
+endif
 
 uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(PREFIX)/bin/%) $(MANS:man/%=$(DESTDIR)$(PREFIX)/share/man/man1/%)
-	rm -rf $(DESTDIR)$(PREFIX)/share/medmoe
+	rm -rf $(DESTDIR)$(PREFIX)/share/medmoe $(DESTDIR)$(PREFIX)/lib/medmoe
 
 clean:
 	rm -rf build build-san bin

@@ -11,7 +11,7 @@ PKGS="msgpack libutf8proc libpcre2-8 jansson libarchive libmd openblas"
 # shellcheck disable=SC2046
 cc -std=c11 -O2 -D_GNU_SOURCE -fopenmp -I"$MEDMOE_TOP/lib" $(pkg-config --cflags $PKGS) \
 	-o "$work/model_forward" "$MEDMOE_TOP/bench/model_forward.c" "$MEDMOE_BUILD/libmedmoe.a" \
-	$(pkg-config --libs $PKGS) -lcsv -lm
+	${MEDMOE_LDLIBS:-$(pkg-config --libs $PKGS) -lcsv -lm}
 layers=4 hidden=512 heads=8 kv=2 ffn=1376 vocab=32000 tokens=1024 docs=4 reps=3
 "$MEDMOE_BIN/init-base" --arch llama --layers $layers --hidden $hidden --heads $heads --kv-heads $kv \
 	--ffn $ffn --vocab $vocab --seed 1 -o "$work/ckpt"

@@ -11,7 +11,7 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 PKGS="msgpack libutf8proc libpcre2-8 jansson libarchive libmd openblas"
 # shellcheck disable=SC2046
 cc -std=c11 -O2 -D_GNU_SOURCE -fopenmp -I"$MEDMOE_TOP/lib" $(pkg-config --cflags $PKGS) \
-	-o "$work/train" "$MEDMOE_TOP/bench/train.c" "$MEDMOE_BUILD/libmedmoe.a" $(pkg-config --libs $PKGS) -lcsv -lm
+	-o "$work/train" "$MEDMOE_TOP/bench/train.c" "$MEDMOE_BUILD/libmedmoe.a" ${MEDMOE_LDLIBS:-$(pkg-config --libs $PKGS) -lcsv -lm}
 layers=${BENCH_LAYERS:-4} hidden=${BENCH_HIDDEN:-512} heads=8 kv=2 ffn=${BENCH_FFN:-1376} vocab=32000
 tokens=${BENCH_TOKENS:-1024} docs=4 reps=${BENCH_REPS:-5}
 "$MEDMOE_BIN/init-base" --arch llama --layers $layers --hidden $hidden --heads $heads --kv-heads $kv \

@@ -1,5 +1,5 @@
 // common.cu — the CUDA backend's device, stream, library handles, memory accounting and scratch (common.cuh), and
-// the device and memory functions of OPS_BACKEND(cuda_): init, describe, alloc, free, sync, peak_bytes.
+// the device and memory functions of ops_backend.h's list (cuda_*): init, describe, alloc, free, sync, peak_bytes.
 //
 // One device per process, one stream, one cuBLAS and one cuBLASLt handle, all made by cuda_init (or on first use).
 // Memory is counted here: every ops_alloc and every scratch buffer, so cuda_peak_bytes is what the planner asked

@@ -1,7 +1,7 @@
 // common.cuh — what every cuda/*.cu file shares: the error checks, the one stream and the cuBLAS handles,
 // backend-owned scratch, and element access by dtype.  Defined in cuda/common.cu.
 //
-// The CUDA backend implements OPS_BACKEND(cuda_) of lib/ops_backend.h (the contracts are in lib/ops.h) as
+// The CUDA backend implements ops_backend.h's list as cuda_* functions (the contracts are in lib/ops.h) as
 // extern "C" launchers, one file per op family with its forward and backward kernels next to each other (as
 // llm.c's llmc/ and ggml's ggml-cuda/).  Every op is queued on cuda_stream(); nothing synchronises except
 // the ops that return a value to the host (tensor_sum, tensor_sumsq) and copies to host memory.
@@ -16,6 +16,11 @@
 #include <stdint.h>
 
 #include "../lib/ops_backend.h"
+
+// The plugin's exports: every function of ops_backend.h's list as cuda_NAME (lib/ops_cuda_plugin.c finds them).
+extern "C" {
+OPS_BACKEND_FUNCS(OPS_DECLARE_CUDA)
+}
 
 // Any failing CUDA or cuBLAS call ends the program with one line naming the call, file and line (exit 1).
 #define CUDA_CHECK(call) cuda_check_error((call), #call, __FILE__, __LINE__)

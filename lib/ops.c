@@ -8,12 +8,7 @@
 
 #include "die.h"
 #include "ops_backend.h"
-
-#if defined(MEDMOE_CUDA) && !defined(MEDMOE_DOUBLE)
-#define HAVE_CUDA 1
-#else
-#define HAVE_CUDA 0
-#endif
+#include "ops_cuda_plugin.h"
 
 size_t dtype_size(enum dtype t)
 {
@@ -58,12 +53,6 @@ struct tensor tensor_at(struct tensor t, int64_t offset, int ndim, int64_t d0, i
 // ----------------------------------------------------------------------------
 // devices and memory
 
-noreturn static void no_cuda(const char *what)
-{
-	die(EXIT_FAIL, "%s: this build of medmoe has no CUDA backend (nvcc was not found when it was built); "
-		       "use --device cpu or rebuild with the CUDA toolkit on PATH", what);
-}
-
 int device_parse(const char *s, enum device *device, int *index)
 {
 	*index = -1;
@@ -86,73 +75,46 @@ int device_parse(const char *s, enum device *device, int *index)
 
 int device_available(enum device device)
 {
-#if HAVE_CUDA
-	if (device == DEVICE_CUDA)
-		return cuda_available();
-#endif
-	return device == DEVICE_CPU;
+	if (device == DEVICE_CPU)
+		return cpu_available();
+	const struct ops_table *cuda = cuda_plugin_try(NULL);
+	return cuda && cuda->available();
 }
 
 void device_init(enum device device, int index)
 {
 	if (device == DEVICE_CPU)
 		cpu_init(index);
-#if HAVE_CUDA
 	else
-		cuda_init(index);
-#else
-	else
-		no_cuda("--device cuda");
-#endif
+		cuda_plugin("--device cuda")->init(index);
 }
 
 void device_describe(enum device device, char *buf, size_t n)
 {
-#if HAVE_CUDA
-	if (device == DEVICE_CUDA) {
-		cuda_describe(buf, n);
-		return;
-	}
-#endif
-	if (device == DEVICE_CUDA)
-		snprintf(buf, n, "CUDA (not in this build)");
-	else
+	const char *why;
+	const struct ops_table *cuda = device == DEVICE_CUDA ? cuda_plugin_try(&why) : NULL;
+	if (device == DEVICE_CPU)
 		cpu_describe(buf, n);
+	else if (cuda)
+		cuda->describe(buf, n);
+	else
+		snprintf(buf, n, "CUDA (%s)", why);
 }
 
-#if HAVE_CUDA
-#define ON_DEVICE(dev, call) ((dev) == DEVICE_CUDA ? cuda_##call : cpu_##call)
-#else
-#define ON_DEVICE(dev, call) ((dev) == DEVICE_CUDA ? no_cuda(#call) : cpu_##call)
-#endif
+// CALL on the backend of DEV: cpu_NAME(...) or the plugin's.
+#define ON_DEVICE(dev, name, ...) ((dev) == DEVICE_CUDA ? cuda_plugin(#name)->name(__VA_ARGS__) : cpu_##name(__VA_ARGS__))
 
-void *ops_alloc(enum device device, size_t bytes)
-{
-#if HAVE_CUDA
-	if (device == DEVICE_CUDA)
-		return cuda_alloc(bytes);
-#endif
-	if (device == DEVICE_CUDA)
-		no_cuda("ops_alloc");
-	return cpu_alloc(bytes);
-}
+void *ops_alloc(enum device device, size_t bytes) { return ON_DEVICE(device, alloc, bytes); }
 
 void ops_free(enum device device, void *p)
 {
 	if (p)
-		ON_DEVICE(device, free(p));
+		ON_DEVICE(device, free, p);
 }
 
-void ops_sync(enum device device) { ON_DEVICE(device, sync()); }
+void ops_sync(enum device device) { ON_DEVICE(device, sync); }
 
-size_t ops_peak_bytes(enum device device)
-{
-#if HAVE_CUDA
-	if (device == DEVICE_CUDA)
-		return cuda_peak_bytes();
-#endif
-	return device == DEVICE_CUDA ? 0 : cpu_peak_bytes();
-}
+size_t ops_peak_bytes(enum device device) { return ON_DEVICE(device, peak_bytes); }
 
 struct tensor tensor_new(enum dtype dtype, enum device device, int ndim, int64_t d0, int64_t d1, int64_t d2)
 {
@@ -192,17 +154,10 @@ static enum device op_device(const char *op, int n, const struct tensor *ts)
 #define DISPATCH(op, args, ...)                                          \
 	do {                                                             \
 		if (DEVICE_OF(#op, __VA_ARGS__) == DEVICE_CUDA)          \
-			CUDA_CALL(op, args);                             \
+			cuda_plugin(#op)->op args;                       \
 		else                                                     \
 			cpu_##op args;                                   \
 	} while (0)
-#if HAVE_CUDA
-#define CUDA_CALL(op, args) cuda_##op args
-#define CUDA_RETURN(op, args) return cuda_##op args
-#else
-#define CUDA_CALL(op, args) no_cuda(#op)
-#define CUDA_RETURN(op, args) no_cuda(#op)
-#endif
 
 // A copy between devices runs on the CUDA backend (it owns the transfers).
 void tensor_copy(struct tensor dst, struct tensor src)
@@ -213,7 +168,7 @@ void tensor_copy(struct tensor dst, struct tensor src)
 	if ((dst.dtype == DTYPE_I32) != (src.dtype == DTYPE_I32))
 		die(EXIT_FAIL, "tensor_copy: %s into %s", dtype_name(src.dtype), dtype_name(dst.dtype));
 	if (dst.device == DEVICE_CUDA || src.device == DEVICE_CUDA)
-		CUDA_CALL(tensor_copy, (dst, src));
+		cuda_plugin("tensor_copy")->tensor_copy(dst, src);
 	else
 		cpu_tensor_copy(dst, src);
 }
@@ -234,16 +189,12 @@ void scatter_rows_add(struct tensor out, struct tensor inp, struct tensor idx)
 
 double tensor_sum(struct tensor t)
 {
-	if (t.device == DEVICE_CUDA)
-		CUDA_RETURN(tensor_sum, (t));
-	return cpu_tensor_sum(t);
+	return ON_DEVICE(t.device, tensor_sum, t);
 }
 
 double tensor_sumsq(struct tensor t)
 {
-	if (t.device == DEVICE_CUDA)
-		CUDA_RETURN(tensor_sumsq, (t));
-	return cpu_tensor_sumsq(t);
+	return ON_DEVICE(t.device, tensor_sumsq, t);
 }
 
 void matmul_forward(struct tensor out, struct tensor inp, struct tensor weight, struct tensor bias)

@@ -28,7 +28,7 @@
 #include "rng.h"
 #include "safetensors.h"
 
-OPS_BACKEND(ref64_)
+OPS_BACKEND_FUNCS(OPS_DECLARE_REF64)
 
 enum role { R_ACT, R_WEIGHT, R_STAT, R_PARAM, R_I32, R_F16, R_LOSS, N_ROLES };
 
