@@ -48,12 +48,44 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 MANS     := $(sort $(wildcard man/*.1))
 
+# The distributed layer (lib/dist*.c, DESIGN §5): MPI when pkg-config knows Open MPI or MPICH, and NCCL on top
+# when CUDA_HOME holds nccl.h, cuda_runtime.h and libnccl as well.  Without MPI (or with MPI=0) both are left
+# out and the programs run as one process.
+CUDA_HOME ?= /usr/local/cuda
+ifneq ($(MPI),0)
+MPI_PKG := $(shell $(PKG_CONFIG) --exists ompi-c 2>/dev/null && echo ompi-c || \
+	     ($(PKG_CONFIG) --exists mpich 2>/dev/null && echo mpich))
+endif
+ifneq ($(MPI_PKG),)
+DIST_CFLAGS := -DMEDMOE_MPI $(shell $(PKG_CONFIG) --cflags $(MPI_PKG))
+DIST_LIBS   := $(shell $(PKG_CONFIG) --libs $(MPI_PKG))
+HAVE_NCCL   := $(shell test -f $(CUDA_HOME)/include/nccl.h && test -f $(CUDA_HOME)/include/cuda_runtime.h && \
+		 ls $(CUDA_HOME)/lib64/libnccl.so* >/dev/null 2>&1 && echo yes)
+ifeq ($(HAVE_NCCL),yes)
+DIST_CFLAGS += -DMEDMOE_NCCL -I$(CUDA_HOME)/include
+DIST_LIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lnccl -lcudart
+endif
+endif
+# only the programs that call the layer (train-experts, eval-exam) depend on these libraries
+LDLIBS  += -Wl,--as-needed $(DIST_LIBS) -Wl,--no-as-needed
+DIST_OBJ   := $(BUILD)/lib/dist.o $(BUILD)/lib/dist_mpi.o $(BUILD)/lib/dist_nccl.o
+DIST_STAMP := $(BUILD)/dist.flags
+
 # The CUDA backend is optional: built when nvcc is on PATH and cuda/ has sources.
 CU_SRC   := $(sort $(wildcard cuda/*.cu))
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo yes)
 
-.PHONY: all deps test check bench install uninstall clean demo check-gpu cuda-note
-all: cuda-note $(BINS)
+.PHONY: all deps test check bench install uninstall clean demo check-gpu cuda-note dist-note FORCE
+all: cuda-note dist-note $(BINS)
+
+dist-note:
+ifeq ($(MPI_PKG),)
+	@echo "medmoe: distributed layer: left out (no MPI found: install libopenmpi-dev for mpirun/srun ranks)"
+else ifeq ($(HAVE_NCCL),yes)
+	@echo "medmoe: distributed layer: MPI ($(MPI_PKG)) for CPU ranks, NCCL ($(CUDA_HOME)) for GPU ranks"
+else
+	@echo "medmoe: distributed layer: MPI ($(MPI_PKG)) for CPU ranks; NCCL left out (not under $(CUDA_HOME))"
+endif
 
 cuda-note:
 ifeq ($(HAVE_NVCC),yes)
@@ -68,6 +100,12 @@ deps:
 $(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) | $(BUILD)/lib
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -c -o $@ $<
+
+# The layer's objects follow its flags: finding MPI or NCCL (or MPI=0) rebuilds them.
+$(DIST_OBJ): CFLAGS += $(DIST_CFLAGS)
+$(DIST_OBJ): $(DIST_STAMP)
+$(DIST_STAMP): FORCE | $(BUILD)/lib
+	@echo '$(DIST_CFLAGS) $(DIST_LIBS)' | cmp -s - $@ || echo '$(DIST_CFLAGS) $(DIST_LIBS)' > $@
 
 $(LIB_A): $(LIB_OBJ)
 	@rm -f $@

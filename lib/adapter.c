@@ -152,6 +152,7 @@ struct adapter *adapter_new(const struct adapter_config *cfg, int n_layers, cons
 	a->slots = xcalloc((size_t)n_layers * N_TARGETS, sizeof *a->slots);
 	const struct adapter_config *c = &a->cfg;
 	size_t off = 0;
+	a->n_stats = 1;
 	if (c->method == ADAPTER_MOELORA) {
 		a->off_E = off;
 		off += (size_t)c->n_tasks * c->task_emb;
@@ -204,6 +205,8 @@ struct adapter *adapter_new(const struct adapter_config *cfg, int n_layers, cons
 					s->q_fill = xcalloc((size_t)s->n_routed, sizeof(int64_t));
 				}
 				s->load = xcalloc((size_t)s->n_routed, sizeof(int64_t));
+				s->off_stats = a->n_stats;
+				a->n_stats += 2 * (size_t)s->n_routed + 2;
 			}
 		}
 	}
@@ -217,6 +220,7 @@ struct adapter *adapter_new(const struct adapter_config *cfg, int n_layers, cons
 	a->task_gate = xcalloc(2 * (size_t)c->n_tasks * c->experts, sizeof(real));
 	a->dtask_gate = a->task_gate + (size_t)c->n_tasks * c->experts;
 	a->task_load = xcalloc((size_t)c->n_tasks * c->experts, sizeof(int64_t));
+	a->stats = xcalloc(a->n_stats, sizeof(double));
 
 	// Initialisation, in layout order from one generator.
 	struct rng r;
@@ -260,6 +264,7 @@ void adapter_free(struct adapter *a)
 	free(a->queue);
 	free(a->task_gate);
 	free(a->task_load);
+	free(a->stats);
 	free(a->act_mem);
 	free(a->iact_mem);
 	free(a);

@@ -93,6 +93,7 @@ struct adapter_slot {
 	size_t off_queue;     // into queue
 	int64_t *q_head, *q_fill;   // (N) next write position, entries filled
 	int64_t *load;        // (N) top-k assignments counted this step
+	size_t off_stats;     // into the adapter's stats (routed slots)
 	double lb, con;       // this slot's auxiliary losses in the last forward
 };
 
@@ -119,6 +120,15 @@ struct adapter {
 	uint64_t step;                // dropout stream
 	real grad_scale;              // weight of this micro-batch in the objective (set by the trainer)
 	int64_t *task_load;           // (n_tasks, N) top-k assignments per task this step
+	// The normalisers of the micro-batch, which several ranks may share (each forwards a part of it): [0] its
+	// tokens, then per routed slot at off_stats the top-k assignments per expert (N), the router probabilities
+	// summed per expert (N), the contrastive loss summed over its tokens and the number of those tokens.  A
+	// training forward fills them with its own tokens' values; the trainer sums them over the ranks before
+	// backward (trainer_dist.c); backward and adapter_aux_loss read them, so the objective and its gradient are
+	// those of the whole micro-batch however it is split.
+	double *stats;
+	size_t n_stats;
+	int64_t tok_offset;           // tokens of the micro-batch before this forward's (dropout masks by position)
 };
 
 // A fresh adapter for a model with the given geometry (dims[t] = {d_in, d_out}), initialised from cfg.seed
@@ -157,6 +167,9 @@ void adapter_backward_finish(struct adapter *a);
 double adapter_aux_loss(const struct adapter *a, double *lb, double *con);
 // After the optimizer step: push this forward's contrastive queries into the memory queues.
 void adapter_queue_push(struct adapter *a);
+// Push one entry (con_proj half-precision values) into expert E's ring of routed slot S, as adapter_queue_push
+// does for each token (trainer_dist.c pushes every rank's entries, in rank order, on every rank).
+void adapter_queue_push_entry(struct adapter *a, const struct adapter_slot *s, int e, const uint16_t *entry);
 // Entry I of expert E's ring in routed slot S (con_proj values), read or written through half precision.
 void adapter_queue_get(const struct adapter *a, const struct adapter_slot *s, int e, int64_t i, real *out);
 void adapter_queue_set(struct adapter *a, const struct adapter_slot *s, int e, int64_t i, const real *v);

@@ -107,6 +107,7 @@ void adapter_begin(struct adapter *a, int64_t T, const int32_t *tok_task)
 {
 	ensure_acts(a, T);
 	a->T = T;
+	a->stats[0] = (double)T;   // the micro-batch's tokens, until the trainer sums the ranks' parts
 	const struct adapter_config *c = &a->cfg;
 	for (int64_t t = 0; t < T; t++) {
 		int32_t id = tok_task ? tok_task[t] : 0;
@@ -160,7 +161,7 @@ static void dropout_apply(const struct adapter *a, int l, int tgt, const real *x
 #pragma omp parallel for
 	for (int64_t t = 0; t < T; t++) {
 		for (int64_t i = 0; i < D; i++) {
-			uint64_t key = base + (uint64_t)(t * D + i);
+			uint64_t key = base + (uint64_t)((t + a->tok_offset) * D + i);   // position in the whole micro-batch
 			double u = (double)(splitmix64(&key) >> 11) * 0x1.0p-53;
 			out[t * D + i] = u < p ? 0 : x[t * D + i] * keep_scale;
 		}
@@ -241,6 +242,9 @@ static void gates_forward(struct adapter *a, struct adapter_slot *s, struct tens
 		lb += (f[e] / (double)T) * (P[e] / (double)T);
 	s->lb = T ? N * lb : 0;
 	if (a->training && !a->recomputing) {
+		double *st = a->stats + s->off_stats;
+		for (int e = 0; e < N; e++)
+			st[e] = f[e], st[N + e] = P[e];
 		for (int64_t t = 0; t < T; t++)
 			for (int j = 0; j < k; j++) {
 				s->load[s->topk[t * k + j]]++;
@@ -365,6 +369,11 @@ static void contrastive_forward(struct adapter *a, struct adapter_slot *s, struc
 	free(L);
 	free(keys);
 	s->con = valid ? sum / (double)valid : 0;
+	if (!a->recomputing) {
+		double *st = a->stats + s->off_stats + 2 * s->n_routed;
+		st[0] = sum;
+		st[1] = (double)valid;
+	}
 }
 
 // dz = (dq − q·(q·dq)) / ‖z‖ for q = z/‖z‖; dP += dzᵀ·x; dx += dz·P.
@@ -372,14 +381,14 @@ static void contrastive_backward(struct adapter *a, struct adapter_slot *s, stru
 				 real *dz)
 {
 	const struct adapter_config *c = &a->cfg;
-	int64_t T = x.dim[0], valid = 0;
+	int64_t T = x.dim[0];
 	int P = c->con_proj;
-	for (int64_t t = 0; t < T; t++)
-		valid += s->q_fill[s->topk[t * c->top_k]] > 0;
+	// the tokens with a positive in the whole micro-batch (stats), so that split over ranks it is the same mean
+	double valid = a->stats[s->off_stats + 2 * s->n_routed + 1];
 	memset(dz, 0, (size_t)(T * P) * sizeof(real));
 	if (!valid)
 		return;
-	real coef = (real)(c->con_lambda / a->n_routed_slots / (double)valid) * a->grad_scale;
+	real coef = (real)(c->con_lambda / a->n_routed_slots / valid) * a->grad_scale;
 	real *L = xmalloc((size_t)CON_TB * s->n_routed * c->con_queue * sizeof(real)), *keys = queue_keys(a, s);
 	int64_t counted = 0;
 	for (int64_t t0 = 0; t0 < T; t0 += CON_TB)
@@ -397,6 +406,14 @@ static void contrastive_backward(struct adapter *a, struct adapter_slot *s, stru
 	ops_gemm(1, 0, P, s->d_in, T, 1, dz, P, x.data, s->d_in, 1, a->grads + s->off_P, s->d_in);
 	if (dx.data)
 		ops_gemm(0, 0, T, s->d_in, P, 1, dz, P, a->params + s->off_P, s->d_in, 1, dx.data, s->d_in);
+}
+
+void adapter_queue_push_entry(struct adapter *a, const struct adapter_slot *s, int e, const uint16_t *entry)
+{
+	memcpy(queue_row(a, s, e, s->q_head[e]), entry, (size_t)a->cfg.con_proj * sizeof(uint16_t));
+	s->q_head[e] = (s->q_head[e] + 1) % a->cfg.con_queue;
+	if (s->q_fill[e] < a->cfg.con_queue)
+		s->q_fill[e]++;
 }
 
 void adapter_queue_push(struct adapter *a)
@@ -512,12 +529,12 @@ void adapter_linear_backward(struct adapter *a, int l, enum adapter_target tgt, 
 	// router: dlogits (T, N) into s2
 	int N = s->n_routed, k = c->top_k;
 	real *dlog = s2;
-	double f[N];
+	// f and T of the whole micro-batch (stats): the Switch loss is not a sum over tokens, so a rank's part of
+	// the micro-batch needs the totals to give its share of the gradient
+	double f[N], T_all = a->stats[0];
 	for (int e = 0; e < N; e++)
-		f[e] = 0;
-	for (int64_t t = 0; t < T * k; t++)
-		f[s->topk[t]] += 1.0 / (double)T;
-	real lb_coef = (real)(c->lb_coef / a->n_routed_slots * N / (double)T) * a->grad_scale;
+		f[e] = a->stats[s->off_stats + e] / T_all;
+	real lb_coef = (real)(c->lb_coef / a->n_routed_slots * N / T_all) * a->grad_scale;
 #pragma omp parallel for
 	for (int64_t t = 0; t < T; t++) {
 		real *d = dlog + t * N, sum = 0;
@@ -575,12 +592,19 @@ void adapter_backward_finish(struct adapter *a)
 
 double adapter_aux_loss(const struct adapter *a, double *lb, double *con)
 {
-	double slb = 0, scon = 0;
-	for (int i = 0; i < a->n_layers * N_TARGETS; i++)
-		if (a->slots[i].kind == SLOT_ROUTED) {
-			slb += a->slots[i].lb;
-			scon += a->slots[i].con;
-		}
+	// from the micro-batch's stats: the same values as each slot's lb and con for an unsplit micro-batch
+	double slb = 0, scon = 0, T = a->stats[0];
+	for (int i = 0; i < a->n_layers * N_TARGETS; i++) {
+		const struct adapter_slot *s = &a->slots[i];
+		if (s->kind != SLOT_ROUTED)
+			continue;
+		const double *st = a->stats + s->off_stats;
+		double lb = 0;
+		for (int e = 0; e < s->n_routed; e++)
+			lb += (st[e] / T) * (st[s->n_routed + e] / T);
+		slb += T > 0 ? s->n_routed * lb : 0;
+		scon += st[2 * s->n_routed + 1] > 0 ? st[2 * s->n_routed] / st[2 * s->n_routed + 1] : 0;
+	}
 	int n = a->n_routed_slots ? a->n_routed_slots : 1;
 	slb /= n;
 	scon /= n;

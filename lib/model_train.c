@@ -28,6 +28,7 @@ struct model_train {
 	int32_t *imem, *sel, *tok_task, *doc_offsets;
 	int n_docs, cap_docs;
 	int64_t T, M;
+	double ce_stats[2];       // cross-entropy sum and targets of the micro-batch (model_train_ce_stats)
 };
 
 void model_train_set_recompute(struct model *m, int on)
@@ -38,6 +39,13 @@ void model_train_set_recompute(struct model *m, int on)
 }
 
 size_t model_train_bytes(const struct model *m) { return m->train ? m->train->bytes : 0; }
+
+double *model_train_ce_stats(struct model *m)
+{
+	if (!m->train)
+		m->train = xcalloc(1, sizeof *m->train);
+	return m->train->ce_stats;
+}
 
 void model_train_free(struct model *m)
 {
@@ -188,6 +196,8 @@ double model_train_forward(struct model *m, const int32_t *ids, int64_t T, const
 		}
 	}
 	tr->M = M;
+	tr->ce_stats[0] = 0;
+	tr->ce_stats[1] = (double)M;
 	if (n_targets)
 		*n_targets = M;
 	if (M == 0)
@@ -197,6 +207,7 @@ double model_train_forward(struct model *m, const int32_t *ids, int64_t T, const
 	double sum = 0.0;
 	for (int64_t i = 0; i < M; i++)
 		sum += a->losses[i];
+	tr->ce_stats[0] = sum;
 	return sum / (double)M;
 }
 
@@ -276,8 +287,9 @@ void model_train_backward(struct model *m, double scale)
 	int64_t T = tr->T, C = c->hidden, V = c->vocab, M = tr->M;
 	zero(tr->dres, T * C);
 	if (M > 0) {
+		// the mean over the micro-batch's targets: all ranks' when they share it (ce_stats), else this forward's
 		for (int64_t i = 0; i < M; i++)
-			tr->dloss[i] = (real)(scale / (double)M);
+			tr->dloss[i] = (real)(scale / tr->ce_stats[1]);
 		zero(tr->dxsel, M * C);
 		lmhead_ce_backward(tensor2(tr->dxsel, M, C), TENSOR_NONE, tensor2(a->x_sel, M, C),
 				   tensor2(m->w.lm_head, V, C), a->targets, tensor1(a->lse, M), tensor1(tr->dloss, M),

@@ -20,6 +20,10 @@ double model_train_forward(struct model *m, const int32_t *ids, int64_t T, const
 			   const int32_t *doc_task, const uint8_t *loss_mask, int64_t *n_targets);
 // Gradients of SCALE · objective of the last model_train_forward, accumulated into the adapter's grads.
 void model_train_backward(struct model *m, double scale);
+// The micro-batch's cross-entropy sum and target count (two values), for ranks that each forward a part of it:
+// model_train_forward sets them from its own targets, the trainer may replace them by their sums over the ranks
+// (trainer_dist.c), and model_train_backward takes the mean over [1] targets.
+double *model_train_ce_stats(struct model *m);
 // Activation recomputation per layer (off by default).
 void model_train_set_recompute(struct model *m, int on);
 // Bytes of training activations planned for the last batch (for reports).
