@@ -50,6 +50,11 @@ int dist_have_nccl(void)
 #endif
 }
 
+const char *dist_build(void)
+{
+	return dist_have_nccl() ? "MPI + NCCL" : dist_have_mpi() ? "MPI" : "left out, built without MPI";
+}
+
 // ----------------------------------------------------------------------------
 // the launcher's environment
 

@@ -41,6 +41,8 @@ const char *dist_backend(void);           // "none", "mpi" or "nccl"
 // Whether this build holds the MPI (and NCCL) implementation.
 int dist_have_mpi(void);
 int dist_have_nccl(void);
+// What this build holds, for --version: "MPI + NCCL", "MPI" or "left out, built without MPI".
+const char *dist_build(void);
 
 // What the job is doing, for the timeout message ("step 12"); copied.
 void dist_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -133,34 +133,33 @@ void dist_mpi_beat(double now)
 
 int dist_mpi_arrived(int *missing)
 {
+	if (!notes_done) {
+		int all = 1, flag = 0;
+		for (int i = 0; i < n_peers; i++) {
+			if (!arrived[i]) {
+				MPI_Test(&recv_req[i], &arrived[i], MPI_STATUS_IGNORE);
+				if (arrived[i]) {
+					last_sign[i] = dist_seconds();
+					// a rank that announces another collective than ours: the ranks no longer run the same path
+					if (note_in[i] != seq)
+						die(EXIT_FAIL, "rank %d is at collective %llu and rank %d at %llu: the ranks went out of "
+							       "step (a bug; please report it with the command line)",
+						    peer[i], (unsigned long long)note_in[i], dist_g.rank, (unsigned long long)seq);
+				}
+			}
+			all &= arrived[i];
+		}
+		MPI_Testall(n_peers, send_req, &flag, MPI_STATUSES_IGNORE);
+		notes_done = all && flag;
+	}
 	if (missing) {
-		// who arrived and is still beating, or has not: asked when a collective times out
+		// who has not arrived, or arrived and went silent: asked when a collective times out
 		double now = dist_seconds();
 		read_beats(now);
 		memset(missing, 0, (size_t)dist_g.world * sizeof *missing);
 		for (int i = 0; i < n_peers; i++)
-			missing[peer[i]] = (!notes_done && !arrived[i]) || now - last_sign[i] > NOTE_STALE;
+			missing[peer[i]] = !arrived[i] || now - last_sign[i] > NOTE_STALE;
 	}
-	if (notes_done)
-		return 1;
-	int all = 1, flag = 0;
-	for (int i = 0; i < n_peers; i++) {
-		if (!arrived[i]) {
-			MPI_Test(&recv_req[i], &arrived[i], MPI_STATUS_IGNORE);
-			if (arrived[i]) {
-				last_sign[i] = dist_seconds();
-				// a rank that announces another collective than ours: the ranks no longer run the same path
-				if (note_in[i] != seq)
-					die(EXIT_FAIL, "rank %d is at collective %llu and rank %d at %llu: the ranks went out of "
-						       "step (a bug; please report it with the command line)",
-					    peer[i], (unsigned long long)note_in[i], dist_g.rank, (unsigned long long)seq);
-			}
-		}
-		all &= arrived[i];
-	}
-	MPI_Testall(n_peers, send_req, &flag, MPI_STATUSES_IGNORE);
-	if (all && flag)
-		notes_done = 1;
 	return notes_done;
 }
 
@@ -172,9 +171,9 @@ struct requests {
 static int requests_done(void *arg)
 {
 	struct requests *q = arg;
-	int flag = 0;
+	int flag = 0, arrived_all = dist_mpi_arrived(NULL);   // the notes are watched while the collective runs
 	MPI_Testall(q->n, q->req, &flag, MPI_STATUSES_IGNORE);
-	return flag && dist_mpi_arrived(NULL);
+	return flag && arrived_all;
 }
 
 static void wait_one(MPI_Request *req, const char *what)

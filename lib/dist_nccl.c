@@ -44,10 +44,11 @@ static ncclDataType_t nccl_type(enum dist_type t)
 static int comm_ready(void *arg)
 {
 	(void)arg;
+	int arrived_all = dist_mpi_arrived(NULL);   // the notes are watched while NCCL works
 	ncclResult_t state;
 	nccl_check(ncclCommGetAsyncError(comm, &state), "ncclCommGetAsyncError");
 	nccl_check(state, "NCCL");
-	return state == ncclSuccess && dist_mpi_arrived(NULL);
+	return state == ncclSuccess && arrived_all;
 }
 
 // ... and the GPU has run it.

@@ -297,7 +297,7 @@ int main(int argc, char **argv)
 		case 'o': o.output = optarg; break;
 		case 'q': o.quiet = 1; break;
 		case 'h': usage(stdout, EXIT_OK);
-		case 'V': printf("eval-exam %s\n", MEDMOE_VERSION); return 0;
+		case 'V': printf("eval-exam %s (data parallel: %s)\n", MEDMOE_VERSION, dist_build()); return 0;
 		default: usage(stderr, EXIT_USAGE);
 		}
 	}

@@ -8,6 +8,7 @@
 #include "adapter.h"
 #include "cli.h"
 #include "die.h"
+#include "dist.h"
 #include "outfile.h"
 #include "trainer.h"
 
@@ -120,7 +121,7 @@ int main(int argc, char **argv)
 		case O_EVAL: o.eval_every = cli_count("--eval-every", optarg); break;
 		case O_EVALSEQ: o.eval_sequences = cli_count("--eval-sequences", optarg); break;
 		case O_HELP: usage(stdout, EXIT_OK);
-		case O_VERSION: printf("train-experts %s\n", MEDMOE_VERSION); return 0;
+		case O_VERSION: printf("train-experts %s (data parallel: %s)\n", MEDMOE_VERSION, dist_build()); return 0;
 		default: usage(stderr, EXIT_USAGE);
 		}
 	}
