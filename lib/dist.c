@@ -14,6 +14,7 @@
 #include "die.h"
 
 struct dist_state dist_g = {.rank = 0, .world = 1, .local_rank = 0, .local_world = 1};
+static double in_calls;   // dist_seconds_in_calls
 
 size_t dist_type_size(enum dist_type type)
 {
@@ -238,34 +239,42 @@ static void need_host(int on_device, const char *what)
 		die(EXIT_FAIL, "%s: a device buffer, but this job's ranks did not start with a GPU each", what);
 }
 
+double dist_seconds_in_calls(void) { return in_calls; }
+
 void dist_allreduce(void *buf, size_t count, enum dist_type type, int on_device, const char *what)
 {
-	need_host(on_device, what);
 	if (dist_g.world == 1 || count == 0)
-		return;
+		return;   // one rank, on the CPU or its GPU: the sum is the buffer
+	need_host(on_device, what);
+	double t0 = dist_seconds();
 	if (on_device)
 		dist_nccl_allreduce(buf, count, type, what);
 	else
 		dist_mpi_allreduce(buf, count, type, what);
+	in_calls += dist_seconds() - t0;
 }
 
 void dist_allgather(const void *send, void *recv, size_t count, enum dist_type type, int on_device,
 		    const char *what)
 {
+	if (on_device && dist_g.world == 1) {
+		dist_nccl_copy(recv, send, count * dist_type_size(type));
+		return;
+	}
 	need_host(on_device, what);
+	double t0 = dist_seconds();
 	if (on_device) {
 		dist_nccl_allgather(send, recv, count, type, what);
-		return;
-	}
-	if (dist_g.world == 1) {
+	} else if (dist_g.world == 1) {
 		memmove(recv, send, count * dist_type_size(type));
-		return;
+	} else {
+		size_t *counts = xmalloc((size_t)dist_g.world * sizeof *counts);
+		for (int r = 0; r < dist_g.world; r++)
+			counts[r] = count;
+		dist_mpi_allgatherv(send, recv, counts, type, what);
+		free(counts);
 	}
-	size_t *counts = xmalloc((size_t)dist_g.world * sizeof *counts);
-	for (int r = 0; r < dist_g.world; r++)
-		counts[r] = count;
-	dist_mpi_allgatherv(send, recv, counts, type, what);
-	free(counts);
+	in_calls += dist_seconds() - t0;
 }
 
 void dist_allgatherv(const void *send, void *recv, const size_t *counts, enum dist_type type, const char *what)
@@ -274,13 +283,18 @@ void dist_allgatherv(const void *send, void *recv, const size_t *counts, enum di
 		memmove(recv, send, counts[0] * dist_type_size(type));
 		return;
 	}
+	double t0 = dist_seconds();
 	dist_mpi_allgatherv(send, recv, counts, type, what);
+	in_calls += dist_seconds() - t0;
 }
 
 void dist_barrier(const char *what)
 {
-	if (dist_g.world > 1)
+	if (dist_g.world > 1) {
+		double t0 = dist_seconds();
 		dist_mpi_barrier(what);
+		in_calls += dist_seconds() - t0;
+	}
 }
 
 void dist_finalize(void)

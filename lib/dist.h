@@ -48,7 +48,7 @@ const char *dist_build(void);
 void dist_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 // BUF (COUNT values of TYPE, on the device when ON_DEVICE) becomes the element-wise sum over the ranks, taken
-// in rank order.  WHAT names the values in a timeout message ("the gradients").
+// in rank order.  WHAT says what the call does, for a timeout message ("summing the gradients").
 void dist_allreduce(void *buf, size_t count, enum dist_type type, int on_device, const char *what);
 // RECV (world · COUNT values) gets every rank's SEND (COUNT values) in rank order.
 void dist_allgather(const void *send, void *recv, size_t count, enum dist_type type, int on_device,
@@ -62,6 +62,9 @@ void dist_finalize(void);
 // For a rank other than 0 that has met a failure every rank meets at once (rank 0 reports it): wait quietly
 // until the launcher stops the job as rank 0 exits, or exit CODE after the collective timeout.
 noreturn void dist_leave(int code);
+
+// Seconds this rank has spent in the calls above since dist_init (waiting for its peers included), for reports.
+double dist_seconds_in_calls(void);
 
 size_t dist_type_size(enum dist_type type);
 

@@ -46,5 +46,7 @@ void dist_nccl_init(void);
 void dist_nccl_allreduce(void *buf, size_t count, enum dist_type type, const char *what);
 void dist_nccl_allgather(const void *send, void *recv, size_t count, enum dist_type type, const char *what);
 void dist_nccl_finalize(void);
+// Device to device copy (a one-rank all-gather of device buffers).
+void dist_nccl_copy(void *dst, const void *src, size_t bytes);
 
 #endif

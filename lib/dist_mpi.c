@@ -215,8 +215,15 @@ void dist_mpi_allreduce(void *buf, size_t count, enum dist_type type, const char
 	size_t es = dist_type_size(type), seg = ((size_t)64 << 20) / es;
 	MPI_Datatype T = mpi_type(type);
 	int *sc = xmalloc(4 * (size_t)W * sizeof(int)), *sd = sc + W, *rc = sd + W, *rd = rc + W;
-	size_t n_max = count < seg ? count : seg;
-	char *tmp = xmalloc(((n_max + (size_t)W - 1) / (size_t)W) * (size_t)W * es + es);
+	size_t n_max = count < seg ? count : seg, need = ((n_max + (size_t)W - 1) / (size_t)W) * (size_t)W * es + es;
+	// kept from call to call: a step's all-reduce then touches no fresh pages
+	static char *tmp;
+	static size_t tmp_cap;
+	if (need > tmp_cap) {
+		free(tmp);
+		tmp = xmalloc(need);
+		tmp_cap = need;
+	}
 	dist_mpi_announce();
 	for (size_t off = 0; off < count; off += seg) {
 		size_t n = count - off < seg ? count - off : seg;
@@ -239,7 +246,6 @@ void dist_mpi_allreduce(void *buf, size_t count, enum dist_type type, const char
 		      "MPI_Iallgatherv");
 		wait_one(&req, what);
 	}
-	free(tmp);
 	free(sc);
 }
 

@@ -110,10 +110,14 @@ void dist_nccl_allgather(const void *send, void *recv, size_t count, enum dist_t
 	dist_wait(stream_done, NULL, what);
 }
 
+void dist_nccl_copy(void *dst, const void *src, size_t bytes)
+{
+	if (dst != src)
+		cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy");
+}
+
 void dist_nccl_finalize(void)
 {
-	dist_mpi_announce();
-	dist_wait(stream_done, NULL, "finishing NCCL");
 	nccl_check(ncclCommFinalize(comm), "ncclCommFinalize");
 	dist_mpi_announce();
 	dist_wait(comm_ready, NULL, "finishing NCCL");
@@ -137,5 +141,10 @@ void dist_nccl_allgather(const void *send, void *recv, size_t count, enum dist_t
 	no_nccl();
 }
 void dist_nccl_finalize(void) {}
+void dist_nccl_copy(void *dst, const void *src, size_t bytes)
+{
+	(void)dst, (void)src, (void)bytes;
+	die(EXIT_FAIL, "a device buffer, but this build has no CUDA");
+}
 
 #endif

@@ -260,7 +260,8 @@ void train_run(const struct train_opts *o)
 		grad_clip(a->grads, a->n_params, gnorm, o->clip);
 		double lr = lr_at(o->schedule, o->lr, r.step, r.warmup, o->steps);
 		adamw_update(&o->adamw, lr, r.step, a->params, a->grads, a->adam_m, a->adam_v, a->n_params);
-		double tps = (double)tokens / (now_seconds() - t0 + 1e-9);
+		double step_s = now_seconds() - t0, tps = (double)tokens / (step_s + 1e-9);
+		r.steps_s += step_s;
 		double val = NAN;
 		if (r.valid && o->eval_every && (r.step % o->eval_every == 0 || r.step == o->steps))
 			val = validate(&r);
@@ -282,6 +283,10 @@ void train_run(const struct train_opts *o)
 	if (!o->quiet && r.rank == 0)
 		fprintf(stderr, "train-experts: %s: steps %llu..%llu done\n", o->run, (unsigned long long)first + 1,
 			(unsigned long long)r.step);
+	if (!o->quiet && r.rank == 0 && r.world > 1 && r.steps_s > 0)   // [dist] what talking to the ranks cost
+		fprintf(stderr, "train-experts: %d ranks: the gradient all-reduce took %.1f%% of the steps' time, every "
+			"exchange with the ranks (waits included) %.1f%%, on rank 0\n", r.world, 100 * r.grads_s / r.steps_s,
+			100 * dist_seconds_in_calls() / r.steps_s);
 	metrics_close(&r);
 	for (int k = 0; k < a->cfg.n_tasks; k++)
 		free(r.task_names[k]);

@@ -22,6 +22,7 @@
 #include "die.h"
 #include "dist.h"
 #include "model_train.h"
+#include "progress.h"
 #include "safetensors.h"
 #include "trainer_internal.h"
 
@@ -133,7 +134,9 @@ void ranks_push_queue(struct run *r, int64_t T)
 void ranks_sum_grads(struct run *r)
 {
 	struct adapter *a = r->a;
+	double t0 = now_seconds();
 	dist_allreduce(a->grads, a->n_params, sizeof(real) == 4 ? DIST_F32 : DIST_F64, 0, "summing the gradients");
+	r->grads_s += now_seconds() - t0;
 }
 
 void ranks_sum_loads(struct run *r)

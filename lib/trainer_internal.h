@@ -36,6 +36,7 @@ struct run {
 	int rank, world;
 	int64_t *part_tokens;
 	int64_t *state_hash;          // each rank's, at the last checkpoint (ranks_check_state)
+	double steps_s, grads_s;      // seconds in this run's steps, and in their gradient all-reduce
 };
 
 // A new run: RUN is created, or (--force) its old state and metrics are removed; with --resume RUN must exist.
