@@ -137,6 +137,10 @@ void dist_init(int gpu)
 	if (!dist_have_mpi()) {
 		if (world == 1)
 			return;   // mpirun -np 1: one process, nothing to talk to
+		if (rank > 0) {   // rank 0 says it; its exit ends the job (else this one ends on its own)
+			sleep(5);
+			exit(EXIT_USAGE);
+		}
 		die(EXIT_USAGE,
 		    "started as rank %d of %s%.0d by %s, but this build has no MPI: the distributed layer was left out "
 		    "(install libopenmpi-dev and rebuild, see README); run without the launcher for one process",
