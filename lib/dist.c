@@ -182,8 +182,7 @@ double dist_seconds(void)
 }
 
 // Past the timeout: stop the job naming whom it waited for, or (returning) wait on while the notes may still
-// tell.  Rank 0 names every rank that did not arrive or went silent; another rank only blames rank 0, and
-// otherwise leaves the naming to it unless rank 0 too stays silent about it for a second timeout.
+// tell.  Rank 0 names every rank that did not arrive or went silent; another rank only knows about rank 0.
 static void give_up(const char *what, double waited)
 {
 	const char *ctx = dist_g.context[0] ? dist_g.context : "", *sep = dist_g.context[0] ? ": " : "";
@@ -195,6 +194,10 @@ static void give_up(const char *what, double waited)
 		if (missing[r] && used + 16 < sizeof list)
 			used += (size_t)snprintf(list + used, sizeof list - used, "%s%d", n++ ? ", " : "", r);
 	free(missing);
+	// rank 0 names the missing; another rank blames rank 0 at once only when rank 0 never came, and otherwise
+	// leaves the naming to it (a rank 0 that came and went quiet may be descheduled, not dead) for a second timeout
+	if (n > 0 && dist_g.rank != 0 && dist_mpi_peer_arrived(0) && waited < 2 * dist_g.timeout)
+		return;
 	if (n > 0)
 		die(EXIT_FAIL, "%s%s%s: waited %.0f s for rank%s %s, which died, stopped or hangs: stopping the job "
 			       "(MEDMOE_DIST_TIMEOUT=%g)", ctx, sep, what, waited, n > 1 ? "s" : "", list, dist_g.timeout);

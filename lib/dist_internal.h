@@ -36,6 +36,8 @@ void dist_mpi_beat(double now);
 // (world entries, may be NULL) gets 1 for each of those ranks that has not arrived or whose last note or beat
 // is older than a few seconds.
 int dist_mpi_arrived(int *missing);
+// Whether rank PEER's arrival note for the current collective has come (PEER: one this rank exchanges notes with).
+int dist_mpi_peer_arrived(int peer);
 void dist_mpi_allreduce(void *buf, size_t count, enum dist_type type, const char *what);
 void dist_mpi_allgatherv(const void *send, void *recv, const size_t *counts, enum dist_type type, const char *what);
 void dist_mpi_barrier(const char *what);
