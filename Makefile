@@ -49,16 +49,39 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 MANS     := $(sort $(wildcard man/*.1))
 
+# The distributed layer (lib/dist*.c, DESIGN §5): MPI when pkg-config knows Open MPI or MPICH, and NCCL on top
+# when CUDA_HOME holds nccl.h, cuda_runtime.h and libnccl as well.  Without MPI (or with MPI=0) both are left
+# out and the programs run as one process.
+# the CUDA toolkit: where nvcc is, else the usual place
+CUDA_HOME ?= $(or $(patsubst %/bin/,%,$(dir $(shell command -v $(NVCC) 2>/dev/null))),/usr/local/cuda)
+ifneq ($(MPI),0)
+MPI_PKG := $(shell $(PKG_CONFIG) --exists ompi-c 2>/dev/null && echo ompi-c || \
+	     ($(PKG_CONFIG) --exists mpich 2>/dev/null && echo mpich))
+endif
+ifneq ($(MPI_PKG),)
+DIST_CFLAGS := -DMEDMOE_MPI $(shell $(PKG_CONFIG) --cflags $(MPI_PKG))
+DIST_LIBS   := $(shell $(PKG_CONFIG) --libs $(MPI_PKG))
+HAVE_NCCL   := $(shell test -f $(CUDA_HOME)/include/nccl.h && test -f $(CUDA_HOME)/include/cuda_runtime.h && \
+		 ls $(CUDA_HOME)/lib64/libnccl.so* >/dev/null 2>&1 && echo yes)
+ifeq ($(HAVE_NCCL),yes)
+DIST_CFLAGS += -DMEDMOE_NCCL -I$(CUDA_HOME)/include
+DIST_LIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lnccl -lcudart
+endif
+endif
+# only the programs that call the layer (train-experts, eval-exam) depend on these libraries
+LDLIBS  += -Wl,--as-needed $(DIST_LIBS) -Wl,--no-as-needed
+DIST_OBJ   := $(BUILD)/lib/dist.o $(BUILD)/lib/dist_mpi.o $(BUILD)/lib/dist_nccl.o
+DIST_STAMP := $(BUILD)/dist.flags
+
 # The CUDA backend is optional: built when nvcc is on PATH and cuda/ has sources.  Then every cuda/*.cu is
 # compiled (C++17, the project's warnings as errors, nvcc's too) for sm_80 (A100) and sm_90a (H100/H200, with
-# wgmma) plus compute_90 PTX for newer GPUs, into the same static library; -DMEDMOE_CUDA turns on lib/ops.c's
-# dispatch to it, and every program links the CUDA runtime and cuBLAS(Lt).
+# wgmma) plus compute_90 PTX for newer GPUs, into the plugin libmedmoe_cuda.so
+# (lib/ops_cuda_plugin.h), which lib/ops.c opens on the first use of a CUDA device.
 CU_SRC   := $(sort $(wildcard cuda/*.cu))
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo yes)
 ifeq ($(HAVE_NVCC),yes)
 ifneq ($(CU_SRC),)
 CUDA_ON   := yes
-CUDA_HOME ?= $(patsubst %/bin/,%,$(dir $(shell command -v $(NVCC))))
 CU_OBJ    := $(CU_SRC:cuda/%.cu=$(BUILD)/cuda/%.o)
 CUDA_PLUGIN := $(BUILD)/libmedmoe_cuda.so
 NVCC_ARCH := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a \
@@ -72,8 +95,17 @@ endif
 LDFLAGS += -rdynamic
 LDLIBS  += -ldl
 
-.PHONY: all deps test check bench install uninstall clean demo check-gpu cuda-note
-all: cuda-note $(BINS) $(CUDA_PLUGIN)
+.PHONY: all deps test check bench install uninstall clean demo check-gpu cuda-note dist-note FORCE
+all: cuda-note dist-note $(BINS) $(CUDA_PLUGIN)
+
+dist-note:
+ifeq ($(MPI_PKG),)
+	@echo "medmoe: distributed layer: left out (no MPI found: install libopenmpi-dev for mpirun/srun ranks)"
+else ifeq ($(HAVE_NCCL),yes)
+	@echo "medmoe: distributed layer: MPI ($(MPI_PKG)) for CPU ranks, NCCL ($(CUDA_HOME)) for GPU ranks"
+else
+	@echo "medmoe: distributed layer: MPI ($(MPI_PKG)) for CPU ranks; NCCL left out (not under $(CUDA_HOME))"
+endif
 
 cuda-note:
 ifeq ($(CUDA_ON),yes)
@@ -94,6 +126,12 @@ $(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) | $(BUILD)/lib
 $(BUILD)/cuda/%.o: cuda/%.cu $(wildcard cuda/*.cuh) lib/ops.h lib/ops_backend.h lib/die.h | $(BUILD)/cuda
 	@echo "  NVCC    $<"
 	@$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+# The layer's objects follow its flags: finding MPI or NCCL (or MPI=0) rebuilds them.
+$(DIST_OBJ): CFLAGS += $(DIST_CFLAGS)
+$(DIST_OBJ): $(DIST_STAMP)
+$(DIST_STAMP): FORCE | $(BUILD)/lib
+	@echo '$(DIST_CFLAGS) $(DIST_LIBS)' | cmp -s - $@ || echo '$(DIST_CFLAGS) $(DIST_LIBS)' > $@
 
 $(LIB_A): $(LIB_OBJ)
 	@rm -f $@

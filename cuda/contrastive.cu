@@ -1,12 +1,14 @@
 // contrastive.cu — SparseDoctor's contrastive router loss over the per-expert memory queue, and the queue push
 // (lib/ops.h contrastive_forward / contrastive_backward / queue_push; adapter.h has our reading of the method).
-// The math is lib/adapter_linear.c's (contrastive_block, contrastive_forward/backward, adapter_queue_push):
+// The math is the CPU backend's (lib/ops_cpu_adapter.c: contrastive_block, contrastive_forward/backward,
+// queue_push):
 //   z = x·projᵀ, q = z/‖z‖; for a block of TB tokens the scores against every ring row are one product
 //   L (TB, N·Q) = q·queueᵀ/τ; over the filled rows (entries 0 .. fill_e−1 of ring e) a token's loss is
-//   lse(all) − lse(ring of its top-1 expert); the loss is the mean over the tokens whose ring is not empty.
+//   lse(all) − lse(ring of its top-1 expert); the forward returns the sum over the tokens whose ring is not
+//   empty and their number (the micro-batch statistics the mean is taken from).
 //   Backward: d(loss_t)/d(score_j) = softmax_all_j − softmax_pos_j, dq = dL·queue, then through the norm
-//   dz = (dq − q·(q·dq))/‖z‖ scaled by coef/valid (valid: the tokens counted in the mean, found on the device,
-//   so no host round trip), dproj += dzᵀ·x, dx += dz·proj.
+//   dz = (dq − q·(q·dq))/‖z‖ scaled by coef (a token loss's weight: the caller divides by the micro-batch's
+//   valid tokens, summed over the ranks), dproj += dzᵀ·x, dx += dz·proj.
 //
 // Precision: with bf16 activations the score products run on tensor cores in f16 (q rounded to f16, the queue
 // is f16 already; |scores| ≤ 1/τ, the derivative scores ≤ 1/τ in f16 too) with fp32 accumulation; with f32
@@ -129,8 +131,8 @@ __global__ void con_row_kernel(const float *L, DL *dL, double *tok_loss, float *
 	}
 }
 
-// One block: the mean of tok_loss over the valid tokens (fixed-order sums) -> loss (0 when none is valid).
-__global__ void con_loss_kernel(float *loss, const double *tok_loss, const float *tok_valid, int64_t T)
+// One block: the sum of tok_loss and the number of valid tokens (fixed-order sums) -> stats (2).
+__global__ void con_stats_kernel(double *stats, const double *tok_loss, const float *tok_valid, int64_t T)
 {
 	__shared__ double buf[1024];
 	double s = 0.0, n = 0.0;
@@ -140,33 +142,21 @@ __global__ void con_loss_kernel(float *loss, const double *tok_loss, const float
 	}
 	s = block_sum_double(s, buf);
 	n = block_sum_double(n, buf);
-	if (threadIdx.x == 0)
-		*loss = n > 0 ? (float)(s / n) : 0.0f;
-}
-
-// One block: valid = the number of tokens whose top-1 ring is not empty.
-__global__ void con_count_kernel(double *valid, const int32_t *topk, const int32_t *fill, int64_t T, int N, int K)
-{
-	__shared__ double buf[1024];
-	double n = 0.0;
-	for (int64_t t = threadIdx.x; t < T; t += blockDim.x) {
-		int pos = topk[t * K];
-		n += pos >= 0 && pos < N && fill[pos] > 0;
+	if (threadIdx.x == 0) {
+		stats[0] = s;
+		stats[1] = n;
 	}
-	n = block_sum_double(n, buf);
-	if (threadIdx.x == 0)
-		*valid = n;
 }
 
-// One warp per token: dz = s·(dq − q·(q·dq))/‖z‖ (0 when the norm is 0), s = coef/valid (0 when none is valid).
+// One warp per token: dz = coef·(dq − q·(q·dq))/‖z‖ (0 when the norm is 0): coef, a token loss's weight in the
+// objective, already divides by the micro-batch's tokens with a positive (the caller's statistics).
 template <typename E, typename QE>
-__global__ void con_dz_kernel(E *dz, const float *dq, const QE *q, const float *znorm, const double *valid, float coef,
-			      int64_t T, int D)
+__global__ void con_dz_kernel(E *dz, const float *dq, const QE *q, const float *znorm, float coef, int64_t T, int D)
 {
 	int lane = threadIdx.x % 32;
 	int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32,
 		n_warps = (int64_t)gridDim.x * blockDim.x / 32;
-	float s = *valid > 0 ? (float)(coef / *valid) : 0.0f;
+	float s = coef;
 	for (int64_t t = warp; t < T; t += n_warps) {
 		const float *d = dq + t * D;
 		const QE *qr = q + t * D;
@@ -262,16 +252,17 @@ static int64_t con_block_tokens(struct con_dims d)
 // ----------------------------------------------------------------------------
 // launchers
 
-// x (T,C), proj (D,C), queue (N,Q,D) f16, fill (N) I32, topk (T,K) -> q (T,D), znorm (T), loss (1)
-extern "C" void cuda_contrastive_forward(struct tensor loss, struct tensor q, struct tensor znorm, struct tensor x,
+// x (T,C), proj (D,C), queue (N,Q,D) f16, fill (N) I32, topk (T,K) -> q (T,D), znorm (T),
+// stats (2) f64: Σ of the valid tokens' losses, their number
+extern "C" void cuda_contrastive_forward(struct tensor stats, struct tensor q, struct tensor znorm, struct tensor x,
 					 struct tensor proj, struct tensor queue, struct tensor fill,
 					 struct tensor topk, double tau)
 {
 	const char *op = "contrastive_forward";
-	need_tensor(loss, DTYPE_F32, 0, op, "loss");
+	need_tensor(stats, DTYPE_F64, 0, op, "stats");
 	struct con_dims d = con_check(op, x, q, znorm, proj, queue, fill, topk);
 	if (d.T == 0) {
-		CUDA_CHECK(cudaMemsetAsync(loss.data, 0, sizeof(float), cuda_stream()));
+		CUDA_CHECK(cudaMemsetAsync(stats.data, 0, 2 * sizeof(double), cuda_stream()));
 		return;
 	}
 	int64_t TB = con_block_tokens(d);
@@ -311,11 +302,11 @@ extern "C" void cuda_contrastive_forward(struct tensor loss, struct tensor q, st
 			d.K, inv_tau);
 		CUDA_LAUNCHED();
 	}
-	con_loss_kernel<<<1, 1024, 0, cuda_stream()>>>((float *)loss.data, tok_loss, tok_valid, d.T);
+	con_stats_kernel<<<1, 1024, 0, cuda_stream()>>>((double *)stats.data, tok_loss, tok_valid, d.T);
 	CUDA_LAUNCHED();
 }
 
-// coef · d(loss)/d· -> dx (T,C) +=, dproj (D,C) += (dx may be NONE)
+// coef · d(Σ of the valid tokens' losses)/d· -> dx (T,C) +=, dproj (D,C) += (dx may be NONE)
 extern "C" void cuda_contrastive_backward(struct tensor dx, struct tensor dproj, struct tensor x, struct tensor q,
 					  struct tensor znorm, struct tensor proj, struct tensor queue,
 					  struct tensor fill, struct tensor topk, double tau, double coef)
@@ -335,19 +326,14 @@ extern "C" void cuda_contrastive_backward(struct tensor dx, struct tensor dproj,
 	int64_t TB = con_block_tokens(d);
 	struct con_operands o = con_operands(op, d, x, q, queue);
 	struct carve cv = {0, NULL};
-	size_t o_valid = carve_add(&cv, sizeof(double));
 	size_t o_dq = carve_add(&cv, (size_t)(d.T * d.D) * sizeof(float));
 	size_t o_dz = carve_add(&cv, (size_t)(d.T * d.D) * dtype_size(at));
 	size_t o_L = carve_add(&cv, (size_t)(TB * d.NK) * sizeof(float));
 	size_t o_dL = carve_add(&cv, o.ct == DTYPE_F32 ? 0 : (size_t)(TB * d.NK) * dtype_size(o.ct));
 	carve_take(&cv, SCRATCH_CONTRASTIVE_2);
-	double *valid = (double *)carve_at(&cv, o_valid);
 	float *dq = (float *)carve_at(&cv, o_dq), *L = (float *)carve_at(&cv, o_L);
 	void *dz = carve_at(&cv, o_dz);
 
-	con_count_kernel<<<1, 1024, 0, cuda_stream()>>>(valid, (const int32_t *)topk.data, (const int32_t *)fill.data,
-							d.T, d.N, d.K);
-	CUDA_LAUNCHED();
 	// per block of tokens: the scores again, dL in place (f32) or into an f16 buffer, dq = dL·queue (no keys at
 	// all: dq = 0, without a product of inner dimension 0)
 	float inv_tau = (float)(1.0 / tau);
@@ -376,22 +362,22 @@ extern "C" void cuda_contrastive_backward(struct tensor dx, struct tensor dproj,
 		gemm_rm(op, 0, 0, tb, d.D, d.NK, 1.0f, dL, o.ct, d.NK, o.keys, o.ct, d.D, 0.0f, dq + t0 * d.D,
 			DTYPE_F32, d.D);
 	}
-	// through the normalisation, with coef/valid
+	// through the normalisation, weighted coef
 	unsigned wgrid = cuda_blocks(d.T * 32, 256);
 	float c = (float)coef;
 	if (at == DTYPE_BF16 && q.dtype == DTYPE_BF16)
 		con_dz_kernel<__nv_bfloat16, __nv_bfloat16>
 		    <<<wgrid, 256, 0, cuda_stream()>>>((__nv_bfloat16 *)dz, dq, (const __nv_bfloat16 *)q.data,
-						       (const float *)znorm.data, valid, c, d.T, d.D);
+						       (const float *)znorm.data, c, d.T, d.D);
 	else if (at == DTYPE_BF16)
 		con_dz_kernel<__nv_bfloat16, float><<<wgrid, 256, 0, cuda_stream()>>>(
-		    (__nv_bfloat16 *)dz, dq, (const float *)q.data, (const float *)znorm.data, valid, c, d.T, d.D);
+		    (__nv_bfloat16 *)dz, dq, (const float *)q.data, (const float *)znorm.data, c, d.T, d.D);
 	else if (q.dtype == DTYPE_BF16)
 		con_dz_kernel<float, __nv_bfloat16><<<wgrid, 256, 0, cuda_stream()>>>(
-		    (float *)dz, dq, (const __nv_bfloat16 *)q.data, (const float *)znorm.data, valid, c, d.T, d.D);
+		    (float *)dz, dq, (const __nv_bfloat16 *)q.data, (const float *)znorm.data, c, d.T, d.D);
 	else
 		con_dz_kernel<float, float><<<wgrid, 256, 0, cuda_stream()>>>(
-		    (float *)dz, dq, (const float *)q.data, (const float *)znorm.data, valid, c, d.T, d.D);
+		    (float *)dz, dq, (const float *)q.data, (const float *)znorm.data, c, d.T, d.D);
 	CUDA_LAUNCHED();
 	// dproj (D,C) += dzᵀ (D,T) · x (T,C);  dx (T,C) += dz (T,D) · proj (D,C)
 	if (dproj.data)

@@ -194,23 +194,12 @@ extern "C" void cuda_router_forward(struct tensor gates, struct tensor probs, st
 // ----------------------------------------------------------------------------
 // the load-balancing loss
 
-// counts (N) += the top-k assignments per expert (integer atomics: order-independent); an index outside
-// [0, N) is ignored.
-__global__ void router_assign_count_kernel(int32_t *counts, const int32_t *topk, int64_t n, int N)
+// One block: stats[e] = top-k assignments to expert e (shared-memory integer counts: order-independent),
+// stats[N+e] = Σ_t probs[t,e] (a fixed-order block sum in double, one expert after another).
+__global__ void router_stats_kernel(double *stats, const float *probs, const int32_t *topk, int64_t T, int N, int K)
 {
-	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-		int e = topk[i];
-		if (e >= 0 && e < N)
-			atomicAdd(&counts[e], 1);
-	}
-}
-
-// One block: f_e = assignments / T (shared-memory integer counts), P_e = Σ_t probs[t,e] / T (a fixed-order
-// block sum in double, one expert after another); loss = N Σ_e f_e P_e.
-__global__ void lb_loss_kernel(float *loss, const float *probs, const int32_t *topk, int64_t T, int N, int K)
-{
-	extern __shared__ double lb_shared[];   // blockDim.x doubles, then N ints
-	int *cnt = (int *)(lb_shared + blockDim.x);
+	extern __shared__ double rs_shared[];   // blockDim.x doubles, then N ints
+	int *cnt = (int *)(rs_shared + blockDim.x);
 	for (int e = threadIdx.x; e < N; e += blockDim.x)
 		cnt[e] = 0;
 	__syncthreads();
@@ -220,46 +209,47 @@ __global__ void lb_loss_kernel(float *loss, const float *probs, const int32_t *t
 			atomicAdd(&cnt[e], 1);
 	}
 	__syncthreads();
-	double lb = 0.0;
 	for (int e = 0; e < N; e++) {
 		double p = 0.0;
 		for (int64_t t = threadIdx.x; t < T; t += blockDim.x)
 			p += probs[t * N + e];
-		double P = block_sum_double(p, lb_shared);
-		lb += ((double)cnt[e] / (double)T) * (P / (double)T);
+		double P = block_sum_double(p, rs_shared);
+		if (threadIdx.x == 0) {
+			stats[e] = (double)cnt[e];
+			stats[N + e] = P;
+		}
 	}
-	if (threadIdx.x == 0)
-		*loss = T ? (float)(N * lb) : 0.0f;
 }
 
-// probs (T,N), topk (T,K) -> loss (1)
-extern "C" void cuda_lb_loss_forward(struct tensor loss, struct tensor probs, struct tensor topk)
+// probs (T,N), topk (T,K) -> stats (2N) f64: assignments and probabilities summed per expert
+extern "C" void cuda_router_stats(struct tensor stats, struct tensor probs, struct tensor topk)
 {
-	const char *op = "lb_loss_forward";
-	need_tensor(loss, DTYPE_F32, 0, op, "loss");
+	const char *op = "router_stats";
+	need_tensor(stats, DTYPE_F64, 0, op, "stats");
 	need_tensor(probs, DTYPE_F32, 0, op, "probs");
 	need_tensor(topk, DTYPE_I32, 0, op, "topk");
 	int64_t T = probs.dim[0];
 	int N = (int)probs.dim[1], K = (int)topk.dim[1];
-	if (topk.dim[0] != T)
-		die(CUDA_OP_FAIL, "%s: probs has %lld rows, topk %lld", op, (long long)T, (long long)topk.dim[0]);
+	if (topk.dim[0] != T || tensor_numel(stats) != 2 * (int64_t)N)
+		die(CUDA_OP_FAIL, "%s: probs (%lld,%d), topk (%lld,%d), stats (%lld) do not match", op, (long long)T, N,
+		    (long long)topk.dim[0], K, (long long)tensor_numel(stats));
 	int threads = 512;
-	lb_loss_kernel<<<1, threads, threads * sizeof(double) + (size_t)N * sizeof(int), cuda_stream()>>>(
-	    (float *)loss.data, (const float *)probs.data, (const int32_t *)topk.data, T, N, K);
+	router_stats_kernel<<<1, threads, threads * sizeof(double) + (size_t)N * sizeof(int), cuda_stream()>>>(
+	    (double *)stats.data, (const float *)probs.data, (const int32_t *)topk.data, T, N, K);
 	CUDA_LAUNCHED();
 }
 
 // ----------------------------------------------------------------------------
 // router backward
 
-// Per token (one thread each), lib/adapter_linear.c's router part: dlogits on the kept experts
+// Per token (one thread each), the CPU backend's router backward: dlogits on the kept experts
 // g_k·(dG_k − Σ_kept g·dG) (top-k itself is piecewise constant), plus lb_coef·p ⊙ (f − Σ_e p_e f_e) with
-// f_e = counts_e / T and lb_coef = lb_weight·N/T.  Written f32 into dlog, and in the activation dtype into
+// f_e = stats_e / n the micro-batch's assignment shares and lb_coef = lb_weight·N/n.  Written f32 into dlog, and in the activation dtype into
 // dlog_act when that is not NULL (the operand of the bf16 products).
 template <typename E>
 __global__ void router_dlogits_kernel(float *dlog, E *dlog_act, const float *dgates, const float *gates,
-				      const float *probs, const int32_t *topk, const int32_t *counts, int64_t T, int N,
-				      int n_exp, int K, float lb_coef)
+				      const float *probs, const int32_t *topk, const double *stats, double n_tokens,
+				      int64_t T, int N, int n_exp, int K, float lb_coef)
 {
 	for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < T; t += (int64_t)gridDim.x * blockDim.x) {
 		float *d = dlog + t * N;
@@ -276,12 +266,12 @@ __global__ void router_dlogits_kernel(float *dlog, E *dlog_act, const float *dga
 				d[idx[j]] = g[idx[j]] * (dg[idx[j]] - sum);
 		}
 		if (lb_coef != 0.0f) {
-			// d(N Σ f_e P_e)/dlogit_t = (N/T)·p_t ⊙ (f − Σ_e p_te f_e)
+			// d(N Σ f_e P_e)/dlogit_t = (N/n)·p_t ⊙ (f − Σ_e p_te f_e)
 			float pf = 0.0f;
 			for (int e = 0; e < N; e++)
-				pf += p[e] * (float)((double)counts[e] / (double)T);
+				pf += p[e] * (float)(stats[e] / n_tokens);
 			for (int e = 0; e < N; e++)
-				d[e] += lb_coef * p[e] * ((float)((double)counts[e] / (double)T) - pf);
+				d[e] += lb_coef * p[e] * ((float)(stats[e] / n_tokens) - pf);
 		}
 		if (dlog_act)
 			for (int e = 0; e < N; e++)
@@ -302,12 +292,14 @@ __global__ void router_db_kernel(float *db, const float *dlog, int64_t T, int N)
 		db[e] += total;
 }
 
-// dgates (T,E) and the lb loss weighted lb_weight -> dx (T,C) +=, dw (N,C) +=, db (N) += (dx may be NONE)
+// dgates (T,E) and the lb loss weighted lb_weight, with the micro-batch's stats (2N) over n_tokens -> dx (T,C) +=,
+// dw (N,C) +=, db (N) += (dx may be NONE)
 extern "C" void cuda_router_backward(struct tensor dx, struct tensor dw, struct tensor db, struct tensor dgates,
 				     struct tensor gates, struct tensor probs, struct tensor topk, struct tensor x,
-				     struct tensor w, double lb_weight)
+				     struct tensor w, struct tensor stats, double n_tokens, double lb_weight)
 {
 	const char *op = "router_backward";
+	need_tensor(stats, DTYPE_F64, 0, op, "stats");
 	need_tensor(dw, DTYPE_F32, 1, op, "dw");
 	need_tensor(db, DTYPE_F32, 1, op, "db");
 	need_tensor(dgates, DTYPE_F32, 1, op, "dgates");
@@ -329,29 +321,22 @@ extern "C" void cuda_router_backward(struct tensor dx, struct tensor dw, struct 
 		return;
 	enum dtype at = x.dtype;
 	struct carve cv = {0, NULL};
-	size_t o_counts = carve_add(&cv, (size_t)N * sizeof(int32_t));
 	size_t o_dlog = carve_add(&cv, (size_t)(T * N) * sizeof(float));
 	size_t o_act = carve_add(&cv, at == DTYPE_F32 ? 0 : (size_t)(T * N) * dtype_size(at));
 	carve_take(&cv, SCRATCH_ROUTER_1);
-	int32_t *counts = (int32_t *)carve_at(&cv, o_counts);
 	float *dlog = (float *)carve_at(&cv, o_dlog);
 	void *dlog_act = at == DTYPE_F32 ? (void *)dlog : carve_at(&cv, o_act);
-	float lb_coef = (float)(lb_weight * N / (double)T);
-	if (lb_weight != 0) {
-		CUDA_CHECK(cudaMemsetAsync(counts, 0, (size_t)N * sizeof(int32_t), cuda_stream()));
-		router_assign_count_kernel<<<cuda_blocks(T * K, 256), 256, 0, cuda_stream()>>>(
-		    counts, (const int32_t *)topk.data, T * K, N);
-		CUDA_LAUNCHED();
-	}
+	float lb_coef = n_tokens > 0 ? (float)(lb_weight * N / n_tokens) : 0.0f;
 	unsigned grid = cuda_blocks(T, 128);
 	if (at == DTYPE_BF16)
 		router_dlogits_kernel<__nv_bfloat16><<<grid, 128, 0, cuda_stream()>>>(
 		    dlog, (__nv_bfloat16 *)dlog_act, (const float *)dgates.data, (const float *)gates.data,
-		    (const float *)probs.data, (const int32_t *)topk.data, counts, T, N, n_exp, K, lb_coef);
+		    (const float *)probs.data, (const int32_t *)topk.data, (const double *)stats.data, n_tokens, T, N,
+		    n_exp, K, lb_coef);
 	else
 		router_dlogits_kernel<float><<<grid, 128, 0, cuda_stream()>>>(
 		    dlog, NULL, (const float *)dgates.data, (const float *)gates.data, (const float *)probs.data,
-		    (const int32_t *)topk.data, counts, T, N, n_exp, K, lb_coef);
+		    (const int32_t *)topk.data, (const double *)stats.data, n_tokens, T, N, n_exp, K, lb_coef);
 	CUDA_LAUNCHED();
 	if (db.data) {
 		router_db_kernel<<<N, 256, 0, cuda_stream()>>>((float *)db.data, dlog, T, N);

@@ -215,7 +215,13 @@ struct adapter *adapter_new(const struct adapter_config *cfg, int n_layers, cons
 	a->queue_pos = xcalloc(2 * R * N + 1, sizeof(int32_t));
 	a->loads = xcalloc(R * N + (size_t)c->n_tasks * N + 1, sizeof(int32_t));
 	a->task_load = a->loads + R * N;
-	a->aux = xcalloc(2 * R + 1, sizeof(double));
+	a->n_stats = 1;
+	for (int i = 0; i < n_layers * N_TARGETS; i++)
+		if (a->slots[i].kind == SLOT_ROUTED) {
+			a->slots[i].off_stats = a->n_stats;
+			a->n_stats += 2 * (size_t)a->slots[i].n_routed + 2;
+		}
+	a->stats = xcalloc(a->n_stats, sizeof(double));
 	a->task_gate = xcalloc((size_t)c->n_tasks * N + 1, sizeof(real));
 	for (int i = 0, ri = 0; i < n_layers * N_TARGETS; i++) {
 		struct adapter_slot *s = &a->slots[i];
@@ -269,7 +275,7 @@ void adapter_free(struct adapter *a)
 	free(a->queue);
 	free(a->queue_pos);
 	free(a->loads);
-	free(a->aux);
+	free(a->stats);
 	free(a->task_gate);
 	free(a);
 }

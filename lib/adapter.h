@@ -80,7 +80,8 @@ struct adapter_slot {
 	enum slot_kind kind;
 	int n_exp;            // experts in the stacked matrices (routed: N routed then the shared ones)
 	int n_routed;         // N (SLOT_ROUTED), else 0
-	int routed_index;     // 0 .. n_routed_slots−1 (SLOT_ROUTED): its row of loads, aux losses, queue positions
+	int routed_index;     // 0 .. n_routed_slots−1 (SLOT_ROUTED): its row of loads, queue positions
+	size_t off_stats;     // routed: into the adapter's stats (router's 2N, then the contrastive loss's 2)
 	int r;                // rank per expert
 	int64_t d_in, d_out;
 	double scale;
@@ -107,7 +108,8 @@ struct adapter_device {
 	struct tensor queue;          // (n_queue) f16
 	struct tensor queue_pos;      // (n_routed_slots·2N) i32: each routed slot's head (N) then fill (N)
 	struct tensor loads;          // (n_routed_slots·N + n_tasks·N) i32: per slot, then per task
-	struct tensor aux;            // (n_routed_slots·2): lb, contrastive per routed slot (f64 CPU, f32 GPU)
+	struct tensor stats;          // (n_stats) f64: the micro-batch statistics (struct adapter's stats)
+	struct tensor stats_scratch;  // (2) f64: where a recomputed forward's statistics go (they count once)
 	struct tensor task_gate;      // (n_tasks, N) moelora gate weights
 	struct tensor dtask_gate;     // (n_tasks, N) their gradient, accumulated over the linears
 	struct tensor tok_task;       // (cap) i32 task id of each token
@@ -131,7 +133,15 @@ struct adapter {
 	int32_t *queue_pos;           // (n_routed_slots·2N) slots' q_head, q_fill
 	int32_t *loads;               // (n_routed_slots·N) slots' load, then task_load
 	int32_t *task_load;           // (n_tasks, N) top-k assignments per task this step
-	double *aux;                  // (n_routed_slots·2) lb and contrastive loss of each routed slot
+	// The micro-batch's statistics, which several ranks may share (each forwards a part of it), f64: [0] its
+	// tokens, then per routed slot at off_stats the top-k assignments per expert (N), the router probabilities
+	// summed per expert (N), the contrastive loss summed over its tokens and the number of those tokens.  A
+	// training forward writes its own tokens' values (on the device); the trainer sums them over the ranks before
+	// backward (trainer_dist.c); backward and adapter_aux_loss read them, so the objective and its gradient are
+	// those of the whole micro-batch however it is split.
+	double *stats;
+	size_t n_stats;
+	int64_t tok_offset;           // tokens of the micro-batch before this forward's (dropout masks by position)
 	real *task_gate;              // (n_tasks, N) host copy of the moelora gate (adapter_loads_to_host)
 	int n_routed_slots;
 	struct adapter_device dev;
@@ -171,6 +181,9 @@ void adapter_to_host(struct adapter *a);
 // This step's expert loads (each slot's load, task_load) and the moelora gate (task_gate) into their host
 // arrays.
 void adapter_loads_to_host(struct adapter *a);
+// The micro-batch statistics between the device and the host array (no-ops on the CPU).
+void adapter_stats_to_host(struct adapter *a);
+void adapter_stats_to_device(struct adapter *a);
 
 // Make room for the activations of T tokens (adapter_begin calls it).
 void adapter_plan_acts(struct adapter *a, int64_t T);
@@ -185,11 +198,15 @@ void adapter_linear_backward(struct adapter *a, int l, enum adapter_target tgt, 
 			     struct tensor x);
 // After every linear's backward: the moelora gate's gradient (softmax, W_g, E).
 void adapter_backward_finish(struct adapter *a);
-// The auxiliary losses of the last forward as they enter the objective (already weighted: lb_coef·mean,
-// λ·mean), and unweighted means in *lb / *con (when not NULL).
-double adapter_aux_loss(struct adapter *a, double *lb, double *con);
+// The auxiliary losses of the micro-batch as they enter the objective (already weighted: lb_coef·mean,
+// λ·mean), and unweighted means in *lb / *con (when not NULL), from the host statistics (adapter_stats_to_host
+// after a forward on a GPU).
+double adapter_aux_loss(const struct adapter *a, double *lb, double *con);
 // After the optimizer step: push this forward's contrastive queries into the memory queues.
 void adapter_queue_push(struct adapter *a);
+// Push rows of Q (n, con_proj) into routed slot S's rings, row i to the ring of expert TOP[i,0] (n, ≥1), in
+// row order (trainer_dist.c pushes every rank's entries, in rank order, on every rank).
+void adapter_queue_push_rows(struct adapter *a, const struct adapter_slot *s, struct tensor q, struct tensor top);
 // Entry I of expert E's ring in routed slot S (con_proj values) in the host copy, through half precision
 // (adapter_to_host / adapter_to_device move it).
 void adapter_queue_get(const struct adapter *a, const struct adapter_slot *s, int e, int64_t i, real *out);

@@ -41,7 +41,7 @@ void adapter_place(struct adapter *a, enum device device, enum dtype act_dtype)
 	if (device == DEVICE_CPU) {
 		d->params = h.params, d->grads = h.grads, d->m = h.m, d->v = h.v;
 		d->queue = h.queue, d->queue_pos = h.queue_pos, d->loads = h.loads, d->task_gate = h.task_gate;
-		d->aux = host_vec(a->aux, DTYPE_F64, 2 * R);
+		d->stats = host_vec(a->stats, DTYPE_F64, a->n_stats);
 		d->dtask_gate = TENSOR_NONE;
 	} else {
 		struct tensor_plan p;
@@ -53,7 +53,7 @@ void adapter_place(struct adapter *a, enum device device, enum dtype act_dtype)
 		tensor_plan_add(&p, &d->queue, DTYPE_F16, 1, (int64_t)a->n_queue, 0, 0);
 		tensor_plan_add(&p, &d->queue_pos, DTYPE_I32, 1, (int64_t)(2 * R * N), 0, 0);
 		tensor_plan_add(&p, &d->loads, DTYPE_I32, 1, (int64_t)(R * N + NT * N), 0, 0);
-		tensor_plan_add(&p, &d->aux, DTYPE_F32, 1, (int64_t)(2 * R), 0, 0);
+		tensor_plan_add(&p, &d->stats, DTYPE_F64, 1, (int64_t)a->n_stats, 0, 0);
 		tensor_plan_add(&p, &d->task_gate, DTYPE_REAL, 2, (int64_t)NT, (int64_t)N, 0);
 		d->mem = tensor_plan_commit(&p);
 	}
@@ -94,6 +94,19 @@ void adapter_to_host(struct adapter *a)
 	copy_family(h.v, d->v);
 	copy_family(h.queue, d->queue);
 	copy_family(h.queue_pos, d->queue_pos);
+}
+
+// [0], the tokens, is the host's own (adapter_begin, the trainer): the device holds the slots' statistics.
+void adapter_stats_to_host(struct adapter *a)
+{
+	if (a->dev.device != DEVICE_CPU && a->n_stats > 1)
+		tensor_copy(host_vec(a->stats + 1, DTYPE_F64, a->n_stats - 1), tensor_rows(a->dev.stats, 1, (int64_t)a->n_stats - 1));
+}
+
+void adapter_stats_to_device(struct adapter *a)
+{
+	if (a->dev.device != DEVICE_CPU)
+		tensor_copy(a->dev.stats, host_vec(a->stats, DTYPE_F64, a->n_stats));
 }
 
 void adapter_loads_to_host(struct adapter *a)
@@ -139,6 +152,7 @@ void adapter_plan_acts(struct adapter *a, int64_t T)
 	tensor_plan_add(&p, &d->dx_drop, d->act_dtype, 2, T, max_in, 0);
 	tensor_plan_add(&p, &d->dgates, DTYPE_REAL, 2, T, max_exp, 0);
 	tensor_plan_add(&p, &d->dtask_gate, DTYPE_REAL, 2, c->n_tasks, c->experts, 0);
+	tensor_plan_add(&p, &d->stats_scratch, DTYPE_F64, 1, 2, 0, 0);
 	d->act_mem = tensor_plan_commit(&p);
 	d->host_task = xrealloc(d->host_task, (size_t)T * sizeof *d->host_task);
 	a->cap = T;

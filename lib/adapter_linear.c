@@ -39,9 +39,17 @@ static struct tensor fill_of(const struct adapter *a, const struct adapter_slot 
 {
 	return tensor_at(a->dev.queue_pos, ((int64_t)s->routed_index * 2 + 1) * s->n_routed, 1, s->n_routed, 0, 0);
 }
-static struct tensor aux_of(const struct adapter *a, const struct adapter_slot *s, int which)
+// A routed slot's statistics of the micro-batch (adapter.h): the router's (2N), the contrastive loss's (2).  A
+// recomputed forward writes the latter to scratch: the statistics count each token once.
+static struct tensor router_stats_of(const struct adapter *a, const struct adapter_slot *s)
 {
-	return tensor_at(a->dev.aux, (int64_t)s->routed_index * 2 + which, 1, 1, 0, 0);
+	return tensor_at(a->dev.stats, (int64_t)s->off_stats, 1, 2 * (int64_t)s->n_routed, 0, 0);
+}
+static struct tensor con_stats_of(const struct adapter *a, const struct adapter_slot *s)
+{
+	if (a->recomputing)
+		return a->dev.stats_scratch;
+	return tensor_at(a->dev.stats, (int64_t)s->off_stats + 2 * s->n_routed, 1, 2, 0, 0);
 }
 
 // ----------------------------------------------------------------------------
@@ -51,6 +59,7 @@ void adapter_begin(struct adapter *a, int64_t T, const int32_t *tok_task, int de
 {
 	adapter_plan_acts(a, T);
 	a->T = T;
+	a->stats[0] = (double)T;   // the micro-batch's tokens, until the trainer sums the ranks' parts
 	const struct adapter_config *c = &a->cfg;
 	struct adapter_device *d = &a->dev;
 	if (!tok_task && (default_task < 0 || default_task >= c->n_tasks))
@@ -80,9 +89,12 @@ static int dropout_active(const struct adapter *a, const struct adapter_slot *s)
 	return a->training && a->cfg.dropout > 0 && s->kind != SLOT_ROUTED;
 }
 
-static uint64_t dropout_key(const struct adapter *a, int l, int tgt)
+// Element i of a linear's (T, d_in) input in a forward is element tok_offset·d_in + i of the whole micro-batch:
+// the masks follow a token's position in the micro-batch, however the ranks split it.
+static uint64_t dropout_key(const struct adapter *a, int l, int tgt, int64_t d_in)
 {
-	return a->cfg.seed ^ (a->step * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)(l * N_TARGETS + tgt) << 40);
+	return (a->cfg.seed ^ (a->step * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)(l * N_TARGETS + tgt) << 40)) +
+	       (uint64_t)(a->tok_offset * d_in);
 }
 
 // x with the slot's dropout applied, or x itself.
@@ -92,7 +104,7 @@ static struct tensor dropped_input(struct adapter *a, const struct adapter_slot 
 		return x;
 	int64_t T = x.dim[0];
 	struct tensor xd = tensor_at(a->dev.x_drop, 0, 2, T, s->d_in, 0);
-	dropout_forward(xd, x, a->cfg.dropout, dropout_key(a, l, tgt));
+	dropout_forward(xd, x, a->cfg.dropout, dropout_key(a, l, tgt, s->d_in));
 	return xd;
 }
 
@@ -114,7 +126,8 @@ static struct tensor gates_forward(struct adapter *a, struct adapter_slot *s, st
 	}
 	struct tensor probs = tok_rows(s->probs, T), topk = tok_rows(s->topk, T);
 	router_forward(G, probs, topk, x, WR_OF(d->params, s), BR_OF(d->params, s));
-	lb_loss_forward(aux_of(a, s, 0), probs, topk);
+	if (a->training && !a->recomputing)
+		router_stats(router_stats_of(a, s), probs, topk);
 	if (a->training && !a->recomputing)
 		router_count(tensor_at(d->loads, (int64_t)s->routed_index * s->n_routed, 1, s->n_routed, 0, 0),
 			     tensor_at(d->loads, (int64_t)a->n_routed_slots * c->experts, 2, c->n_tasks, c->experts, 0), topk,
@@ -136,7 +149,7 @@ void adapter_linear_forward(struct adapter *a, int l, enum adapter_target tgt, s
 	struct tensor G = gates_forward(a, s, x);
 	lora_forward(y, tok_rows(s->H, T), xin, A_OF(d->params, s), B_OF(d->params, s), G, s->scale);
 	if (s->kind == SLOT_ROUTED && c->method == ADAPTER_SPARSEDOCTOR && a->training)
-		contrastive_forward(aux_of(a, s, 1), tok_rows(s->q, T), tok_rows(s->znorm, T), x, P_OF(d->params, s, a),
+		contrastive_forward(con_stats_of(a, s), tok_rows(s->q, T), tok_rows(s->znorm, T), x, P_OF(d->params, s, a),
 				    queue_of(a, s), fill_of(a, s), tok_rows(s->topk, T), c->con_tau);
 }
 
@@ -161,20 +174,23 @@ void adapter_linear_backward(struct adapter *a, int l, enum adapter_target tgt, 
 	lora_backward(dxa, A_OF(d->grads, s), B_OF(d->grads, s), dG, dy, xin, tok_rows(s->H, T), A_OF(d->params, s),
 		      B_OF(d->params, s), G, s->scale);
 	if (drop && dx.data)
-		dropout_backward(dx, dxa, c->dropout, dropout_key(a, l, tgt));
+		dropout_backward(dx, dxa, c->dropout, dropout_key(a, l, tgt, s->d_in));
 	if (s->kind == SLOT_TASK) {
 		scatter_rows_add(d->dtask_gate, dG, tok_rows(d->tok_task, T));
 		return;
 	}
 	if (s->kind != SLOT_ROUTED)
 		return;
+	// the micro-batch's totals (stats, summed over the ranks that share it): the Switch loss is not a sum over
+	// tokens, and the contrastive loss is a mean over the micro-batch's tokens that have a positive
 	double lb_weight = c->lb_coef > 0 ? c->lb_coef / a->n_routed_slots * a->grad_scale : 0;
 	router_backward(dx, WR_OF(d->grads, s), BR_OF(d->grads, s), dG, G, tok_rows(s->probs, T), tok_rows(s->topk, T), x,
-			WR_OF(d->params, s), lb_weight);
-	if (c->method == ADAPTER_SPARSEDOCTOR)
+			WR_OF(d->params, s), router_stats_of(a, s), a->stats[0], lb_weight);
+	double con_tokens = a->stats[s->off_stats + 2 * s->n_routed + 1];
+	if (c->method == ADAPTER_SPARSEDOCTOR && con_tokens > 0)
 		contrastive_backward(dx, P_OF(d->grads, s, a), x, tok_rows(s->q, T), tok_rows(s->znorm, T),
 				     P_OF(d->params, s, a), queue_of(a, s), fill_of(a, s), tok_rows(s->topk, T), c->con_tau,
-				     c->con_lambda / a->n_routed_slots * a->grad_scale);
+				     c->con_lambda / a->n_routed_slots / con_tokens * a->grad_scale);
 }
 
 // After every linear's backward: the moelora gate's gradient through softmax, W_g and E.
@@ -190,17 +206,23 @@ void adapter_backward_finish(struct adapter *a)
 	tensor_zero(d->dtask_gate);
 }
 
-double adapter_aux_loss(struct adapter *a, double *lb, double *con)
+// From the micro-batch's statistics: lb = N Σ_e f_e P_e per routed slot, the contrastive mean, each averaged over
+// the routed slots.
+double adapter_aux_loss(const struct adapter *a, double *lb, double *con)
 {
-	int R = a->n_routed_slots;
-	if (R && a->dev.device != DEVICE_CPU)
-		tensor_copy(tensor_of(a->aux, DTYPE_F64, DEVICE_CPU, 1, 2 * R, 1, 1, 1), a->dev.aux);
-	double slb = 0, scon = 0;
-	for (int i = 0; i < R; i++) {
-		slb += a->aux[2 * i];
-		scon += a->aux[2 * i + 1];
+	double slb = 0, scon = 0, T = a->stats[0];
+	for (int i = 0; i < a->n_layers * N_TARGETS; i++) {
+		const struct adapter_slot *s = &a->slots[i];
+		if (s->kind != SLOT_ROUTED)
+			continue;
+		const double *st = a->stats + s->off_stats;
+		double l = 0;
+		for (int e = 0; e < s->n_routed; e++)
+			l += (st[e] / T) * (st[s->n_routed + e] / T);
+		slb += T > 0 ? s->n_routed * l : 0;
+		scon += st[2 * s->n_routed + 1] > 0 ? st[2 * s->n_routed] / st[2 * s->n_routed + 1] : 0;
 	}
-	int n = R ? R : 1;
+	int n = a->n_routed_slots ? a->n_routed_slots : 1;
 	slb /= n;
 	scon /= n;
 	if (a->cfg.method != ADAPTER_SPARSEDOCTOR)
@@ -224,6 +246,11 @@ void adapter_queue_push(struct adapter *a)
 		if (s->kind == SLOT_ROUTED)
 			queue_push(queue_of(a, s), head_of(a, s), fill_of(a, s), tok_rows(s->q, a->T), tok_rows(s->topk, a->T));
 	}
+}
+
+void adapter_queue_push_rows(struct adapter *a, const struct adapter_slot *s, struct tensor q, struct tensor top)
+{
+	queue_push(queue_of(a, s), head_of(a, s), fill_of(a, s), q, top);
 }
 
 static uint16_t *queue_row(const struct adapter *a, const struct adapter_slot *s, int e, int64_t i)

@@ -1,11 +1,12 @@
 // eval.h — answering medmoe.exam questions with a model (DESIGN §6): option log-likelihoods or greedy generation,
 // one medmoe.predictions record per question.
 //
-// Three parts, one file each:
+// Four parts, one file each:
 //   eval_question.c  reading and checking an exam record; the multi-answer rule; writing a prediction record
 //   eval_loglik.c    many questions packed into one forward; the log-probability of each option's tokens
 //   eval_generate.c  greedy decoding with the KV cache, stop strings and special tokens, then the benchmark's
 //                    own answer extraction (extract.h); an answer that cannot be read is unparsed, never guessed
+//   eval_share.c     the answers of questions split over the ranks of a job (dist.h), handed to every rank
 #ifndef MEDMOE_EVAL_H
 #define MEDMOE_EVAL_H
 
@@ -79,5 +80,12 @@ void eval_generator_free(struct eval_generator *g);
 // Generate Q's answer: q->generated, then q->predicted / q->parsed through the bench's extraction rule.
 // Returns the number of tokens generated.
 int eval_generate(struct eval_generator *g, struct eval_question *q);
+
+// ---- eval_share.c ----
+
+// After the ranks of a job have each answered the questions OWNER gives them (owner[i]: the rank of qs[i]),
+// give every rank all N answers: parsed, predicted, scores, generated text and, when N_NEW is not NULL, the
+// generated token counts (n_new[i]).  The bytes are the answering rank's.  One rank: nothing to do.
+void eval_share_answers(struct eval_question *qs, size_t n, const int *owner, int32_t *n_new);
 
 #endif

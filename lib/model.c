@@ -213,7 +213,7 @@ double model_forward_packed(struct model *m, const int32_t *ids, int64_t T, cons
 	gather_rows(rows_of(a->x_sel, M), xn_f, rows_of(a->sel, M));
 	lmhead_ce_forward(rows_of(a->losses, M), rows_of(a->lse, M), rows_of(a->x_sel, M), m->w.lm_head,
 			  rows_of(a->targets, M));
-	return tensor_sum(rows_of(a->losses, M)) / (double)M;
+	return tensor_sum(rows_of(a->losses, M));
 }
 
 double model_forward(struct model *m, const int32_t *ids, int64_t T, const int32_t *doc_offsets, int n_docs,
@@ -225,7 +225,11 @@ double model_forward(struct model *m, const int32_t *ids, int64_t T, const int32
 	model_layer_buf_infer(m, &buf);
 	struct forward_bufs fb = {.layers = &buf, .per_layer = 0, .xres = m->acts.x, .xn_f = m->acts.xn,
 				  .rstd_f = m->acts.rstd};
-	return model_forward_packed(m, ids, T, doc_offsets, n_docs, NULL, loss_mask, &fb, logits, n_targets);
+	int64_t M;
+	double sum = model_forward_packed(m, ids, T, doc_offsets, n_docs, NULL, loss_mask, &fb, logits, &M);
+	if (n_targets)
+		*n_targets = M;
+	return M ? sum / (double)M : 0.0;
 }
 
 void model_target_logprob(struct model *m, const int32_t *rows, const int32_t *ids, int64_t P, double *out)

@@ -51,7 +51,7 @@ struct forward_bufs {
 // The packed forward of model_forward and model_train_forward: checks the batch, uploads ids and positions,
 // runs the layers and the final norm, then the LM head over the targets (m->acts: x_sel, targets, sel, losses,
 // lse).  TOK_TASK (T) or NULL is each token's task for the adapter.  LOGITS (T,V) host or NULL.  Returns the
-// mean cross-entropy over the targets and their number in *n_targets.
+// sum of the targets' cross-entropies (in double, in position order) and their number in *n_targets.
 double model_forward_packed(struct model *m, const int32_t *ids, int64_t T, const int32_t *doc_offsets, int n_docs,
 			    const int32_t *tok_task, const uint8_t *loss_mask, const struct forward_bufs *fb,
 			    real *logits, int64_t *n_targets);

@@ -29,6 +29,7 @@ struct model_train {
 	int32_t *tok_task;        // (cap) host: each token's task
 	int n_docs;
 	int64_t T, M;
+	double ce_stats[2];       // cross-entropy sum and targets of the micro-batch (model_train_ce_stats)
 };
 
 struct model_train *model_train_new(struct model *m)
@@ -52,6 +53,8 @@ void model_train_free(struct model_train *tr)
 void model_train_set_recompute(struct model_train *tr, int on) { tr->recompute = on; }
 
 size_t model_train_bytes(const struct model_train *tr) { return tr->bytes; }
+
+double *model_train_ce_stats(struct model_train *tr) { return tr->ce_stats; }
 
 // One allocation for T tokens: a set of layer buffers per layer (one shared set with recomputation, x_in always
 // per layer), the residual stream, and the gradients of one layer's backward.
@@ -151,12 +154,14 @@ double model_train_forward(struct model_train *tr, const int32_t *ids, int64_t T
 		m->adapter->recomputing = 0;
 	struct forward_bufs fb = {.layers = tr->bufs, .per_layer = 1, .xres = tr->xres, .xn_f = tr->xn_f,
 				  .rstd_f = tr->rstd_f};
-	double ce = model_forward_packed(m, ids, T, doc_offsets, n_docs, tr->tok_task, loss_mask, &fb, NULL, &tr->M);
+	double sum = model_forward_packed(m, ids, T, doc_offsets, n_docs, tr->tok_task, loss_mask, &fb, NULL, &tr->M);
 	tr->T = T;
 	tr->n_docs = n_docs;
+	tr->ce_stats[0] = sum;
+	tr->ce_stats[1] = (double)tr->M;
 	if (n_targets)
 		*n_targets = tr->M;
-	return ce;
+	return tr->M ? sum / (double)tr->M : 0.0;
 }
 
 // Backward through a base linear (input gradient only) and its adapter.
@@ -235,7 +240,8 @@ void model_train_backward(struct model_train *tr, double scale)
 	tensor_zero(dres);
 	if (M > 0) {
 		struct tensor dxsel = rows_of(tr->dxsel, M);
-		tensor_fill(rows_of(tr->dloss, M), scale / (double)M);
+		// the mean over the micro-batch's targets: all ranks' when they share it (ce_stats), else this forward's
+		tensor_fill(rows_of(tr->dloss, M), scale / tr->ce_stats[1]);
 		tensor_zero(dxsel);
 		lmhead_ce_backward(dxsel, TENSOR_NONE, rows_of(a->x_sel, M), m->w.lm_head, rows_of(a->targets, M),
 				   rows_of(a->lse, M), rows_of(tr->dloss, M));

@@ -28,6 +28,10 @@ double model_train_forward(struct model_train *tr, const int32_t *ids, int64_t T
 			   int n_docs, const int32_t *doc_task, const uint8_t *loss_mask, int64_t *n_targets);
 // Gradients of SCALE · objective of the last model_train_forward, accumulated into the adapter's grads.
 void model_train_backward(struct model_train *tr, double scale);
+// The micro-batch's cross-entropy sum and target count (two values), for ranks that each forward a part of it:
+// model_train_forward sets them from its own targets, the trainer may replace them by their sums over the ranks
+// (trainer_dist.c), and model_train_backward takes the mean over [1] targets.
+double *model_train_ce_stats(struct model_train *tr);
 // Bytes of training activations planned for the last batch (for reports).
 size_t model_train_bytes(const struct model_train *tr);
 

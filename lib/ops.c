@@ -324,16 +324,17 @@ void router_forward(struct tensor gates, struct tensor probs, struct tensor topk
 	DISPATCH(router_forward, (gates, probs, topk, x, w, b), gates, probs, topk, x, w, b);
 }
 
-void lb_loss_forward(struct tensor loss, struct tensor probs, struct tensor topk)
+void router_stats(struct tensor stats, struct tensor probs, struct tensor topk)
 {
-	DISPATCH(lb_loss_forward, (loss, probs, topk), loss, probs, topk);
+	DISPATCH(router_stats, (stats, probs, topk), stats, probs, topk);
 }
 
 void router_backward(struct tensor dx, struct tensor dw, struct tensor db, struct tensor dgates, struct tensor gates,
-		     struct tensor probs, struct tensor topk, struct tensor x, struct tensor w, double lb_weight)
+		     struct tensor probs, struct tensor topk, struct tensor x, struct tensor w, struct tensor stats,
+		     double n_tokens, double lb_weight)
 {
-	DISPATCH(router_backward, (dx, dw, db, dgates, gates, probs, topk, x, w, lb_weight), dx, dw, db, dgates, gates,
-		 probs, topk, x, w);
+	DISPATCH(router_backward, (dx, dw, db, dgates, gates, probs, topk, x, w, stats, n_tokens, lb_weight), dx, dw, db,
+		 dgates, gates, probs, topk, x, w, stats);
 }
 
 void router_count(struct tensor counts, struct tensor task_counts, struct tensor topk, struct tensor tok_task)
@@ -341,11 +342,11 @@ void router_count(struct tensor counts, struct tensor task_counts, struct tensor
 	DISPATCH(router_count, (counts, task_counts, topk, tok_task), counts, task_counts, topk, tok_task);
 }
 
-void contrastive_forward(struct tensor loss, struct tensor q, struct tensor znorm, struct tensor x,
+void contrastive_forward(struct tensor stats, struct tensor q, struct tensor znorm, struct tensor x,
 			 struct tensor proj, struct tensor queue, struct tensor fill, struct tensor topk, double tau)
 {
-	DISPATCH(contrastive_forward, (loss, q, znorm, x, proj, queue, fill, topk, tau), loss, q, znorm, x, proj, queue,
-		 fill, topk);
+	DISPATCH(contrastive_forward, (stats, q, znorm, x, proj, queue, fill, topk, tau), stats, q, znorm, x, proj,
+		 queue, fill, topk);
 }
 
 void contrastive_backward(struct tensor dx, struct tensor dproj, struct tensor x, struct tensor q, struct tensor znorm,

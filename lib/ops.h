@@ -273,28 +273,34 @@ void task_gate_backward(struct tensor demb, struct tensor dwg, struct tensor dga
 // x (T,C), w (N,C), b (N) -> gates (T,E), probs (T,N), topk (T,K)
 void router_forward(struct tensor gates, struct tensor probs, struct tensor topk, struct tensor x, struct tensor w,
 		    struct tensor b);
-// The Switch load-balancing loss (Fedus et al. 2021, eq. 4): N Σ_e f_e P_e, f_e = share of the top-k
-// assignments, P_e = mean router probability.  probs (T,N), topk (T,K) -> loss (1) f32/real
-void lb_loss_forward(struct tensor loss, struct tensor probs, struct tensor topk);
+// The router's part of the micro-batch statistics the Switch load-balancing loss N Σ_e f_e P_e (Fedus et al.
+// 2021, eq. 4) is computed from: stats[e] = top-k assignments to expert e, stats[N+e] = Σ_t probs[t,e], in f64
+// (the trainer sums them over the ranks that share a micro-batch; f_e = stats[e]/tokens, P_e = stats[N+e]/tokens).
+// probs (T,N), topk (T,K) -> stats (2N) f64
+void router_stats(struct tensor stats, struct tensor probs, struct tensor topk);
 // dgates (T,E) (from lora_backward) and the load-balancing loss, weighted lb_weight in the objective ->
 // dlogits on the kept experts g_k·(dG_k − Σ_kept g·dG) (top-k itself is piecewise constant), plus
-// lb_weight·(N/T)·p ⊙ (f − Σ_e p_e f_e); then dx (T,C) +=, dw (N,C) +=, db (N) += (dx may be NONE)
+// lb_weight·(N/n)·p ⊙ (f − Σ_e p_e f_e) with f_e = stats[e]/n the micro-batch's assignment shares over its n
+// tokens; then dx (T,C) +=, dw (N,C) +=, db (N) += (dx may be NONE).  stats (2N) f64 as router_stats wrote it,
+// summed over the micro-batch.
 void router_backward(struct tensor dx, struct tensor dw, struct tensor db, struct tensor dgates, struct tensor gates,
-		     struct tensor probs, struct tensor topk, struct tensor x, struct tensor w, double lb_weight);
+		     struct tensor probs, struct tensor topk, struct tensor x, struct tensor w, struct tensor stats,
+		     double n_tokens, double lb_weight);
 // Expert load statistics: topk (T,K), tok_task (T) I32 -> counts (N) I32 += assignments per expert,
 // task_counts (NT,N) I32 += per task of the token (either may be NONE)
 void router_count(struct tensor counts, struct tensor task_counts, struct tensor topk, struct tensor tok_task);
 
 // SparseDoctor's contrastive router loss over an expert memory queue (adapter.h has our reading): z = x·projᵀ,
 // q = z/‖z‖; the keys are every filled entry of the per-expert rings queue (N,Q,D) f16 (entries 0 .. fill_e−1
-// of ring e); a token whose top-1 expert's ring is empty is left out; loss = mean over the others of
-// −log Σ_{k∈ring(top1)} e^{q·k/τ} / Σ_{all k} e^{q·k/τ}.
+// of ring e); a token whose top-1 expert's ring is empty is left out; each other token's loss is
+// −log Σ_{k∈ring(top1)} e^{q·k/τ} / Σ_{all k} e^{q·k/τ}, and the loss of the micro-batch is their mean.
 // x (T,C), proj (D,C), queue (N,Q,D), fill (N) I32, topk (T,K) -> q (T,D), znorm (T) (kept for backward),
-// loss (1) f32/real
-void contrastive_forward(struct tensor loss, struct tensor q, struct tensor znorm, struct tensor x,
+// stats (2) f64: [Σ of the tokens' losses, the number of tokens with a positive] (summed over the micro-batch's
+// parts by the trainer)
+void contrastive_forward(struct tensor stats, struct tensor q, struct tensor znorm, struct tensor x,
 			 struct tensor proj, struct tensor queue, struct tensor fill, struct tensor topk, double tau);
-// coef · d(loss)/d· -> dx (T,C) +=, dproj (D,C) += (the queue is detached; coef: the loss's weight in the
-// objective; dx may be NONE)
+// coef · d(Σ of the tokens' losses)/d· -> dx (T,C) +=, dproj (D,C) += (the queue is detached; coef: the weight
+// of one token's loss in the objective, e.g. λ / (tokens with a positive in the micro-batch); dx may be NONE)
 void contrastive_backward(struct tensor dx, struct tensor dproj, struct tensor x, struct tensor q, struct tensor znorm,
 			  struct tensor proj, struct tensor queue, struct tensor fill, struct tensor topk, double tau,
 			  double coef);

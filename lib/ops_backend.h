@@ -63,13 +63,13 @@
 		struct tensor gate, struct tensor emb, struct tensor wg)) \
 	F(void, router_forward, (struct tensor gates, struct tensor probs, struct tensor topk, struct tensor x, \
 		struct tensor w, struct tensor b)) \
-	F(void, lb_loss_forward, (struct tensor loss, struct tensor probs, struct tensor topk)) \
+	F(void, router_stats, (struct tensor stats, struct tensor probs, struct tensor topk)) \
 	F(void, router_backward, (struct tensor dx, struct tensor dw, struct tensor db, struct tensor dgates, \
 		struct tensor gates, struct tensor probs, struct tensor topk, struct tensor x, struct tensor w, \
-		double lb_weight)) \
+		struct tensor stats, double n_tokens, double lb_weight)) \
 	F(void, router_count, (struct tensor counts, struct tensor task_counts, struct tensor topk, \
 		struct tensor tok_task)) \
-	F(void, contrastive_forward, (struct tensor loss, struct tensor q, struct tensor znorm, struct tensor x, \
+	F(void, contrastive_forward, (struct tensor stats, struct tensor q, struct tensor znorm, struct tensor x, \
 		struct tensor proj, struct tensor queue, struct tensor fill, struct tensor topk, double tau)) \
 	F(void, contrastive_backward, (struct tensor dx, struct tensor dproj, struct tensor x, struct tensor q, \
 		struct tensor znorm, struct tensor proj, struct tensor queue, struct tensor fill, \

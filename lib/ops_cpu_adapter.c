@@ -9,15 +9,12 @@
 #include "rng.h"
 #include "safetensors.h"
 
-// A scalar output (1) of an op: a loss, stored in the tensor's dtype (f64 keeps a CPU run's sums exact).
-static void store_scalar(struct tensor t, double v)
+// The f64 statistics an op writes (the micro-batch's normalisers, ops.h).
+static double *stats_of(struct tensor t, const char *op)
 {
-	if (t.dtype == DTYPE_F64)
-		*(double *)t.data = v;
-	else if (t.dtype == DTYPE_F32)
-		*(float *)t.data = (float)v;
-	else
-		die(EXIT_FAIL, "a loss output must be f32 or f64, not %s", dtype_name(t.dtype));
+	if (t.device != DEVICE_CPU || t.dtype != DTYPE_F64)
+		die(EXIT_FAIL, "%s: the statistics must be an f64 CPU tensor, not %s", op, dtype_name(t.dtype));
+	return t.data;
 }
 
 // ----------------------------------------------------------------------------
@@ -212,40 +209,30 @@ void cpu_router_forward(struct tensor gates, struct tensor probs, struct tensor 
 	}
 }
 
-// f_e: share of the top-k assignments of expert e, in double, in token order.
-static void assignment_shares(double *f, const int32_t *top, int64_t T, int64_t k, int64_t N)
+// The micro-batch statistics of the Switch loss (Fedus et al. 2021, eq. 4; MING dev lbl_loss_forward):
+// assignments and router probabilities summed per expert, in double, in token order.
+void cpu_router_stats(struct tensor stats, struct tensor probs, struct tensor topk)
 {
-	for (int64_t e = 0; e < N; e++)
-		f[e] = 0;
-	for (int64_t i = 0; i < T * k; i++)
-		f[top[i]] += 1.0 / (double)T;
-}
-
-// Switch loss (Fedus et al. 2021, eq. 4; MING dev lbl_loss_forward): N Σ_e f_e P_e.
-void cpu_lb_loss_forward(struct tensor loss, struct tensor probs, struct tensor topk)
-{
-	const real *P = cpu_real(probs, "lb_loss_forward");
-	const int32_t *top = cpu_i32(topk, "lb_loss_forward");
+	double *st = stats_of(stats, "router_stats");
+	const real *P = cpu_real(probs, "router_stats");
+	const int32_t *top = cpu_i32(topk, "router_stats");
 	int64_t T = probs.dim[0], N = probs.dim[1], k = topk.dim[1];
-	double f[N], Pm[N], lb = 0;
-	for (int64_t e = 0; e < N; e++)
-		f[e] = Pm[e] = 0;
+	for (int64_t e = 0; e < 2 * N; e++)
+		st[e] = 0;
 	for (int64_t t = 0; t < T; t++) {
 		for (int64_t j = 0; j < k; j++)
-			f[top[t * k + j]] += 1;
+			st[top[t * k + j]] += 1;
 		for (int64_t e = 0; e < N; e++)
-			Pm[e] += P[t * N + e];
+			st[N + e] += P[t * N + e];
 	}
-	for (int64_t e = 0; e < N; e++)
-		lb += (f[e] / (double)T) * (Pm[e] / (double)T);
-	store_scalar(loss, T ? (double)N * lb : 0);
 }
 
 // g = softmax over the kept logits, so dlogit_k = g_k·(dG_k − Σ_kept g·dG) on the kept, 0 elsewhere; the
-// load-balancing term d(N Σ f_e P_e)/dlogit_t = (N/T)·p_t ⊙ (f − Σ_e p_te f_e) (f constant: top-k is piecewise
-// constant); then db += Σ_t dlogit, dw += dlogitᵀ·x, dx += dlogit·w.
+// load-balancing term d(N Σ f_e P_e)/dlogit_t = (N/n)·p_t ⊙ (f − Σ_e p_te f_e) over the micro-batch's n tokens
+// (f constant: top-k is piecewise constant); then db += Σ_t dlogit, dw += dlogitᵀ·x, dx += dlogit·w.
 void cpu_router_backward(struct tensor dx, struct tensor dw, struct tensor db, struct tensor dgates, struct tensor gates,
-			 struct tensor probs, struct tensor topk, struct tensor x, struct tensor w, double lb_weight)
+			 struct tensor probs, struct tensor topk, struct tensor x, struct tensor w, struct tensor stats,
+			 double n_tokens, double lb_weight)
 {
 	const char *op = "router_backward";
 	real *dxd = cpu_real(dx, op), *gW = cpu_real(dw, op), *gb = cpu_real(db, op);
@@ -254,9 +241,11 @@ void cpu_router_backward(struct tensor dx, struct tensor dw, struct tensor db, s
 	const int32_t *top = cpu_i32(topk, op);
 	int64_t T = x.dim[0], C = x.dim[1], N = w.dim[0], E = gates.dim[1], k = topk.dim[1];
 	real *dlog = cpu_scratch(CPU_SCRATCH_ROUTER, (size_t)(T * N));
+	const double *st = stats_of(stats, op);
 	double f[N];
-	assignment_shares(f, top, T, k, N);
-	real lbw = (real)(lb_weight * (double)N / (double)T);
+	for (int64_t e = 0; e < N; e++)
+		f[e] = n_tokens > 0 ? st[e] / n_tokens : 0;
+	real lbw = (real)(n_tokens > 0 ? lb_weight * (double)N / n_tokens : 0);
 #pragma omp parallel for
 	for (int64_t t = 0; t < T; t++) {
 		real *d = dlog + t * N, sum = 0;
@@ -381,8 +370,8 @@ static double contrastive_block(const struct con_args *c, int64_t t0, int64_t tb
 	return sum;
 }
 
-// x (T,C), proj (D,C), queue (N,Q,D), fill (N), topk (T,K) -> q (T,D), znorm (T), loss (1)
-void cpu_contrastive_forward(struct tensor loss, struct tensor q, struct tensor znorm, struct tensor x,
+// x (T,C), proj (D,C), queue (N,Q,D), fill (N), topk (T,K) -> q (T,D), znorm (T), stats (2)
+void cpu_contrastive_forward(struct tensor stats, struct tensor q, struct tensor znorm, struct tensor x,
 			     struct tensor proj, struct tensor queue, struct tensor fill, struct tensor topk, double tau)
 {
 	const char *op = "contrastive_forward";
@@ -406,7 +395,9 @@ void cpu_contrastive_forward(struct tensor loss, struct tensor q, struct tensor 
 	double sum = 0;
 	for (int64_t t0 = 0; t0 < T; t0 += CON_TB)
 		sum += contrastive_block(&c, t0, T - t0 < CON_TB ? T - t0 : CON_TB, L, 0, NULL, &valid);
-	store_scalar(loss, valid ? sum / (double)valid : 0);
+	double *st = stats_of(stats, op);
+	st[0] = sum;
+	st[1] = (double)valid;
 }
 
 // dz = (dq − q·(q·dq)) / ‖z‖ for q = z/‖z‖; dproj += dzᵀ·x; dx += dz·proj.
@@ -418,16 +409,12 @@ void cpu_contrastive_backward(struct tensor dx, struct tensor dproj, struct tens
 	real *dxd = cpu_real(dx, op), *gP = cpu_real(dproj, op);
 	const real *xd = cpu_real(x, op), *qd = cpu_real(q, op), *zn = cpu_real(znorm, op), *Pw = cpu_real(proj, op);
 	const int32_t *fl = cpu_i32(fill, op), *top = cpu_i32(topk, op);
-	int64_t T = x.dim[0], C = x.dim[1], D = proj.dim[0], k = topk.dim[1], valid = 0;
-	for (int64_t t = 0; t < T; t++)
-		valid += fl[top[t * k]] > 0;
-	if (!valid)
-		return;
+	int64_t T = x.dim[0], C = x.dim[1], D = proj.dim[0], k = topk.dim[1];
 	struct con_args c = {qd, queue_keys(queue), fl, top, queue.dim[0], queue.dim[1], D, k, (real)(1.0 / tau)};
 	real *L = cpu_scratch(CPU_SCRATCH_CON_SCORES, (size_t)(CON_TB * c.N * c.Q));
 	real *dz = cpu_scratch(CPU_SCRATCH_CON_GRAD, (size_t)(T * D));
 	memset(dz, 0, (size_t)(T * D) * sizeof(real));
-	real coef_tok = (real)(coef / (double)valid);
+	real coef_tok = (real)coef;
 	int64_t counted = 0;
 	for (int64_t t0 = 0; t0 < T; t0 += CON_TB)
 		contrastive_block(&c, t0, T - t0 < CON_TB ? T - t0 : CON_TB, L, coef_tok, dz + t0 * D, &counted);

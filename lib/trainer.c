@@ -10,6 +10,7 @@
 
 #include "adapter_io.h"
 #include "die.h"
+#include "dist.h"
 #include "model.h"
 #include "model_train.h"
 #include "progress.h"
@@ -89,16 +90,20 @@ static int64_t pack_batch(struct run *r, const struct shard_batch *b, int *n_doc
 	return (int64_t)T;
 }
 
-// Next non-empty micro-batch of the train split (epochs roll over).
-static int64_t next_train(struct run *r, int *n_docs)
+// Next non-empty micro-batch of the train split (epochs roll over): this rank's part of it (its T tokens, may
+// be 0), and in *T_ALL the tokens of all the parts.
+static int64_t next_train(struct run *r, int *n_docs, int64_t *T_all)
 {
 	for (int tries = 0; tries < 3; tries++) {
-		if (shard_reader_next(r->train, &r->batch) == 0)
-			continue;   // end of an epoch: the cursor moved to the next
+		if (shard_reader_next_part(r->train, &r->batch, (uint32_t)r->rank, (uint32_t)r->world) == 0)
+			continue;   // end of an epoch (for every rank at once): the cursor moved to the next
 		int64_t T = pack_batch(r, &r->batch, n_docs);
-		if (T > 0)
+		*T_all = ranks_tokens(r, T);   // [dist] the parts' tokens
+		if (*T_all > 0)
 			return T;
 	}
+	if (r->rank > 0)
+		dist_leave(EXIT_DATA);   // [dist] rank 0 says it
 	die_data(r->o->shards, -1, NULL, "the train split has no tokens");
 }
 
@@ -106,22 +111,24 @@ static double validate(struct run *r)
 {
 	shard_reader_seek(r->valid, r->valid_start);
 	r->a->training = 0;
-	double sum = 0;
-	int64_t n = 0, seqs = 0;
-	while (shard_reader_next(r->valid, &r->batch) > 0) {
+	double sum_n[2] = {0, 0};   // cross-entropy sum, targets
+	int64_t seqs = 0;
+	uint32_t n_seqs;
+	while ((n_seqs = shard_reader_next_part(r->valid, &r->batch, (uint32_t)r->rank, (uint32_t)r->world)) > 0) {
 		int n_docs;
 		int64_t T = pack_batch(r, &r->batch, &n_docs), M = 0;
-		seqs += r->batch.n_seqs;
+		seqs += n_seqs;
 		if (T > 0) {
 			double ce = model_train_forward(r->tr, r->ids, T, r->offsets, n_docs, r->doc_task, r->mask, &M);
-			sum += ce * (double)M;
-			n += M;
+			sum_n[0] += ce * (double)M;
+			sum_n[1] += (double)M;
 		}
 		if (r->o->eval_sequences && (uint64_t)seqs >= r->o->eval_sequences)
 			break;
 	}
 	r->a->training = 1;
-	return n ? sum / (double)n : NAN;
+	dist_allreduce(sum_n, 2, DIST_F64, 0, "summing the validation loss");   // [dist] every rank's parts
+	return sum_n[1] ? sum_n[0] / sum_n[1] : NAN;
 }
 
 // ----------------------------------------------------------------------------
@@ -167,6 +174,12 @@ static void open_data(struct run *r)
 	ac.seed = o->seed;
 	r->a = adapter_new_for_model(&ac, r->m);
 	uint32_t bs = o->batch_tokens / seq_len ? o->batch_tokens / seq_len : 1;
+	if (r->world > (int)bs && r->rank == 0)
+		warnx("--batch-tokens %u: micro-batches of %u sequence%s of %u tokens for %d ranks, so %d rank%s idle in "
+		      "each; a larger --batch-tokens keeps every rank busy", o->batch_tokens, bs, bs > 1 ? "s" : "", seq_len,
+		      r->world, r->world - (int)bs, r->world - (int)bs > 1 ? "s sit" : " sits");
+	// Every rank reads the one global order (rank 0 of world 1) and forwards its part of each micro-batch
+	// (shard_reader_next_part), so the cursor in a checkpoint is global and any rank count can resume it.
 	struct shard_reader_options so = {.split = "train", .rank = 0, .world = 1, .batch_size = bs,
 					  .shuffle = o->shuffle, .seed = o->seed};
 	r->train = shard_reader_open(o->shards, &so);
@@ -181,7 +194,16 @@ static void open_data(struct run *r)
 void train_run(const struct train_opts *o)
 {
 	struct run r = {.o = o};
-	device_init(o->model.device, o->device_index);
+	dist_init(o->model.device == DEVICE_CUDA);   // [dist] ranks of mpirun / srun; NCCL for GPU ranks
+	r.rank = dist_rank();
+	r.world = dist_world();
+	// [dist] each GPU rank takes its node's GPU local_rank unless --device names one
+	int gpu_rank = o->model.device == DEVICE_CUDA && o->device_index < 0 && r.world > 1;
+	device_init(o->model.device, gpu_rank ? dist_local_rank() : o->device_index);
+	// [dist] rank 0 checks everything first (run directory, model, shards, --resume), so that a mistake is one
+	// message, not one per rank
+	if (r.rank > 0)
+		dist_barrier("rank 0 checking the run");
 	run_prepare_dir(o);
 	r.m = model_load_with(o->base, &o->model);
 	open_data(&r);
@@ -192,13 +214,16 @@ void train_run(const struct train_opts *o)
 	r.training = training_json(o, r.warmup);
 
 	metrics_open(&r, o->resume ? run_resume(&r) : -1);
+	if (r.rank == 0)
+		dist_barrier("rank 0 checking the run");   // [dist]
 	struct adapter *a = r.a;
 	a->training = 1;
 	struct progress prog;
-	progress_start(&prog, "train-experts", o->quiet);
+	progress_start(&prog, "train-experts", o->quiet || r.rank > 0);
 	uint64_t first = r.step, done_here = 0;
 	while (r.step < o->steps && !(o->stop_after && done_here >= o->stop_after)) {
 		r.step++;
+		dist_context("step %llu", (unsigned long long)r.step);
 		double t0 = now_seconds(), loss = 0, lb = 0, con = 0;
 		int64_t tokens = 0;
 		adapter_zero_grads(a);
@@ -206,30 +231,47 @@ void train_run(const struct train_opts *o)
 		a->step = r.step;
 		for (uint32_t k = 0; k < o->accum; k++) {
 			int n_docs;
-			int64_t T = next_train(&r, &n_docs);
-			double ce = model_train_forward(r.tr, r.ids, T, r.offsets, n_docs, r.doc_task, r.mask, NULL), l, c;
+			int64_t T_all, T = next_train(&r, &n_docs, &T_all);
+			if (T > 0)
+				model_train_forward(r.tr, r.ids, T, r.offsets, n_docs, r.doc_task, r.mask, NULL);
+			adapter_stats_to_host(a);
+			ranks_sum_stats(&r, T);   // [dist] the micro-batch's normalisers, before its backward
+			adapter_stats_to_device(a);
+			const double *ce_stats = model_train_ce_stats(r.tr);
+			double ce = ce_stats[1] > 0 ? ce_stats[0] / ce_stats[1] : 0, l, c;
 			adapter_aux_loss(a, &l, &c);
-			if (!isfinite(ce) || !isfinite(l) || !isfinite(c))
+			if (!isfinite(ce) || !isfinite(l) || !isfinite(c)) {
+				if (r.rank > 0)
+					dist_leave(EXIT_FAIL);   // [dist] the sums are the same on every rank: rank 0 says it
 				die(EXIT_FAIL, "step %llu: the %s is %s: stopping; the last checkpoint in %s/state is intact",
 				    (unsigned long long)r.step, !isfinite(ce) ? "loss" : "auxiliary loss",
 				    isnan(ce + l + c) ? "NaN" : "infinite", o->run);
-			model_train_backward(r.tr, 1.0 / o->accum);
-			adapter_queue_push(a);
+			}
+			if (T > 0)
+				model_train_backward(r.tr, 1.0 / o->accum);
+			ranks_push_queue(&r, T);   // [dist] every rank's new queue entries, in rank order
 			loss += ce / o->accum;
 			lb += l / o->accum;
 			con += c / o->accum;
-			tokens += T;
+			tokens += T_all;
 		}
+		ranks_sum_grads(&r);   // [dist] before the norm, clipping and AdamW, so every rank takes the same step
+		adapter_loads_to_host(a);
+		ranks_sum_loads(&r);   // [dist] for the metrics
 		double gnorm = grad_global_norm(a->dev.grads);
-		if (!isfinite(gnorm))
+		if (!isfinite(gnorm)) {
+			if (r.rank > 0)
+				dist_leave(EXIT_FAIL);   // [dist]
 			die(EXIT_FAIL, "step %llu: the gradient norm is %s: stopping; the last checkpoint in %s/state is intact",
 			    (unsigned long long)r.step, isnan(gnorm) ? "NaN" : "infinite", o->run);
+		}
 		grad_clip(a->dev.grads, gnorm, o->clip);
 		double lr = lr_at(o->schedule, o->lr, r.step, r.warmup, o->steps);
 		struct adamw_step step = adamw_at(&o->adamw, lr, r.step);
 		adamw_update(a->dev.params, a->dev.grads, a->dev.m, a->dev.v, &step);
 		ops_sync(r.m->device);
-		double tps = (double)tokens / (now_seconds() - t0 + 1e-9);
+		double step_s = now_seconds() - t0, tps = (double)tokens / (step_s + 1e-9);
+		r.steps_s += step_s;
 		double val = NAN;
 		if (r.valid && o->eval_every && (r.step % o->eval_every == 0 || r.step == o->steps))
 			val = validate(&r);
@@ -241,12 +283,14 @@ void train_run(const struct train_opts *o)
 				(unsigned long long)r.step, (unsigned long long)o->steps, loss, tps, eta);
 		}
 		int stopping = r.step == o->steps || (o->stop_after && done_here >= o->stop_after);
-		if ((o->save_every && r.step % o->save_every == 0) || stopping)
+		if ((o->save_every && r.step % o->save_every == 0) || stopping) {
+			ranks_check_state(&r);   // [dist] the ranks still hold the same adapter and queues
 			run_checkpoint(&r);
+		}
 	}
 	if (prog.active)
 		fputc('\n', stderr);
-	if (!o->quiet) {
+	if (!o->quiet && r.rank == 0) {
 		fprintf(stderr, "train-experts: %s: steps %llu..%llu done\n", o->run, (unsigned long long)first + 1,
 			(unsigned long long)r.step);
 		if (r.m->device != DEVICE_CPU) {
@@ -256,6 +300,10 @@ void train_run(const struct train_opts *o)
 				(double)ops_peak_bytes(r.m->device) / (1 << 30), what);
 		}
 	}
+	if (!o->quiet && r.rank == 0 && r.world > 1 && r.steps_s > 0)   // [dist] what talking to the ranks cost
+		fprintf(stderr, "train-experts: %d ranks: the gradient all-reduce took %.1f%% of the steps' time, every "
+			"exchange with the ranks (waits included) %.1f%%, on rank 0\n", r.world, 100 * r.grads_s / r.steps_s,
+			100 * dist_seconds_in_calls() / r.steps_s);
 	metrics_close(&r);
 	for (int k = 0; k < a->cfg.n_tasks; k++)
 		free(r.task_names[k]);
@@ -271,6 +319,10 @@ void train_run(const struct train_opts *o)
 	free(r.offsets);
 	free(r.doc_task);
 	model_train_free(r.tr);
+	free(r.part_tokens);
+	free(r.state_hash);
 	model_free(r.m);
 	adapter_free(a);
+	dist_barrier("the end of the run");   // [dist] rank 0 has written the last checkpoint
+	dist_finalize();
 }

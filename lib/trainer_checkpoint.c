@@ -9,6 +9,7 @@
 
 #include "adapter_io.h"
 #include "die.h"
+#include "dist.h"
 #include "outfile.h"
 #include "trainer_internal.h"
 
@@ -20,6 +21,8 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 
 void run_prepare_dir(const struct train_opts *o)
 {
+	if (dist_rank() != 0)
+		return;   // [dist] only rank 0 writes the run directory
 	struct stat st;
 	char *state = xasprintf("%s/state", o->run), *metrics = xasprintf("%s/metrics.mpk", o->run);
 	if (stat(o->run, &st) != 0) {
@@ -43,6 +46,8 @@ void run_prepare_dir(const struct train_opts *o)
 
 void run_checkpoint(struct run *r)
 {
+	if (r->rank != 0)
+		return;   // [dist] every rank holds the same state; rank 0 writes it
 	const struct train_opts *o = r->o;
 	if (fflush(r->metrics) != 0 || fsync(fileno(r->metrics)) != 0)
 		die_errno("%s/metrics.mpk", o->run);
@@ -53,12 +58,25 @@ void run_checkpoint(struct run *r)
 	adapter_to_host(r->a);
 	adapter_state_save(r->a, path);
 	free(path);
+	// the cursor is global (every rank reads as rank 0 of 1, trainer.c): any number of ranks resumes it; "ranks"
+	// only records how many wrote it
 	struct shard_cursor c = shard_reader_tell(r->train);
-	json_t *j = json_pack("{s:I, s:I, s:{s:I, s:I, s:I, s:I, s:i, s:i, s:i}, s:O}", "step", (json_int_t)r->step,
-			      "metrics_bytes", (json_int_t)metrics_bytes, "cursor", "epoch", (json_int_t)c.epoch,
+	json_t *j = json_pack("{s:I, s:I, s:i, s:{s:I, s:I, s:I, s:I, s:i, s:i, s:i}, s:O}", "step", (json_int_t)r->step,
+			      "metrics_bytes", (json_int_t)metrics_bytes, "ranks", r->world, "cursor", "epoch",
+			      (json_int_t)c.epoch,
 			      "position", (json_int_t)c.position, "sequences", (json_int_t)c.sequences, "seed",
 			      (json_int_t)c.seed, "rank", (int)c.rank, "world", (int)c.world, "shuffle", (int)c.shuffle,
 			      "training", r->training);
+	if (r->state_hash) {
+		// every rank's hash of its adapter state (ranks_check_state): equal, or the run would have stopped
+		json_t *h = json_array();
+		for (int q = 0; q < r->world; q++) {
+			char hex[17];
+			snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->state_hash[q]);
+			json_array_append_new(h, json_string(hex));
+		}
+		json_object_set_new(j, "rank_states", h);
+	}
 	path = xasprintf("%s/trainer.json", dir->tmp_path);
 	struct outfile *out = outfile_open(path);
 	if (json_dumpf(j, out->fp, JSON_INDENT(1) | JSON_PRESERVE_ORDER) != 0)

@@ -8,6 +8,7 @@
 
 #include "adapter_io.h"
 #include "die.h"
+#include "dist.h"
 #include "stream.h"
 #include "trainer_internal.h"
 
@@ -34,11 +35,12 @@ static void write_header(struct run *r)
 void metrics_write_step(struct run *r, double loss, double lb, double con, double val, double lr, double gnorm,
 			 double tps, int64_t tokens)
 {
+	if (!r->metrics)
+		return;   // [dist] a rank other than 0
 	const struct adapter *a = r->a;
 	const struct adapter_config *c = &a->cfg;
 	int routed = a->n_routed_slots > 0, moe = c->method == ADAPTER_MOELORA;
 	msgpack_packer *pk = &r->pk;
-	adapter_loads_to_host(r->a);
 	int on_gpu = r->m->device != DEVICE_CPU;
 	msgpack_pack_map(pk, 7 + 2 * routed + (c->method == ADAPTER_SPARSEDOCTOR) + !isnan(val) + (routed || moe) + on_gpu);
 	pack_kv_int(pk, "step", (int64_t)r->step);
@@ -96,6 +98,8 @@ void metrics_write_step(struct run *r, double loss, double lb, double con, doubl
 
 void metrics_open(struct run *r, long resume_bytes)
 {
+	if (dist_rank() != 0)
+		return;   // [dist] rank 0 writes the metrics
 	char *path = xasprintf("%s/metrics.mpk", r->o->run);
 	if (resume_bytes >= 0) {
 		r->metrics = fopen(path, "r+");
@@ -115,6 +119,8 @@ void metrics_open(struct run *r, long resume_bytes)
 
 void metrics_close(struct run *r)
 {
+	if (!r->metrics)
+		return;
 	if (fclose(r->metrics) != 0)
 		die_errno("%s/metrics.mpk", r->o->run);
 	r->metrics = NULL;

@@ -8,6 +8,7 @@
 #include "adapter.h"
 #include "cli.h"
 #include "die.h"
+#include "dist.h"
 #include "outfile.h"
 #include "trainer.h"
 
@@ -124,7 +125,7 @@ int main(int argc, char **argv)
 		case O_DEVICE: cli_device(optarg, &o.model, &o.device_index); break;
 		case O_DTYPE: cli_weight_dtype(optarg, &o.model); break;
 		case O_HELP: usage(stdout, EXIT_OK);
-		case O_VERSION: printf("train-experts %s\n", MEDMOE_VERSION); return 0;
+		case O_VERSION: printf("train-experts %s (data parallel: %s)\n", MEDMOE_VERSION, dist_build()); return 0;
 		default: usage(stderr, EXIT_USAGE);
 		}
 	}
