@@ -63,8 +63,9 @@ make_ckpt() {
 }
 # a GPU?  (before anything: the 7B checkpoint takes ~31 GB of memory while it is drawn)
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -1)
+[ -n "$gpu" ] || gpu=$(${MEDMOE_PYTHON:-python3} -c 'import torch; print(torch.cuda.get_device_name(0))' 2> /dev/null)
 if [ -z "$gpu" ]; then
-	echo "bench-gpu: SKIPPED: no NVIDIA GPU here (nvidia-smi found none)"
+	echo "bench-gpu: SKIPPED: no NVIDIA GPU here (neither nvidia-smi nor torch found one)"
 	exit 0
 fi
 if [ $ckpt_only = 1 ]; then

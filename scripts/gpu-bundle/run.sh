@@ -35,6 +35,7 @@ export MEDMOE_BENCH_DIR=${MEDMOE_BENCH_DIR:-${TMPDIR:-/tmp}/medmoe-bench-gpu}
 	date -u
 	uname -a
 	nvidia-smi 2>&1 | head -20
+	echo "medmoe sees: $("$B/bin/check_model" -p 2>&1 || echo "no usable GPU (above)")"
 	echo "CUDA libraries from: ${MEDMOE_CUDA_DIRS:-none found}"
 	echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 	for p in "$B"/bin/*; do ldd "$p" 2>&1 | grep -E "not found|cuda|cublas" | sed "s|^|$(basename "$p"): |"; done | sort -u
@@ -49,7 +50,7 @@ cat "$out/env.txt"
 # the benchmark's checkpoints (~19 GB on disk, ~31 GB of memory while the 7B one is drawn), only where the
 # benchmark will run: a machine with an NVIDIA GPU
 ckpt_pid=""
-if [ $bench = 1 ] && nvidia-smi -L > /dev/null 2>&1; then
+if [ $bench = 1 ] && { nvidia-smi -L > /dev/null 2>&1 || "$B/bin/check_model" -p > /dev/null 2>&1; }; then
 	OMP_NUM_THREADS=${MEDMOE_INIT_THREADS:-12} sh "$B/bench/gpu.sh" --checkpoints-only > "$out/checkpoints.log" 2>&1 &
 	ckpt_pid=$!
 fi

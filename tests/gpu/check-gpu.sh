@@ -11,10 +11,11 @@
 #              logits, losses and every adapter gradient of each method, CPU vs GPU, f32 mode within 1e-5,
 #              bf16 mode within max(1e-2, 5 × the bf16 weight-rounding floor) (check_model.c says why).
 #   3. train   10 steps of train-experts per method on the CPU and with --device cuda, in f32 mode (--dtype f32)
-#              and bf16 mode: the loss of every step within 1e-4 (f32) / 1e-2 (bf16) relative.
+#              and bf16 mode: the loss of every step within 1e-5 (f32) / 1e-2 (bf16) relative.
 #   4. resume  train-experts --device cuda: 20 steps == 10 + --resume + 10, byte for byte (adapter, optimizer state).
 #   5. eval    eval-exam loglik on a real exam (CMMLU anatomy, tokens made by tests/gpu/mkdata.sh) on the CPU and
-#              the GPU: max |Δ option log-probability| within 1e-4 (f32) / max(1e-2, 5 × floor) (bf16), and every
+#              the GPU: max |Δ option log-probability| within 1e-4 (f32; two OpenBLAS kernel sets: 1.9e-6) /
+#              max(1e-2, 5 × floor) (bf16; rounding the weights alone: ~0.011), and every
 #              differing prediction listed with its score gap (a near-tie when within that bound).
 #   6. sanitizer  compute-sanitizer memcheck and racecheck on a short GPU training run: zero errors (SKIP, loudly,
 #              where compute-sanitizer is missing or says the device is unsupported).
@@ -160,7 +161,8 @@ for m in $methods; do
 		in_time "train 10 steps ($m $mode)" || continue
 		r=$work/train-$m-$mode
 		dt=""; [ $mode = f32 ] && dt="--dtype f32"
-		tol=1e-4; [ $mode = bf16 ] && tol=1e-2
+		# (two OpenBLAS kernel sets give curves 4e-8 apart; bf16 weight rounding alone moves them 3.4e-4)
+		tol=1e-5; [ $mode = bf16 ] && tol=1e-2
 		# shellcheck disable=SC2086
 		if ! timeout $(tmo 300) train-experts --base "$tb-$mode" --method $m --steps 10 $common --force -o "$r-cpu" "$shards" > "$r.log" 2>&1; then
 			row "train 10 steps" "$m $mode" FAIL "the CPU run failed: $(tail -1 "$r.log")"
@@ -252,7 +254,7 @@ else
 		res=$(awk -f "$here/cmp_pred.awk" "$eb-$mode-cpu.json" "$eb-$mode-gpu.json")
 		echo "$res" > "$eb-$mode.cmp"
 		set -- ${res%%|*}
-		n=$1 ngot=$2 ndiff=$3 maxd=$4 order=${5:-}
+		n=$1 ngot=$2 ndiff=$3 maxd=$4 order=${6:-}
 		list=${res#*|}
 		tol=$(awk -v m=$mode -v f="$floor" 'BEGIN { t = m == "f32" ? 1e-4 : 1e-2; if (m != "f32" && 5 * f > t) t = 5 * f; printf "%.3g", t }')
 		st=$(awk -v n="$n" -v g="$ngot" -v d="$maxd" -v t="$tol" -v o="$order" 'BEGIN { print (n == g && n > 0 && o == "" && d <= t) ? "PASS" : "FAIL" }')

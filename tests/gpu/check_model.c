@@ -12,7 +12,10 @@
 //   -c        compare the CPU with a second CPU model instead of the GPU: a self-test of the comparisons on a
 //             machine without a GPU (every row must PASS with zero errors).
 // Errors are ‖Δ‖/‖ref‖ per tensor (the logits, each adapter gradient tensor), |Δ|/|ref| per loss; the weighted
-// auxiliary loss against the objective it enters.
+// auxiliary loss against the objective it enters.  What 1e-5 leaves in f32: the CPU itself, run with OpenBLAS's
+// Haswell kernels and then its SkylakeX ones (other summation orders), differs by ~6e-7 in the logits and at most
+// 4e-6 in a gradient tensor (a router bias; ~1.5e-6 typically) on these checkpoints (measured on the build
+// machine, 2026-11-29): a GPU's different summation orders should land near that.
 //
 // For each method (all four, or -m's) and mode, one packed batch of several documents (one of a single token),
 // with a task id per document and a partial loss mask, runs through
