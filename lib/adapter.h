@@ -181,7 +181,9 @@ void adapter_to_host(struct adapter *a);
 // This step's expert loads (each slot's load, task_load) and the moelora gate (task_gate) into their host
 // arrays.
 void adapter_loads_to_host(struct adapter *a);
-// The micro-batch statistics between the device and the host array (no-ops on the CPU).
+// The micro-batch statistics between the device and the host array (no-ops on the CPU).  The device's are the
+// ones that count: the trainer reads them, sums them over the ranks and writes the sums back before backward,
+// which (like adapter_aux_loss) reads them again.
 void adapter_stats_to_host(struct adapter *a);
 void adapter_stats_to_device(struct adapter *a);
 
@@ -199,9 +201,8 @@ void adapter_linear_backward(struct adapter *a, int l, enum adapter_target tgt, 
 // After every linear's backward: the moelora gate's gradient (softmax, W_g, E).
 void adapter_backward_finish(struct adapter *a);
 // The auxiliary losses of the micro-batch as they enter the objective (already weighted: lb_coef·mean,
-// λ·mean), and unweighted means in *lb / *con (when not NULL), from the host statistics (adapter_stats_to_host
-// after a forward on a GPU).
-double adapter_aux_loss(const struct adapter *a, double *lb, double *con);
+// λ·mean), and unweighted means in *lb / *con (when not NULL), from the statistics (the device's, read first).
+double adapter_aux_loss(struct adapter *a, double *lb, double *con);
 // After the optimizer step: push this forward's contrastive queries into the memory queues.
 void adapter_queue_push(struct adapter *a);
 // Push rows of Q (n, con_proj) into routed slot S's rings, row i to the ring of expert TOP[i,0] (n, ≥1), in

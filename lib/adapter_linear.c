@@ -208,8 +208,9 @@ void adapter_backward_finish(struct adapter *a)
 
 // From the micro-batch's statistics: lb = N Σ_e f_e P_e per routed slot, the contrastive mean, each averaged over
 // the routed slots.
-double adapter_aux_loss(const struct adapter *a, double *lb, double *con)
+double adapter_aux_loss(struct adapter *a, double *lb, double *con)
 {
+	adapter_stats_to_host(a);
 	double slb = 0, scon = 0, T = a->stats[0];
 	for (int i = 0; i < a->n_layers * N_TARGETS; i++) {
 		const struct adapter_slot *s = &a->slots[i];

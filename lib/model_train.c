@@ -249,8 +249,10 @@ void model_train_backward(struct model_train *tr, double scale)
 		scatter_rows_add(dxn, dxsel, rows_of(a->sel, M));
 		rmsnorm_backward(dres, TENSOR_NONE, dxn, rows_of(tr->xres, T), m->w.ln_f, rows_of(tr->rstd_f, T));
 	}
-	if (m->adapter)
+	if (m->adapter) {
 		m->adapter->grad_scale = scale;
+		adapter_stats_to_host(m->adapter);   // the micro-batch's totals the adapter's backward divides by
+	}
 	for (int l = c->n_layers - 1; l >= 0; l--) {
 		if (tr->planned_recompute) {
 			struct tensor x_tmp = rows_of(tr->x_tmp, T);

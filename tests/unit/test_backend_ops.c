@@ -15,7 +15,8 @@
 //                a backward chains two or three such steps, ≤ ~6e-3; 1e-2 leaves margin (issue 12's bound).
 // The CUDA configurations run only when the build has the backend and the machine a GPU (make check-gpu);
 // here they report themselves as skipped.  With MEDMOE_OPS_TABLE set the test prints one line per (op,
-// configuration): the error against the reference.
+// configuration): the error against the reference.  MEDMOE_OPS_SEED=N draws the inputs from seeds N, N+1, ...
+// instead of the fixed 100, 101, ... (tests/gpu/check-gpu.sh gives a fresh one each run).
 #include "unit.h"
 
 #include <math.h>
@@ -547,8 +548,11 @@ static void check_config(const struct config *cfg)
 		skip();
 	}
 	static const struct config ref_cfg = REF_CONFIG;
+	// MEDMOE_OPS_SEED draws other inputs (make check-gpu passes a fresh one each run and prints it)
+	const char *seed_env = getenv("MEDMOE_OPS_SEED");
+	uint64_t seed0 = seed_env ? strtoull(seed_env, NULL, 10) : 100;
 	for (size_t i = 0; i < N_CASES; i++) {
-		uint64_t seed = 100 + i;
+		uint64_t seed = seed0 + i;
 		struct run ref, got, again;
 		run_case(&cases[i], &ref_cfg, seed, &ref);
 		run_case(&cases[i], cfg, seed, &got);
