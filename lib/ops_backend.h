@@ -21,6 +21,7 @@
 	void P##tensor_scale(struct tensor t, double s);                                                          \
 	void P##gather_rows(struct tensor out, struct tensor inp, struct tensor idx);                             \
 	void P##scatter_rows_add(struct tensor out, struct tensor inp, struct tensor idx);                        \
+	void P##scatter_rows(struct tensor out, struct tensor inp, struct tensor idx);                            \
 	double P##tensor_sum(struct tensor t);                                                                    \
 	double P##tensor_sumsq(struct tensor t);                                                                  \
 	void P##matmul_forward(struct tensor out, struct tensor inp, struct tensor weight, struct tensor bias);    \
@@ -33,7 +34,8 @@
 	void P##rope_forward(struct tensor x, struct tensor positions, struct tensor inv_freq);                    \
 	void P##rope_backward(struct tensor dx, struct tensor positions, struct tensor inv_freq);                 \
 	void P##attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k,          \
-				  struct tensor v, struct tensor doc_offsets, int n_docs, int64_t q_offset);      \
+				  struct tensor v, struct tensor doc_offsets, struct tensor q_rows, int n_docs,   \
+				  int64_t q_offset);                                                              \
 	void P##attention_backward(struct tensor dq, struct tensor dk, struct tensor dv, struct tensor dout,       \
 				   struct tensor out, struct tensor lse, struct tensor q, struct tensor k,        \
 				   struct tensor v, struct tensor doc_offsets, int n_docs, int64_t q_offset);     \

@@ -23,7 +23,7 @@
 struct options {
 	const char *base, *adapter, *task, *output, *input;
 	int generate;
-	int64_t batch_tokens, max_new, limit;
+	int64_t batch_tokens, max_new, limit, gen_batch;
 	double multi_threshold;
 	char *stops[MAX_STOPS];
 	int n_stops;
@@ -37,8 +37,8 @@ static noreturn void usage(FILE *fp, int code)
 	fprintf(fp,
 		"usage: %s --base model [--adapter run] [--task name] [--mode loglik|generate]\n"
 		"       [--batch-tokens n] [--multi-threshold p] [--max-new-tokens n] [--stop string]\n"
-		"       [--limit n] [--device cpu|cuda|cuda:N] [--dtype bf16|f16|f32] [-q] [-o predictions]\n"
-		"       [exam_stream]\n",
+		"       [--gen-batch n] [--limit n] [--device cpu|cuda|cuda:N] [--dtype bf16|f16|f32] [-q]\n"
+		"       [-o predictions] [exam_stream]\n",
 		progname());
 	exit(code);
 }
@@ -143,28 +143,58 @@ static size_t run_loglik(const struct options *o, struct model *m, struct stream
 	return done;
 }
 
+// Generate mode: the questions stream through the generator (--gen-batch of them decoded together) and their
+// predictions come back in input order.
+struct gen_io {
+	const struct options *o;
+	const struct model *m;
+	struct stream_reader *r;
+	const struct schema *spec;
+	struct eval_question *first;   // read by main, handed out first
+	size_t n_read, done, *tokens, *unparsed;
+	struct stream_writer *w;
+	struct progress *p;
+};
+
+static int gen_next(void *ctx, struct eval_question *q)
+{
+	struct gen_io *io = ctx;
+	msgpack_object rec;
+	if (io->o->limit && io->n_read >= (size_t)io->o->limit)
+		return 0;
+	if (io->first) {
+		*q = *io->first;
+		io->first = NULL;
+	} else {
+		if (!stream_next(io->r, &rec))
+			return 0;
+		schema_check_record(io->spec, io->r, &rec);
+		eval_question_read(io->r, &rec, (uint32_t)io->m->cfg.vocab, q);
+	}
+	io->n_read++;
+	return 1;
+}
+
+static void gen_done(void *ctx, struct eval_question *q, int n_generated)
+{
+	struct gen_io *io = ctx;
+	*io->unparsed += !q->parsed;
+	eval_prediction_write(io->w, q, 0);
+	*io->tokens += q->prompt.len + (size_t)n_generated;
+	eval_question_free(q);
+	progress_update(io->p, ++io->done, *io->tokens);
+}
+
 static size_t run_generate(const struct options *o, struct model *m, struct stream_reader *r,
 			   const struct schema *spec, struct eval_question *first, struct stream_writer *w,
 			   struct progress *p, size_t *tokens, size_t *unparsed)
 {
 	struct tokenizer *tok = tokenizer_load(m->dir);
 	struct eval_generator *g = eval_generator_new(m, tok, (int)o->max_new, (const char *const *)o->stops,
-						      o->n_stops);
-	struct eval_question q = *first;
-	msgpack_object rec;
-	size_t done = 0;
-	for (;;) {
-		int n_new = eval_generate(g, &q);
-		*unparsed += !q.parsed;
-		eval_prediction_write(w, &q, 0);
-		*tokens += q.prompt.len + (size_t)n_new;
-		eval_question_free(&q);
-		progress_update(p, ++done, *tokens);
-		if ((o->limit && done >= (size_t)o->limit) || !stream_next(r, &rec))
-			break;
-		schema_check_record(spec, r, &rec);
-		eval_question_read(r, &rec, (uint32_t)m->cfg.vocab, &q);
-	}
+						      o->n_stops, (int)o->gen_batch);
+	struct gen_io io = {.o = o, .m = m, .r = r, .spec = spec, .first = first, .tokens = tokens,
+			    .unparsed = unparsed, .w = w, .p = p};
+	size_t done = eval_generate_all(g, gen_next, gen_done, &io);
 	eval_generator_free(g);
 	tokenizer_free(tok);
 	return done;
@@ -173,7 +203,7 @@ static size_t run_generate(const struct options *o, struct model *m, struct stre
 int main(int argc, char **argv)
 {
 	enum { OPT_BASE = 256, OPT_ADAPTER, OPT_TASK, OPT_MODE, OPT_BATCH_TOKENS, OPT_MULTI_THRESHOLD,
-	       OPT_MAX_NEW, OPT_STOP, OPT_LIMIT, OPT_DEVICE, OPT_DTYPE };
+	       OPT_MAX_NEW, OPT_STOP, OPT_GEN_BATCH, OPT_LIMIT, OPT_DEVICE, OPT_DTYPE };
 	static const struct option longopts[] = {
 		{ "base", required_argument, NULL, OPT_BASE },
 		{ "adapter", required_argument, NULL, OPT_ADAPTER },
@@ -183,6 +213,7 @@ int main(int argc, char **argv)
 		{ "multi-threshold", required_argument, NULL, OPT_MULTI_THRESHOLD },
 		{ "max-new-tokens", required_argument, NULL, OPT_MAX_NEW },
 		{ "stop", required_argument, NULL, OPT_STOP },
+		{ "gen-batch", required_argument, NULL, OPT_GEN_BATCH },
 		{ "limit", required_argument, NULL, OPT_LIMIT },
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "dtype", required_argument, NULL, OPT_DTYPE },
@@ -192,7 +223,8 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct options o = { .output = "-", .input = "-", .batch_tokens = 2048, .max_new = 32, .device_index = -1 };
+	struct options o = { .output = "-", .input = "-", .batch_tokens = 2048, .max_new = 32, .gen_batch = 16,
+			     .device_index = -1 };
 	int ch;
 
 	set_progname(argv[0]);
@@ -224,6 +256,7 @@ int main(int argc, char **argv)
 				die(EXIT_USAGE, "--stop: an empty stop string would stop at once");
 			o.n_stops++;
 			break;
+		case OPT_GEN_BATCH: o.gen_batch = cli_int("--gen-batch", optarg, 1, OPS_ROWWISE_MAX_ROWS); break;
 		case OPT_LIMIT: o.limit = cli_int("--limit", optarg, 1, INT64_MAX); break;
 		case OPT_DEVICE: cli_device(optarg, &o.model, &o.device_index); break;
 		case OPT_DTYPE: cli_weight_dtype(optarg, &o.model); break;

@@ -229,7 +229,7 @@ static void att_run(const struct att_case *c)
 	double *gq = calloc(nq, sizeof(double)), *gk = calloc(nk, sizeof(double)), *gv = calloc(nk, sizeof(double));
 	att_reference(c, q + mis, k + mis, v + mis, dout + mis, out, lse, gq, gk, gv);
 
-	attention_forward(vout, tlse, vq, vk, vv, toffs, c->n_docs, c->q_offset);
+	attention_forward(vout, tlse, vq, vk, vv, toffs, TENSOR_NONE, c->n_docs, c->q_offset);
 	double tol = c->dt == DTYPE_F32 ? 1e-5 : 1e-2, btol = c->dt == DTYPE_F32 ? 1e-4 : 2e-2;
 	char what[128];
 	double *got = down(vout), *glse = down(tlse);
