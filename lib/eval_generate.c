@@ -190,7 +190,8 @@ static int advance(struct eval_generator *g, int b, const real *logits)
 }
 
 // Room in the cache for a question of LEN prompt tokens (its prefill and max_new − 1 steps).  A cache that is
-// too short is replaced by a longer one once every slot is free; returns 0 while that must wait.
+// too short is replaced by a longer one (at least half as long again, so that happens a few times per run)
+// once every slot is free; returns 0 while that must wait.
 static int cache_fits(struct eval_generator *g, size_t len)
 {
 	int64_t need = (int64_t)len + g->max_new;
@@ -199,7 +200,7 @@ static int cache_fits(struct eval_generator *g, size_t len)
 	for (int b = 0; b < g->batch; b++)
 		if (g->active[b])
 			return 0;
-	int64_t grown = g->cache ? g->cache->max_len * 3 / 2 : 0;
+	int64_t grown = g->cache ? g->cache->max_len * 3 / 2 : 512;
 	kv_cache_free(g->cache);
 	g->cache = kv_cache_new(g->m, ((need > grown ? need : grown) + 63) / 64 * 64, g->batch);
 	return 1;

@@ -172,10 +172,18 @@ static void logits_to_host(struct model *m, struct tensor xn, int64_t T, real *l
 		matmul_forward(host, xn, m->w.lm_head, TENSOR_NONE);
 		return;
 	}
-	struct tensor dev = tensor_new(m->stat_dtype, m->device, 2, T, V, 0);
-	matmul_forward(dev, xn, m->w.lm_head, TENSOR_NONE);
-	tensor_copy(host, dev);
-	tensor_free(dev);
+	if (T > OPS_ROWWISE_MAX_ROWS) {   // a whole forward's logits: a buffer for this call only
+		struct tensor dev = tensor_new(m->stat_dtype, m->device, 2, T, V, 0);
+		matmul_forward(dev, xn, m->w.lm_head, TENSOR_NONE);
+		tensor_copy(host, dev);
+		tensor_free(dev);
+		return;
+	}
+	struct tensor *dev = &m->acts.logits_dev;   // decoding asks at every step: kept
+	if (!dev->data)
+		*dev = tensor_new(m->stat_dtype, m->device, 2, OPS_ROWWISE_MAX_ROWS, V, 0);
+	matmul_forward(rows_of(*dev, T), xn, m->w.lm_head, TENSOR_NONE);
+	tensor_copy(host, rows_of(*dev, T));
 }
 
 double model_forward_packed(struct model *m, const int32_t *ids, int64_t T, const int32_t *doc_offsets, int n_docs,

@@ -66,6 +66,7 @@ struct model_acts {
 	struct tensor doc_offsets;                    // (cap+1) i32
 	struct tensor kv_rows;                        // (cap) i32: a batched decoding step's cache rows
 	int32_t *host_positions, *host_sel, *host_targets, *host_kv_rows;   // (cap) host staging of the index tensors
+	struct tensor logits_dev;   // (OPS_ROWWISE_MAX_ROWS,V) stat, off the CPU: a decoding step's logits on the way out
 };
 
 struct model {

@@ -361,12 +361,23 @@ static inline real rw_elem_bf16(const uint16_t *p)
 	return f;
 }
 
-// The lanes of V summed pairwise: lane l + w into lane l for w = RW_LANES/2, …, 1.
+// The lanes of V summed pairwise: lane l + w into lane l for w = RW_LANES/2, …, 1 (halves of the vector added
+// as vectors, then the last four lanes one by one).
+typedef real rw_half __attribute__((vector_size(32)));
+typedef real rw_quarter __attribute__((vector_size(16)));
 static inline real rw_hsum(const rw_vec *v)
 {
-	real l[RW_LANES];
-	memcpy(l, v, sizeof l);
-	for (int w = RW_LANES / 2; w >= 1; w /= 2)
+	rw_half lo, hi;
+	memcpy(&lo, v, sizeof lo);
+	memcpy(&hi, (const char *)v + sizeof lo, sizeof hi);
+	lo += hi;
+	rw_quarter a, b;
+	memcpy(&a, &lo, sizeof a);
+	memcpy(&b, (const char *)&lo + sizeof a, sizeof b);
+	a += b;
+	real l[16 / sizeof(real)];
+	memcpy(l, &a, sizeof l);
+	for (int w = (int)(16 / sizeof(real)) / 2; w >= 1; w /= 2)
 		for (int i = 0; i < w; i++)
 			l[i] += l[i + w];
 	return l[0];
