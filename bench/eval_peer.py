@@ -7,8 +7,10 @@ from stream2json -N), one question at a time (batch 1, no padding), eager attent
   --generate N: greedy decoding as eval-exam --mode generate does it, with transformers' KV cache: the prompt in
     one forward, then one token per forward; the argmax over the tokenizer's ids, stopping at a special token
     (not kept) or after N tokens; the text decoded by the tokenizers library; writes {id, generated} lines.
-Prints: questions/s, seconds in all (the question loop, model loading excluded).
+Prints: questions/s, seconds in all (the question loop, model loading excluded); --generate also the CPU
+seconds of the loop (all threads), which a shared machine disturbs less than the wall clock.
 Usage: eval_peer.py [--generate N] DIR EXAM.jsonl OUT"""
+import inspect
 import json
 import os
 import sys
@@ -22,6 +24,8 @@ from transformers import AutoModelForCausalLM
 def greedy(model, tok, special, max_new):
     """The greedy loop of one question: prefill, then one cached step per token."""
     n_ids = min(tok.get_vocab_size(), model.config.vocab_size)
+    # transformers 5.x calls the KV cache `cache` (in and out), earlier versions `past_key_values`
+    kv = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     def answer(q):
         out = model(input_ids=torch.tensor([q["prompt"]]), use_cache=True, logits_to_keep=1)
@@ -33,7 +37,7 @@ def greedy(model, tok, special, max_new):
             new.append(nxt)
             if len(new) == max_new:
                 break
-            out = model(input_ids=torch.tensor([[nxt]]), past_key_values=out.past_key_values, use_cache=True)
+            out = model(input_ids=torch.tensor([[nxt]]), use_cache=True, **{kv: getattr(out, kv)})
         return tok.decode(new, skip_special_tokens=False)
     return answer
 
@@ -54,13 +58,13 @@ def main():
         answer = greedy(model, tok, special, max_new)
         with torch.no_grad():
             answer(questions[0])   # warm-up
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             rows = [{"id": q["id"], "generated": answer(q)} for q in questions]
-            secs = time.perf_counter() - start
+            secs, cpu = time.perf_counter() - start, time.process_time() - cpu
         with open(out, "w") as f:
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        print(f"{len(questions) / secs:.2f} {secs:.3f}")
+        print(f"{len(questions) / secs:.2f} {secs:.3f} {cpu:.3f}")
         return
 
     def answer(q):
