@@ -76,13 +76,15 @@ awk -v a="$hf_qps" -v as="$hf_s" -v l="$le_qps" -v ls="$le_s" -v s="$start" -v e
 # the tokenizer, the peer's only its loop): on a machine shared with other work they move less.
 gen_q=30 gen_new=32
 head -n $gen_q "$work/exam.jsonl" > "$work/gen.jsonl"
-set -- $("$PY" "$MEDMOE_TOP/bench/eval_peer.py" --generate $gen_new "$work/ckpt" "$work/gen.jsonl" "$work/peer_gen.jsonl" 2>/dev/null)
+set -- $("$PY" "$MEDMOE_TOP/bench/eval_peer.py" --generate $gen_new "$work/ckpt" "$work/gen.jsonl" \
+	"$work/peer_gen.jsonl" 2>/dev/null)
 hfg_qps=$1 hfg_s=$2 hfg_cpu=$3
 echo
 echo "generate: the first $gen_q questions, $gen_new new tokens at most (stop at a special token), greedy"
 printf '%-44s %12s %10s %14s %8s %8s\n' implementation "questions/s" "s" "CPU s/question" "Δtext" ratio
 awk -v q="$hfg_qps" -v s="$hfg_s" -v c="$hfg_cpu" -v n=$gen_q 'BEGIN {
-	printf "%-44s %12.2f %10.2f %14.3f %8s %8s\n", "transformers (greedy loop, KV cache, batch 1)", q, s, c / n, "-", "1.00" }'
+	printf "%-44s %12.2f %10.2f %14.3f %8s %8s\n", "transformers (greedy loop, KV cache, batch 1)", q, s, c / n,
+		"-", "1.00" }'
 for b in 1 16; do
 	"$MEDMOE_BIN/eval-exam" -q --base "$work/ckpt" --mode generate --max-new-tokens $gen_new --limit $gen_q \
 		--gen-batch $b -o "$work/gen.mpk" "$work/all.mpk"   # warm-up
@@ -97,7 +99,8 @@ for b in 1 16; do
 		'[range(0; $a | length) as $i | select($a[$i].generated != $b[$i].generated)] | length')
 	awk -v a="$hfg_qps" -v s="$start" -v e="$end" -v c="$cpu" -v n=$gen_q -v d="$dt" -v b=$b 'BEGIN {
 		q = n / (e - s)
-		printf "%-44s %12.2f %10.2f %14.3f %8d %8.2f\n", "medmoe eval-exam --gen-batch " b, q, e - s, c / n, d, q / a }'
+		printf "%-44s %12.2f %10.2f %14.3f %8d %8.2f\n", "medmoe eval-exam --gen-batch " b, q, e - s, c / n, d,
+			q / a }'
 done
 cmp -s "$work/gen1.mpk" "$work/gen16.mpk" && echo "(--gen-batch 1 and 16: the same predictions, byte for byte)" ||
 	echo "(--gen-batch 1 and 16: the predictions DIFFER)"

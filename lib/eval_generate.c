@@ -3,14 +3,14 @@
 //
 // Each question's prompt but its last token is prefilled in one model_decode call into a free slot of the KV
 // cache; then its sequence advances one token per step, the first step feeding the prompt's last token: the
-// argmax of the logits (greedy, do_sample=False, as CMB's README and OpenCompass's GenInferencer evaluate).  Up to `batch` questions are in flight, and one step decodes all of
-// them in one forward (model_decode_batch: one product per linear, so the weights are read once for all).  A
-// question stops at the token limit, at any special token of the tokenizer (<|im_end|>, <|endoftext|>,
-// <|eot_id|>, </s>: what ends a turn or a text), or when the decoded text contains a stop string; the stop
-// string and what follows are not kept.  Its slot is then refilled from the input, and answers leave in input
-// order.  Only ids the tokenizer knows are candidates: the rows a checkpoint pads its vocabulary with have no
-// text.  On the CPU a step gives each question the bits it gets alone (model.h), so the output is the same
-// whatever the batch.
+// argmax of the logits (greedy, do_sample=False, as CMB's README and OpenCompass's GenInferencer evaluate).  Up
+// to `batch` questions are in flight, and one step decodes all of them in one forward (model_decode_batch: one
+// product per linear, so the weights are read once for all).  A question stops at the token limit, at any
+// special token of the tokenizer (<|im_end|>, <|endoftext|>, <|eot_id|>, </s>: what ends a turn or a text), or
+// when the decoded text contains a stop string; the stop string and what follows are not kept.  Its slot is
+// then refilled from the input, and answers leave in input order.  Only ids the tokenizer knows are candidates:
+// the rows a checkpoint pads its vocabulary with have no text.  On the CPU a step gives each question the bits
+// it gets alone (model.h), so the output is the same whatever the batch.
 #include "eval.h"
 
 #include <math.h>

@@ -383,11 +383,11 @@ static inline real rw_hsum(const rw_vec *v)
 	return l[0];
 }
 
-// out[t·ldo + n] (=, or += with ACC) Σ_k x[t·ldx + k] · w[n·ldw + k] for t < T, n < N ≤ RW_NR and T ≤ RW_NT.  Missing
-// rows repeat the last one (their results are dropped), so every element runs the same instructions.
+// out[t·ldo + n] (=, or += with ACC) Σ_k x[t·ldx + k] · w[n·ldw + k] for t < T ≤ RW_NT, n < N ≤ RW_NR.
+// Missing rows repeat the last one (their results are dropped), so every element runs the same instructions.
 #define RW_BLOCK(NAME, WT, LOADW, ELEMW)                                                                          \
 	static inline __attribute__((always_inline)) void NAME(real *out, int64_t ldo, int acc, const real *x,    \
-				int64_t ldx, int64_t T, const WT *w, int64_t ldw, int64_t N, int64_t K)         \
+				int64_t ldx, int64_t T, const WT *w, int64_t ldw, int64_t N, int64_t K)           \
 	{                                                                                                         \
 		const real *xr[RW_NT];                                                                            \
 		const WT *wr[RW_NR];                                                                              \
@@ -410,9 +410,9 @@ static inline real rw_hsum(const rw_vec *v)
 		}                                                                                                 \
 		for (int64_t i = 0; i < T; i++)                                                                   \
 			for (int64_t j = 0; j < N; j++) {                                                         \
-				real s = rw_hsum(&sum[i][j]);                                              \
+				real s = rw_hsum(&sum[i][j]);                                                     \
 				for (int64_t kk = k; kk < K; kk++)                                                \
-					s += xr[i][kk] * ELEMW(wr[j] + kk);                                        \
+					s += xr[i][kk] * ELEMW(wr[j] + kk);                                       \
 				real *o = out + i * ldo + j;                                                      \
 				*o = acc ? *o + s : s;                                                            \
 			}                                                                                         \
@@ -437,9 +437,15 @@ static void rw_rows(real *out, int64_t ldo, int acc, const real *x, int64_t ldx,
 			real *o = out + t * ldo + n;
 			const real *xt = x + t * ldx;
 			switch (w.dtype) {
-			case DTYPE_REAL: rw_block_real(o, ldo, acc, xt, ldx, tb, (const real *)w.data + n * K, K, nb, K); break;
-			case DTYPE_BF16: rw_block_bf16(o, ldo, acc, xt, ldx, tb, (const uint16_t *)w.data + n * K, K, nb, K); break;
-			case DTYPE_F16: rw_block_f16(o, ldo, acc, xt, ldx, tb, (const _Float16 *)w.data + n * K, K, nb, K); break;
+			case DTYPE_REAL:
+				rw_block_real(o, ldo, acc, xt, ldx, tb, (const real *)w.data + n * K, K, nb, K);
+				break;
+			case DTYPE_BF16:
+				rw_block_bf16(o, ldo, acc, xt, ldx, tb, (const uint16_t *)w.data + n * K, K, nb, K);
+				break;
+			case DTYPE_F16:
+				rw_block_f16(o, ldo, acc, xt, ldx, tb, (const _Float16 *)w.data + n * K, K, nb, K);
+				break;
 			default:
 				if (t == 0)
 					convert(buf, DTYPE_REAL, (const char *)w.data + (size_t)(n * K) * dtype_size(w.dtype),

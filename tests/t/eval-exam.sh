@@ -224,8 +224,8 @@ ok "generate on 40 MedQA-USMLE and 40 CMMLU questions: --gen-batch 1 and 8 give 
 	tokenize -q --exam cmmlu --tokenizer q3 -o c40.mpk \$f &&
 	for e in u c40; do
 		for b in 1 8; do
-			eval-exam -q --base q3 --mode generate --max-new-tokens 16 --stop '\n\n' --limit 40 --gen-batch \$b \
-				-o \$e.\$b.pred \$e.mpk || exit 1
+			eval-exam -q --base q3 --mode generate --max-new-tokens 16 --stop '\n\n' --limit 40 \
+				--gen-batch \$b -o \$e.\$b.pred \$e.mpk || exit 1
 		done
 		test \$(stream2json -N \$e.1.pred | wc -l) -eq 40 && cmp \$e.1.pred \$e.8.pred || exit 1
 	done"

@@ -362,7 +362,8 @@ static void test_inference_and_round_trip(void **state)
 		model_decode(m, cache, 0, ids, lens[i], NULL);
 		model_decode(m, cache, 0, ids + lens[i], 1, last);
 		if (memcmp(last, three + i * V, (size_t)V * sizeof(float)) != 0)
-			fail_msg("batched step, sequence %d (%d tokens): logits differ from decoding it alone", i, lens[i] + 1);
+			fail_msg("batched step, sequence %d (%d tokens): logits differ from decoding it alone", i,
+				 lens[i] + 1);
 		assert_int_equal(batch->len[slots[i]], lens[i] + 1);
 	}
 	kv_cache_free(batch);

@@ -373,10 +373,12 @@ static void case_attention_batched_decode(struct run *r)
 		struct tensor oi = outp(r, R_ACT, 3, 1, NH, HD);
 		one_doc[0] = 0;
 		one_doc[1] = lens[i] + 1;
-		OP(r, attention_forward, oi, TENSOR_NONE, tensor_rows(q, i, 1), tensor_rows(k, slot[i] * L, lens[i] + 1),
-		   tensor_rows(v, slot[i] * L, lens[i] + 1), ints(r, 2, one_doc), TENSOR_NONE, 1, lens[i]);
+		struct tensor ki = tensor_rows(k, slot[i] * L, lens[i] + 1), vi = tensor_rows(v, slot[i] * L, lens[i] + 1);
+		OP(r, attention_forward, oi, TENSOR_NONE, tensor_rows(q, i, 1), ki, vi, ints(r, 2, one_doc), TENSOR_NONE, 1,
+		   lens[i]);
 		if (!same_rows(o, i, oi, 1))
-			fail_msg("%s: attention batched decode: query %d differs from the same query alone", r->cfg->name, i);
+			fail_msg("%s: attention batched decode: query %d differs from the same query alone", r->cfg->name,
+				 i);
 	}
 }
 
