@@ -40,7 +40,10 @@
 // Decoding.  A forward of at most 16 queries (incremental decoding, q_offset > 0) would give the tile kernel one
 // block per head walking the whole cache; it takes a split-K path instead (FlashDecoding: blocks of 256 keys per
 // (query, head) in parallel, each with its own online softmax, then one ordered merge of the partial (m, l, O)).
-// Its backward, when asked for, is the tile kernels'.
+// Its backward, when asked for, is the tile kernels'.  Queries at given key rows (q_rows: a batched decoding
+// step, one new token per KV-cache slot) always take the split-K path, whatever their number: each (query, head)
+// has its own window there, and a split is a fixed chunk of 256 keys of it, so a query's result is the same
+// bits whether it comes alone or with others (splits past its window are empty and add exact zeros).
 #include <mma.h>
 #include <string.h>
 #include <type_traits>
@@ -364,52 +367,56 @@ att_fwd_kernel(E *out, float *lse, const E *q, const E *k, const E *v, const int
 #define ATT_SPLIT_KEYS 256   // keys per block (64 per warp)
 #define ATT_SPLIT_GROUP 4   // keys whose loads are issued together
 
-// Grid (Tq·NH rows, splits), 4 warps.  Block s of row (i,h) takes keys a + 256·s .. a + 256·s + 255 of the row's
-// window [a, t], warp w the w-th 64 of them, in order, with an online softmax; a lane owns dims lane, lane+32, …
-// (U = HDP/32 of them), and the scores are warp sums by a fixed butterfly.  The warps are merged in order (warp
-// 0 .. 3) and the block writes its partial (m, l, o[HD]) (all −inf / 0 when its keys are outside the window).
+// Grid (Tq·NH rows, splits), 4 warps.  Block s of row (i,h) takes chunk s of the row's window [a, t], keys
+// a + 256·s .. a + 256·s + 255 (and chunks s + n_splits, s + 2·n_splits, … in order, should the launcher's
+// splits not cover the window), warp w the w-th 64 keys of a chunk, in order, with an online softmax; a lane
+// owns dims lane, lane+32, … (U = HDP/32 of them), and the scores are warp sums by a fixed butterfly.  The warps
+// are merged in order (warp 0 .. 3) and the block writes its partial (m, l, o[HD]) (all −inf / 0 when its keys
+// are outside the window).  Query i sits at key q_rows[i] (NULL: q_offset + i).
 template <typename E, int U>
 __global__ void __launch_bounds__(128)
-att_decode_kernel(float *part, const E *q, const E *k, const E *v, const int32_t *doc_offsets, int n_docs, int Tq,
-		  int NH, int NKV, int HD, int q_offset, float scale)
+att_decode_kernel(float *part, const E *q, const E *k, const E *v, const int32_t *doc_offsets, int n_docs,
+		  const int32_t *q_rows, int Tq, int NH, int NKV, int HD, int q_offset, float scale)
 {
 	__shared__ float sm[4], sl[4], so[4][32 * U];
 	int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 	int row = blockIdx.x, s = blockIdx.y, n_splits = gridDim.y;   // row = i·NH + h
 	int i = row / NH, h = row % NH, kvh = h / (NH / NKV);
-	int t = q_offset + i, a = doc_offsets[att_doc_index(doc_offsets, n_docs, t)];
-	int j_begin = a + s * ATT_SPLIT_KEYS + warp * (ATT_SPLIT_KEYS / 4);
-	int j_end = min(j_begin + ATT_SPLIT_KEYS / 4, t + 1);
+	int t = q_rows ? q_rows[i] : q_offset + i, a = doc_offsets[att_doc_index(doc_offsets, n_docs, t)];
 	float qv[U], o[U], m = -INFINITY, l = 0.0f;
 	for (int u = 0; u < U; u++) {
 		int d = lane + 32 * u;
 		qv[u] = d < HD ? to_f<E>(q[(int64_t)row * HD + d]) : 0.0f;
 		o[u] = 0.0f;
 	}
-	for (int j0 = j_begin; j0 < j_end; j0 += ATT_SPLIT_GROUP) {
-		float kv[ATT_SPLIT_GROUP][U], vv[ATT_SPLIT_GROUP][U], x[ATT_SPLIT_GROUP];
-		for (int g = 0; g < ATT_SPLIT_GROUP; g++) {   // the loads of the group first, then the math
-			int64_t base = ((int64_t)(j0 + g) * NKV + kvh) * HD;
-			for (int u = 0; u < U; u++) {
-				int d = lane + 32 * u;
-				int in = j0 + g < j_end && d < HD;
-				kv[g][u] = in ? to_f<E>(k[base + d]) : 0.0f;
-				vv[g][u] = in ? to_f<E>(v[base + d]) : 0.0f;
+	for (int64_t c0 = a + (int64_t)s * ATT_SPLIT_KEYS; c0 <= t; c0 += (int64_t)n_splits * ATT_SPLIT_KEYS) {
+		int j_begin = (int)c0 + warp * (ATT_SPLIT_KEYS / 4);
+		int j_end = min(j_begin + ATT_SPLIT_KEYS / 4, t + 1);
+		for (int j0 = j_begin; j0 < j_end; j0 += ATT_SPLIT_GROUP) {
+			float kv[ATT_SPLIT_GROUP][U], vv[ATT_SPLIT_GROUP][U], x[ATT_SPLIT_GROUP];
+			for (int g = 0; g < ATT_SPLIT_GROUP; g++) {   // the loads of the group first, then the math
+				int64_t base = ((int64_t)(j0 + g) * NKV + kvh) * HD;
+				for (int u = 0; u < U; u++) {
+					int d = lane + 32 * u;
+					int in = j0 + g < j_end && d < HD;
+					kv[g][u] = in ? to_f<E>(k[base + d]) : 0.0f;
+					vv[g][u] = in ? to_f<E>(v[base + d]) : 0.0f;
+				}
 			}
-		}
-		for (int g = 0; g < ATT_SPLIT_GROUP; g++) {
-			float dot = 0.0f;
-			for (int u = 0; u < U; u++)
-				dot += qv[u] * kv[g][u];
-			x[g] = warp_sum(dot) * scale;
-		}
-		for (int g = 0; g < ATT_SPLIT_GROUP && j0 + g < j_end; g++) {
-			// c = 0 on the first key (m = −inf)
-			float m_new = fmaxf(m, x[g]), c = expf(m - m_new), p = expf(x[g] - m_new);
-			l = l * c + p;
-			for (int u = 0; u < U; u++)
-				o[u] = o[u] * c + p * vv[g][u];
-			m = m_new;
+			for (int g = 0; g < ATT_SPLIT_GROUP; g++) {
+				float dot = 0.0f;
+				for (int u = 0; u < U; u++)
+					dot += qv[u] * kv[g][u];
+				x[g] = warp_sum(dot) * scale;
+			}
+			for (int g = 0; g < ATT_SPLIT_GROUP && j0 + g < j_end; g++) {
+				// c = 0 on the first key (m = −inf)
+				float m_new = fmaxf(m, x[g]), c = expf(m - m_new), p = expf(x[g] - m_new);
+				l = l * c + p;
+				for (int u = 0; u < U; u++)
+					o[u] = o[u] * c + p * vv[g][u];
+				m = m_new;
+			}
 		}
 	}
 	if (lane == 0) {
@@ -679,10 +686,11 @@ att_dkv_kernel(E *dk, E *dv, const E *q, const E *k, const E *v, const E *dout, 
 struct att_dims {
 	int Tq, Tk, NH, NKV, HD, n_docs, q_offset, vec;
 	float scale;
+	const int32_t *q_rows;   // each query's key index, or NULL: q_offset + i (q_offset is then a window bound)
 };
 
 static struct att_dims att_check(const char *op, struct tensor q, struct tensor k, struct tensor v,
-				 struct tensor doc_offsets, int n_docs, int64_t q_offset)
+				 struct tensor doc_offsets, struct tensor q_rows, int n_docs, int64_t q_offset)
 {
 	struct att_dims d;
 	if (q.dtype != k.dtype || q.dtype != v.dtype || !is_act_dtype(q.dtype))
@@ -707,7 +715,11 @@ static struct att_dims att_check(const char *op, struct tensor q, struct tensor 
 		    (long long)v.dim[1], (long long)v.dim[2]);
 	if (d.HD > 256)
 		die(CUDA_OP_FAIL, "%s: head dim %d (at most 256)", op, d.HD);
-	if (n_docs < 1 || doc_offsets.dim[0] < (int64_t)n_docs + 1 || q_offset + d.Tq > d.Tk)
+	need_tensor(q_rows, DTYPE_I32, 1, op, "q_rows");
+	d.q_rows = (const int32_t *)q_rows.data;
+	if (d.q_rows && tensor_numel(q_rows) != d.Tq)
+		die(CUDA_OP_FAIL, "%s: %lld query rows for %d queries", op, (long long)tensor_numel(q_rows), d.Tq);
+	if (n_docs < 1 || doc_offsets.dim[0] < (int64_t)n_docs + 1 || (!d.q_rows && q_offset + d.Tq > d.Tk))
 		die(CUDA_OP_FAIL, "%s: %d documents (%lld offsets), queries %lld .. %lld of %d keys", op, n_docs,
 		    (long long)doc_offsets.dim[0], (long long)q_offset, (long long)q_offset + d.Tq - 1, d.Tk);
 	d.scale = 1.0f / sqrtf((float)d.HD);
@@ -754,14 +766,16 @@ template <typename E, int U>
 static void att_decode_run(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
 			   struct tensor doc_offsets, struct att_dims d)
 {
-	int n_splits = (d.q_offset + d.Tq + ATT_SPLIT_KEYS - 1) / ATT_SPLIT_KEYS;   // the longest window fits
+	// enough splits for the longest window: q_offset + Tq keys, or with q_rows the caller's bound (0: Tk)
+	int64_t window = d.q_rows ? (d.q_offset > 0 ? d.q_offset : d.Tk) : (int64_t)d.q_offset + d.Tq;
+	int n_splits = (int)((window + ATT_SPLIT_KEYS - 1) / ATT_SPLIT_KEYS);
 	if (n_splits > 65535)
-		die(CUDA_OP_FAIL, "attention_forward: %d keys is more than the decode path splits", d.q_offset + d.Tq);
+		die(CUDA_OP_FAIL, "attention_forward: %lld keys is more than the decode path splits", (long long)window);
 	int rows = d.Tq * d.NH;
 	float *part = (float *)cuda_scratch(SCRATCH_ATTENTION_1, (size_t)rows * n_splits * (d.HD + 2) * sizeof(float));
 	att_decode_kernel<E, U><<<dim3((unsigned)rows, (unsigned)n_splits), 128, 0, cuda_stream()>>>(
 	    part, (const E *)q.data, (const E *)k.data, (const E *)v.data, (const int32_t *)doc_offsets.data, d.n_docs,
-	    d.Tq, d.NH, d.NKV, d.HD, d.q_offset, d.scale);
+	    d.q_rows, d.Tq, d.NH, d.NKV, d.HD, d.q_offset, d.scale);
 	CUDA_LAUNCHED();
 	att_decode_combine_kernel<E><<<cuda_blocks((int64_t)rows * 32, 256), 256, 0, cuda_stream()>>>(
 	    (E *)out.data, (float *)lse.data, part, d.Tq, d.NH, d.HD, n_splits);
@@ -772,7 +786,7 @@ template <typename E, int HDP>
 static void att_forward_dispatch(struct tensor out, struct tensor lse, struct tensor q, struct tensor k,
 				 struct tensor v, struct tensor doc_offsets, struct att_dims d)
 {
-	if (d.Tq <= ATT_DECODE_MAX_Q)
+	if (d.Tq <= ATT_DECODE_MAX_Q || d.q_rows)
 		att_decode_run<E, HDP / 32>(out, lse, q, k, v, doc_offsets, d);
 	else
 		att_forward_run<E, HDP>(out, lse, q, k, v, doc_offsets, d);
@@ -807,12 +821,13 @@ static void att_backward_run(struct tensor dq, struct tensor dk, struct tensor d
 	}
 }
 
-// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD) -> out (Tq,NH,HD), lse (NH,Tq) f32 or NONE
+// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD), q_rows (Tq) or NONE -> out (Tq,NH,HD), lse (NH,Tq) f32 or NONE
 extern "C" void cuda_attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k,
-				       struct tensor v, struct tensor doc_offsets, int n_docs, int64_t q_offset)
+				       struct tensor v, struct tensor doc_offsets, struct tensor q_rows, int n_docs,
+				       int64_t q_offset)
 {
 	const char *op = "attention_forward";
-	struct att_dims d = att_check(op, q, k, v, doc_offsets, n_docs, q_offset);
+	struct att_dims d = att_check(op, q, k, v, doc_offsets, q_rows, n_docs, q_offset);
 	need_tensor(lse, DTYPE_F32, 1, op, "lse");
 	if (out.dtype != q.dtype || out.dim[0] != d.Tq || out.dim[1] != d.NH || out.dim[2] != d.HD ||
 	    (lse.data && (lse.dim[0] != d.NH || lse.dim[1] != d.Tq)))
@@ -845,7 +860,7 @@ extern "C" void cuda_attention_backward(struct tensor dq, struct tensor dk, stru
 					struct tensor v, struct tensor doc_offsets, int n_docs, int64_t q_offset)
 {
 	const char *op = "attention_backward";
-	struct att_dims d = att_check(op, q, k, v, doc_offsets, n_docs, q_offset);
+	struct att_dims d = att_check(op, q, k, v, doc_offsets, TENSOR_NONE, n_docs, q_offset);
 	need_tensor(lse, DTYPE_F32, 0, op, "lse");
 	if (out.dtype != q.dtype || dout.dtype != q.dtype || (dq.data && dq.dtype != q.dtype) ||
 	    (dk.data && dk.dtype != q.dtype) || (dv.data && dv.dtype != q.dtype))

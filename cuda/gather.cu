@@ -1,5 +1,6 @@
-// gather.cu — gather_rows (also the embedding lookup: wte in its stored dtype -> the activation dtype) and its
-// backward scatter_rows_add (ops.h).
+// gather.cu — gather_rows (also the embedding lookup: wte in its stored dtype -> the activation dtype), its
+// backward scatter_rows_add, and scatter_rows (a batched decoding step's new keys into their KV-cache slots)
+// (ops.h).
 //
 // scatter_rows_add must add the rows of one output row in index order, reproducibly, without float atomics.
 // Walking i in order per column is correct but serial in M (each step waits a full memory latency).  Instead the
@@ -58,6 +59,42 @@ template <typename To, typename Ti> void gather_launch(void *out, const void *in
 	else
 		gather_kernel<To, Ti, 1><<<(unsigned)M, row_threads(C, 1), 0, cuda_stream()>>>((To *)out, (const Ti *)inp,
 											     idx, C);
+	CUDA_LAUNCHED();
+}
+
+// out (R,C) row idx[i] = inp row i (M,C), converted; indices distinct.  One block per input row.
+template <typename To, typename Ti, int N>
+__global__ void scatter_kernel(To *out, const Ti *inp, const int32_t *idx, int64_t C)
+{
+	int64_t i = blockIdx.x, r = idx[i];
+	To *o = out + r * C;
+	const Ti *x = inp + i * C;
+	for (int64_t c = (int64_t)threadIdx.x * N; c < C; c += (int64_t)blockDim.x * N) {
+		if (c + N <= C) {
+			Pack<Ti, N> a = *reinterpret_cast<const Pack<Ti, N> *>(x + c);
+			Pack<To, N> b;
+#pragma unroll
+			for (int j = 0; j < N; j++)
+				b.v[j] = convert<To>(a.v[j]);
+			*reinterpret_cast<Pack<To, N> *>(o + c) = b;
+		} else {
+			for (int64_t j = c; j < C; j++)
+				o[j] = convert<To>(x[j]);
+		}
+	}
+}
+
+template <typename To, typename Ti>
+void scatter_launch(void *out, const void *inp, const int32_t *idx, int64_t M, int64_t C)
+{
+	constexpr int N = pack_of<To, Ti>();
+	int vec = C % N == 0 && cuda_aligned(out, N * sizeof(To)) && cuda_aligned(inp, N * sizeof(Ti));
+	if (vec)
+		scatter_kernel<To, Ti, N><<<(unsigned)M, row_threads(C, N), 0, cuda_stream()>>>((To *)out, (const Ti *)inp,
+											      idx, C);
+	else
+		scatter_kernel<To, Ti, 1><<<(unsigned)M, row_threads(C, 1), 0, cuda_stream()>>>((To *)out, (const Ti *)inp,
+											      idx, C);
 	CUDA_LAUNCHED();
 }
 
@@ -204,6 +241,35 @@ extern "C" void cuda_scatter_rows_add(struct tensor out, struct tensor inp, stru
 		with_float_type(inp.dtype, op, "inp", [&](auto ti) {
 			using Ti = decltype(ti);
 			scatter_add_launch<To, Ti>(out.data, inp.data, keys, order, M, C);
+		});
+	});
+}
+
+// inp (M,C), idx (M) distinct -> out (R,C): out[idx[i]] = inp[i]
+extern "C" void cuda_scatter_rows(struct tensor out, struct tensor inp, struct tensor idx)
+{
+	const char *op = "scatter_rows";
+	cuda_need_device(op, "out", out);
+	cuda_need_device(op, "inp", inp);
+	cuda_need_dtype(op, "idx", idx, DTYPE_I32);
+	int64_t M = tensor_numel(idx), C = row_width(inp);
+	if (tensor_numel(inp) != M * C || (C && tensor_numel(out) % C != 0))
+		die(EXIT_FAIL, "scatter_rows: %lld rows of %lld into a %lld-element tensor", (long long)M, (long long)C,
+		    (long long)tensor_numel(out));
+	if (M == 0 || C == 0)
+		return;
+	if (out.dtype == inp.dtype) {
+		with_word_type(out.dtype, [&](auto tag) {
+			using W = decltype(tag);
+			scatter_launch<W, W>(out.data, inp.data, (const int32_t *)idx.data, M, C);
+		});
+		return;
+	}
+	with_float_type(out.dtype, op, "out", [&](auto to) {
+		using To = decltype(to);
+		with_float_type(inp.dtype, op, "inp", [&](auto ti) {
+			using Ti = decltype(ti);
+			scatter_launch<To, Ti>(out.data, inp.data, (const int32_t *)idx.data, M, C);
 		});
 	});
 }

@@ -46,10 +46,12 @@ void model_ensure_acts(struct model *m, int64_t T)
 	tensor_plan_add(&p, &a->targets, DTYPE_I32, 1, T, 0, 0);
 	tensor_plan_add(&p, &a->sel, DTYPE_I32, 1, T, 0, 0);
 	tensor_plan_add(&p, &a->doc_offsets, DTYPE_I32, 1, T + 1, 0, 0);
+	tensor_plan_add(&p, &a->kv_rows, DTYPE_I32, 1, T, 0, 0);
 	a->mem = tensor_plan_commit(&p);
-	a->host_positions = xmalloc(3 * (size_t)T * sizeof(int32_t));
+	a->host_positions = xmalloc(4 * (size_t)T * sizeof(int32_t));
 	a->host_sel = a->host_positions + T;
 	a->host_targets = a->host_sel + T;
+	a->host_kv_rows = a->host_targets + T;
 	a->cap = T;
 }
 
@@ -82,17 +84,21 @@ void model_layer_buf_infer(struct model *m, struct layer_buf *b)
 
 // One decoder layer (model_internal.h).  Inference reuses one set of buffers for every layer (later values
 // overwrite earlier ones); training keeps one set per layer for backward (model_train.c).  b->k_pre NONE: the k
-// projection is written straight into the key rows.
+// projection is written straight into the key rows (or, in a batched decoding step, into b->k_new).
 void model_layer_forward(struct model *m, int l, int64_t T, struct tensor xres, const struct layer_buf *b,
 			 int64_t q_offset, int n_docs)
 {
 	const struct model_config *c = &m->cfg;
 	const struct layer_weights *w = &m->w.layers[l];
 	struct model_acts *a = &m->acts;
-	int64_t C = c->hidden, NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim, Tk = q_offset + T;
+	int batched = b->kv_rows.data != NULL;
+	int64_t C = c->hidden, NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
+	int64_t Tk = batched ? b->k_all.dim[0] : q_offset + T;
 	double eps = c->rms_eps;
 	struct tensor x = tensor_reshape(xres, 2, T, C, 0), xn1 = rows_of(b->xn1, T), proj = rows_of(b->proj, T);
-	struct tensor k_new = tensor_rows(b->k_all, q_offset, T), v_new = tensor_rows(b->v_all, q_offset, T);
+	struct tensor k_new = batched ? rows_of(b->k_new, T) : tensor_rows(b->k_all, q_offset, T);
+	struct tensor v_new = batched ? rows_of(b->v_new, T) : tensor_rows(b->v_all, q_offset, T);
+	struct tensor kv_rows = batched ? rows_of(b->kv_rows, T) : TENSOR_NONE;
 	struct tensor q_pre = rows_of(b->q_pre, T), k_pre = b->k_pre.data ? rows_of(b->k_pre, T) : k_new;
 	struct tensor q = tensor_reshape(rows_of(b->q, T), 3, T, NH, HD), k = tensor_reshape(k_new, 3, T, NKV, HD);
 	struct tensor att = rows_of(b->att, T), positions = rows_of(a->positions, T);
@@ -113,10 +119,14 @@ void model_layer_forward(struct model *m, int l, int64_t T, struct tensor xres, 
 	}
 	rope_forward(q, positions, m->inv_freq);
 	rope_forward(k, positions, m->inv_freq);
+	if (batched) {   // each token's key and value into its own slot's next row
+		scatter_rows(b->k_all, k_new, kv_rows);
+		scatter_rows(b->v_all, v_new, kv_rows);
+	}
 	attention_forward(tensor_reshape(att, 3, T, NH, HD), tensor_reshape(b->att_lse, 2, NH, T, 0), q,
 			  tensor_reshape(rows_of(b->k_all, Tk), 3, Tk, NKV, HD),
 			  tensor_reshape(rows_of(b->v_all, Tk), 3, Tk, NKV, HD), rows_of(a->doc_offsets, n_docs + 1),
-			  n_docs, q_offset);
+			  kv_rows, n_docs, q_offset);
 	linear_forward(m, l, TGT_O, proj, att, w->wo, w->bo);
 	residual_forward(x, x, proj);
 	if (b->x_mid.data)
@@ -162,10 +172,18 @@ static void logits_to_host(struct model *m, struct tensor xn, int64_t T, real *l
 		matmul_forward(host, xn, m->w.lm_head, TENSOR_NONE);
 		return;
 	}
-	struct tensor dev = tensor_new(m->stat_dtype, m->device, 2, T, V, 0);
-	matmul_forward(dev, xn, m->w.lm_head, TENSOR_NONE);
-	tensor_copy(host, dev);
-	tensor_free(dev);
+	if (T > OPS_ROWWISE_MAX_ROWS) {   // a whole forward's logits: a buffer for this call only
+		struct tensor dev = tensor_new(m->stat_dtype, m->device, 2, T, V, 0);
+		matmul_forward(dev, xn, m->w.lm_head, TENSOR_NONE);
+		tensor_copy(host, dev);
+		tensor_free(dev);
+		return;
+	}
+	struct tensor *dev = &m->acts.logits_dev;   // decoding asks at every step: kept
+	if (!dev->data)
+		*dev = tensor_new(m->stat_dtype, m->device, 2, OPS_ROWWISE_MAX_ROWS, V, 0);
+	matmul_forward(rows_of(*dev, T), xn, m->w.lm_head, TENSOR_NONE);
+	tensor_copy(host, rows_of(*dev, T));
 }
 
 double model_forward_packed(struct model *m, const int32_t *ids, int64_t T, const int32_t *doc_offsets, int n_docs,
@@ -253,11 +271,19 @@ void model_target_logprob(struct model *m, const int32_t *rows, const int32_t *i
 // ----------------------------------------------------------------------------
 // KV cache and incremental decoding
 
-struct kv_cache *kv_cache_new(const struct model *m, int64_t max_len)
+struct kv_cache *kv_cache_new(const struct model *m, int64_t max_len, int n_slots)
 {
+	if (max_len < 1 || n_slots < 1 || (int64_t)n_slots * max_len > INT32_MAX)
+		die(EXIT_FAIL, "KV cache of %d slots of %lld tokens: the keys of a layer must be indexable by int32",
+		    n_slots, (long long)max_len);
 	struct kv_cache *cache = xcalloc(1, sizeof *cache);
-	int64_t rows = (int64_t)m->cfg.n_layers * max_len, KD = (int64_t)m->cfg.n_kv_heads * m->cfg.head_dim;
+	int64_t rows = (int64_t)m->cfg.n_layers * n_slots * max_len, KD = (int64_t)m->cfg.n_kv_heads * m->cfg.head_dim;
 	cache->max_len = max_len;
+	cache->n_slots = n_slots;
+	cache->len = xcalloc((size_t)n_slots, sizeof *cache->len);
+	cache->slot_offsets = xmalloc(((size_t)n_slots + 1) * sizeof *cache->slot_offsets);
+	for (int b = 0; b <= n_slots; b++)
+		cache->slot_offsets[b] = (int32_t)(b * max_len);
 	cache->device = m->device;
 	struct tensor_plan p;
 	tensor_plan_begin(&p, m->device);
@@ -267,30 +293,54 @@ struct kv_cache *kv_cache_new(const struct model *m, int64_t max_len)
 	return cache;
 }
 
-void kv_cache_reset(struct kv_cache *cache) { cache->len = 0; }
+void kv_cache_reset(struct kv_cache *cache)
+{
+	for (int b = 0; b < cache->n_slots; b++)
+		cache->len[b] = 0;
+}
 
 void kv_cache_free(struct kv_cache *cache)
 {
 	if (!cache)
 		return;
 	ops_free(cache->device, cache->mem);
+	free(cache->len);
+	free(cache->slot_offsets);
 	free(cache);
 }
 
-void model_decode(struct model *m, struct kv_cache *cache, const int32_t *ids, int64_t n, real *logits_last)
+// Layer L's keys (or values, T = cache->v) of slots first .. first+n−1: (n·max_len, KD) rows.
+static struct tensor kv_rows_of(const struct kv_cache *cache, struct tensor t, int l, int first, int n)
+{
+	return tensor_rows(t, ((int64_t)l * cache->n_slots + first) * cache->max_len, (int64_t)n * cache->max_len);
+}
+
+// The final norm of the N rows of the residual stream X, and their (N,V) logits into the host array LOGITS.
+static void decode_logits(struct model *m, struct tensor x, int64_t n, real *logits)
+{
+	struct tensor xn = rows_of(m->acts.xn, n);
+	rmsnorm_forward(xn, rows_of(m->acts.rstd, n), x, m->w.ln_f, m->cfg.rms_eps);
+	logits_to_host(m, xn, n, logits);
+}
+
+void model_decode(struct model *m, struct kv_cache *cache, int slot, const int32_t *ids, int64_t n,
+		  real *logits_last)
 {
 	const struct model_config *c = &m->cfg;
 	if (n <= 0)
 		return;
-	if (cache->len + n > cache->max_len)
-		die(EXIT_FAIL, "KV cache full: %lld cached + %lld new tokens > %lld", (long long)cache->len,
-		    (long long)n, (long long)cache->max_len);
+	if (slot < 0 || slot >= cache->n_slots)
+		die(EXIT_FAIL, "KV cache slot %d of %d", slot, cache->n_slots);
+	int64_t len = cache->len[slot];
+	if (len + n > cache->max_len)
+		die(EXIT_FAIL, "KV cache full: %lld cached + %lld new tokens > %lld", (long long)len, (long long)n,
+		    (long long)cache->max_len);
 	check_ids(m, ids, n);
 	model_ensure_acts(m, n);
 	struct model_acts *a = &m->acts;
 	for (int64_t i = 0; i < n; i++)
-		a->host_positions[i] = (int32_t)(cache->len + i);
-	int32_t doc_offsets[2] = {0, (int32_t)(cache->len + n)};   // one document: the whole cached sequence
+		a->host_positions[i] = (int32_t)(len + i);
+	int32_t doc_offsets[2] = {0, (int32_t)(len + n)};   // one document: the whole cached sequence
 	upload_i32(a->ids, ids, n);
 	upload_i32(a->positions, a->host_positions, n);
 	upload_i32(a->doc_offsets, doc_offsets, 2);
@@ -302,16 +352,63 @@ void model_decode(struct model *m, struct kv_cache *cache, const int32_t *ids, i
 	struct tensor x = rows_of(a->x, n);
 	gather_rows(x, m->w.wte, rows_of(a->ids, n));
 	for (int l = 0; l < c->n_layers; l++) {
-		buf.k_all = tensor_rows(cache->k, (int64_t)l * cache->max_len, cache->max_len);
-		buf.v_all = tensor_rows(cache->v, (int64_t)l * cache->max_len, cache->max_len);
-		model_layer_forward(m, l, n, x, &buf, cache->len, 1);
+		buf.k_all = kv_rows_of(cache, cache->k, l, slot, 1);
+		buf.v_all = kv_rows_of(cache, cache->v, l, slot, 1);
+		model_layer_forward(m, l, n, x, &buf, len, 1);
 	}
-	cache->len += n;
-	if (logits_last) {
-		struct tensor xn = rows_of(a->xn, 1);
-		rmsnorm_forward(xn, rows_of(a->rstd, 1), tensor_rows(x, n - 1, 1), m->w.ln_f, c->rms_eps);
-		logits_to_host(m, xn, 1, logits_last);
+	cache->len[slot] += n;
+	if (logits_last)
+		decode_logits(m, tensor_rows(x, n - 1, 1), 1, logits_last);
+}
+
+void model_decode_batch(struct model *m, struct kv_cache *cache, int n, const int *slots, const int32_t *ids,
+			real *logits)
+{
+	const struct model_config *c = &m->cfg;
+	if (n <= 0)
+		return;
+	check_ids(m, ids, n);
+	model_ensure_acts(m, n > cache->n_slots ? n : cache->n_slots);   // doc_offsets: one per slot
+	struct model_acts *a = &m->acts;
+	int64_t window = 0;   // the longest: a slot's cached tokens and the new one
+	for (int i = 0; i < n; i++) {
+		int b = slots[i];
+		if (b < 0 || b >= cache->n_slots)
+			die(EXIT_FAIL, "KV cache slot %d of %d", b, cache->n_slots);
+		if (cache->len[b] + 1 > cache->max_len)
+			die(EXIT_FAIL, "KV cache slot %d full: %lld cached + 1 new token > %lld", b,
+			    (long long)cache->len[b], (long long)cache->max_len);
+		for (int j = 0; j < i; j++)
+			if (slots[j] == b)
+				die(EXIT_FAIL, "model_decode_batch: slot %d given twice", b);
+		a->host_positions[i] = (int32_t)cache->len[b];
+		a->host_kv_rows[i] = (int32_t)(b * cache->max_len + cache->len[b]);
+		window = cache->len[b] + 1 > window ? cache->len[b] + 1 : window;
 	}
+	upload_i32(a->ids, ids, n);
+	upload_i32(a->positions, a->host_positions, n);
+	upload_i32(a->kv_rows, a->host_kv_rows, n);
+	upload_i32(a->doc_offsets, cache->slot_offsets, cache->n_slots + 1);
+
+	if (m->adapter)
+		adapter_begin(m->adapter, n, NULL, m->adapter_task);
+	struct layer_buf buf;
+	model_layer_buf_infer(m, &buf);
+	// the new keys and values go through the scratch k, v (unused while k_all is the cache)
+	buf.kv_rows = a->kv_rows;
+	buf.k_new = a->k;
+	buf.v_new = a->v;
+	struct tensor x = rows_of(a->x, n);
+	gather_rows(x, m->w.wte, rows_of(a->ids, n));
+	for (int l = 0; l < c->n_layers; l++) {
+		buf.k_all = kv_rows_of(cache, cache->k, l, 0, cache->n_slots);
+		buf.v_all = kv_rows_of(cache, cache->v, l, 0, cache->n_slots);
+		model_layer_forward(m, l, n, x, &buf, window, cache->n_slots);
+	}
+	for (int i = 0; i < n; i++)
+		cache->len[slots[i]]++;
+	if (logits)
+		decode_logits(m, x, n, logits);
 }
 
 void model_set_adapter(struct model *m, struct adapter *a, int task_id)

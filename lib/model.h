@@ -64,7 +64,9 @@ struct model_acts {
 	struct tensor lse;      // (cap) stat
 	struct tensor ids, positions, targets, sel;   // (cap) i32: token ids, positions, target ids and rows
 	struct tensor doc_offsets;                    // (cap+1) i32
-	int32_t *host_positions, *host_sel, *host_targets;   // (cap) host staging of the index tensors
+	struct tensor kv_rows;                        // (cap) i32: a batched decoding step's cache rows
+	int32_t *host_positions, *host_sel, *host_targets, *host_kv_rows;   // (cap) host staging of the index tensors
+	struct tensor logits_dev;   // (OPS_ROWWISE_MAX_ROWS,V) stat, off the CPU: a decoding step's logits on the way out
 };
 
 struct model {
@@ -119,21 +121,34 @@ double model_forward(struct model *m, const int32_t *ids, int64_t T, const int32
 // last forward's final hidden states (host arrays in and out).
 void model_target_logprob(struct model *m, const int32_t *rows, const int32_t *ids, int64_t P, double *out);
 
-// KV cache for incremental decoding of one sequence: keys and values (L, max_len, NKV*HD) on the model's device.
+// KV cache for incremental decoding of up to n_slots sequences at once, one per slot, each of at most max_len
+// tokens: keys and values (L, n_slots, max_len, NKV*HD) on the model's device; slot b holds len[b] tokens.  A
+// caller empties a slot by setting its len to 0 (kv_cache_reset empties them all).
 struct kv_cache {
-	int64_t max_len, len;
+	int64_t max_len;
+	int n_slots;
+	int64_t *len;              // (n_slots) host
+	int32_t *slot_offsets;     // (n_slots+1) host: b·max_len, each slot one document of a batched step's keys
 	enum device device;
-	struct tensor k, v;
+	struct tensor k, v;        // (L·n_slots·max_len, NKV*HD)
 	void *mem;
 };
-struct kv_cache *kv_cache_new(const struct model *m, int64_t max_len);
+struct kv_cache *kv_cache_new(const struct model *m, int64_t max_len, int n_slots);
 void kv_cache_reset(struct kv_cache *cache);
 void kv_cache_free(struct kv_cache *cache);
 
-// Feed n tokens after the cache->len already cached (prefill: n > 1; a decoding step: n = 1).  They continue the
-// same document (positions cache->len, ...).  logits_last (V) or NULL: a host array that receives the logits
-// of the last one.  Dies (exit 1) when the cache would overflow.
-void model_decode(struct model *m, struct kv_cache *cache, const int32_t *ids, int64_t n, real *logits_last);
+// Feed n tokens to slot SLOT after the cache->len[slot] already cached (prefill: n > 1; a decoding step: n = 1).
+// They continue the same document (positions len[slot], ...).  logits_last (V) or NULL: a host array that
+// receives the logits of the last one.  Dies (exit 1) when the slot would overflow.
+void model_decode(struct model *m, struct kv_cache *cache, int slot, const int32_t *ids, int64_t n,
+		  real *logits_last);
+// One decoding step of N sequences together: token ids[i] continues slot slots[i] (distinct slots), all N in one
+// forward (one product per linear, the keys and values of each written into its slot, each query attending to
+// its own slot only).  logits (N,V) or NULL: a host array that receives each one's next-token logits.  On the CPU
+// a step of at most OPS_ROWWISE_MAX_ROWS slots gives each slot the same bits as model_decode of its token alone
+// (ops.h), so batched greedy decoding is token-identical to one sequence at a time.
+void model_decode_batch(struct model *m, struct kv_cache *cache, int n, const int *slots, const int32_t *ids,
+			real *logits);
 
 // The token-stream identity check: 0 when SHA256 (hex) is the sha256 of the checkpoint's tokenizer.json, else
 // -1 (also when the checkpoint has no tokenizer.json).

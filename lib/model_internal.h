@@ -29,6 +29,11 @@ struct layer_buf {
 	struct tensor proj;      // (cap,C) scratch
 	struct tensor k_all;     // (kv rows,KD) this layer's keys: the forward's own rows, or a KV cache's
 	struct tensor v_all;     // (kv rows,KD)
+	// A batched decoding step (model_decode_batch), else NONE: token i's key and value are computed into k_new,
+	// v_new and scattered to row kv_rows[i] of k_all / v_all, where its query then sits (attention's q_rows).
+	struct tensor kv_rows;   // (cap) i32
+	struct tensor k_new;     // (cap,KD)
+	struct tensor v_new;     // (cap,KD)
 };
 
 // The shared inference scratch, sized for at least T tokens.
@@ -36,7 +41,9 @@ void model_ensure_acts(struct model *m, int64_t T);
 void model_layer_buf_infer(struct model *m, struct layer_buf *b);
 // One decoder layer over the T tokens of the residual stream XRES (T,C), updated in place.  Their keys and
 // values are written to b->k_all/v_all at rows q_offset..q_offset+T−1; attention then reads q_offset + T rows,
-// within the documents of m->acts.doc_offsets (n_docs), the positions in m->acts.positions.
+// within the documents of m->acts.doc_offsets (n_docs), the positions in m->acts.positions.  With b->kv_rows
+// (a batched decoding step) they go to rows kv_rows instead, attention reads all of k_all / v_all, and q_offset
+// is the longest window a query has (ops.h attention_forward).
 void model_layer_forward(struct model *m, int l, int64_t T, struct tensor xres, const struct layer_buf *b,
 			 int64_t q_offset, int n_docs);
 

@@ -212,6 +212,7 @@ void model_free(struct model *m)
 	if (m->st)
 		safetensors_close(m->st);
 	ops_free(m->device, m->acts.mem);
+	tensor_free(m->acts.logits_dev);
 	free(m->acts.host_positions);
 	tensor_free(m->inv_freq);
 	free(m->w.layers);

@@ -187,6 +187,11 @@ void scatter_rows_add(struct tensor out, struct tensor inp, struct tensor idx)
 	DISPATCH(scatter_rows_add, (out, inp, idx), out, inp, idx);
 }
 
+void scatter_rows(struct tensor out, struct tensor inp, struct tensor idx)
+{
+	DISPATCH(scatter_rows, (out, inp, idx), out, inp, idx);
+}
+
 double tensor_sum(struct tensor t)
 {
 	return ON_DEVICE(t.device, tensor_sum, t);
@@ -230,10 +235,10 @@ void rope_backward(struct tensor dx, struct tensor positions, struct tensor inv_
 }
 
 void attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
-		       struct tensor doc_offsets, int n_docs, int64_t q_offset)
+		       struct tensor doc_offsets, struct tensor q_rows, int n_docs, int64_t q_offset)
 {
-	DISPATCH(attention_forward, (out, lse, q, k, v, doc_offsets, n_docs, q_offset), out, lse, q, k, v,
-		 doc_offsets);
+	DISPATCH(attention_forward, (out, lse, q, k, v, doc_offsets, q_rows, n_docs, q_offset), out, lse, q, k, v,
+		 doc_offsets, q_rows);
 }
 
 void attention_backward(struct tensor dq, struct tensor dk, struct tensor dv, struct tensor dout,

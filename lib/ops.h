@@ -158,6 +158,9 @@ void gather_rows(struct tensor out, struct tensor inp, struct tensor idx);
 // inp (M,C), idx (M) -> out (R,C): out[idx[i]] += inp[i], i in order (repeated indices add up reproducibly);
 // the backward of gather_rows.
 void scatter_rows_add(struct tensor out, struct tensor inp, struct tensor idx);
+// inp (M,C), idx (M) I32 of distinct rows -> out (R,C): out[idx[i]] = inp[i], converted to out's dtype; the other
+// rows of out are left as they are (batched decoding writes each sequence's new key into its own cache slot).
+void scatter_rows(struct tensor out, struct tensor inp, struct tensor idx);
 // Σ t and Σ t², in double, in a fixed order.
 double tensor_sum(struct tensor t);
 double tensor_sumsq(struct tensor t);
@@ -165,6 +168,10 @@ double tensor_sumsq(struct tensor t);
 // ----------------------------------------------------------------------------
 // linear layer, torch.nn.Linear semantics: out = inp · weightᵀ + bias
 // inp (T,C), weight (OC,C), bias (OC) or NONE -> out (T,OC)
+// On the CPU a product of at most OPS_ROWWISE_MAX_ROWS rows (decoding) computes each row of out on its own, in
+// an order that does not depend on T: a row gets the same bits alone or among others, which makes batched
+// greedy decoding token-identical to decoding one sequence at a time.
+#define OPS_ROWWISE_MAX_ROWS 64
 void matmul_forward(struct tensor out, struct tensor inp, struct tensor weight, struct tensor bias);
 // dout (T,OC) -> dinp (T,C) += dout·weight; dweight (OC,C) += doutᵀ·inp; dbias (OC) += Σ_t dout (each may be NONE)
 void matmul_backward(struct tensor dinp, struct tensor dweight, struct tensor dbias, struct tensor dout,
@@ -194,10 +201,14 @@ void rope_backward(struct tensor dx, struct tensor positions, struct tensor inv_
 // lengths, doc_offsets[0] = 0, doc_offsets[n_docs] = Tk; I32 on the tensors' device).  Query i sits at key
 // index q_offset + i (q_offset = 0, Tq = Tk for a packed forward; q_offset = cached length for incremental
 // decoding) and attends to the keys of its own document up to and including itself.
+// q_rows (Tq) I32 or NONE: each query's key index given instead, in any order (a batched decoding step: one new
+// token per KV-cache slot, the slots being the documents); q_offset is then an upper bound on the keys any
+// query sees (its document's start to itself, inclusive), or 0 for Tk, which the CUDA backend sizes its key
+// splits by.  Each query's result is the same bits whether it comes alone or with others.
 // q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD) -> out (Tq,NH,HD), lse (NH,Tq) f32/real or NONE
 // (lse: log-sum-exp of the scaled scores, kept so backward recomputes the probabilities block by block)
 void attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
-		       struct tensor doc_offsets, int n_docs, int64_t q_offset);
+		       struct tensor doc_offsets, struct tensor q_rows, int n_docs, int64_t q_offset);
 // dout (Tq,NH,HD) -> dq, dk, dv += (FlashAttention-2's backward, Dao 2023, Algorithm 2)
 void attention_backward(struct tensor dq, struct tensor dk, struct tensor dv, struct tensor dout,
 			struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,

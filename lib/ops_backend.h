@@ -24,6 +24,7 @@
 	F(void, tensor_scale, (struct tensor t, double s)) \
 	F(void, gather_rows, (struct tensor out, struct tensor inp, struct tensor idx)) \
 	F(void, scatter_rows_add, (struct tensor out, struct tensor inp, struct tensor idx)) \
+	F(void, scatter_rows, (struct tensor out, struct tensor inp, struct tensor idx)) \
 	F(double, tensor_sum, (struct tensor t)) \
 	F(double, tensor_sumsq, (struct tensor t)) \
 	F(void, matmul_forward, (struct tensor out, struct tensor inp, struct tensor weight, struct tensor bias)) \
@@ -36,7 +37,7 @@
 	F(void, rope_forward, (struct tensor x, struct tensor positions, struct tensor inv_freq)) \
 	F(void, rope_backward, (struct tensor dx, struct tensor positions, struct tensor inv_freq)) \
 	F(void, attention_forward, (struct tensor out, struct tensor lse, struct tensor q, struct tensor k, \
-		struct tensor v, struct tensor doc_offsets, int n_docs, int64_t q_offset)) \
+		struct tensor v, struct tensor doc_offsets, struct tensor q_rows, int n_docs, int64_t q_offset)) \
 	F(void, attention_backward, (struct tensor dq, struct tensor dk, struct tensor dv, struct tensor dout, \
 		struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v, \
 		struct tensor doc_offsets, int n_docs, int64_t q_offset)) \

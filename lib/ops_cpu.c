@@ -226,6 +226,25 @@ void cpu_scatter_rows_add(struct tensor out, struct tensor inp, struct tensor id
 	}
 }
 
+// inp (M,C), idx (M) distinct -> out (R,C) rows idx[i], any float dtypes (converted)
+void cpu_scatter_rows(struct tensor out, struct tensor inp, struct tensor idx)
+{
+	const int32_t *ix = cpu_i32(idx, "scatter_rows");
+	int64_t M = tensor_numel(idx), C = M ? tensor_numel(inp) / M : 0;
+	size_t osize = dtype_size(out.dtype), isize = dtype_size(inp.dtype);
+	if (M == 0 || C == 0)
+		return;
+	if (tensor_numel(inp) != M * C || tensor_numel(out) % C != 0)
+		die(EXIT_FAIL, "scatter_rows: %lld rows of %lld into rows of a %lld-element tensor", (long long)M,
+		    (long long)C, (long long)tensor_numel(out));
+	for (int64_t i = 0; i < M; i++) {
+		if (ix[i] < 0 || ix[i] >= tensor_numel(out) / C)
+			die(EXIT_FAIL, "scatter_rows: row %d of %lld", ix[i], (long long)(tensor_numel(out) / C));
+		convert((char *)out.data + (size_t)ix[i] * (size_t)C * osize, out.dtype,
+			(const char *)inp.data + (size_t)i * (size_t)C * isize, inp.dtype, C);
+	}
+}
+
 double cpu_tensor_sum(struct tensor t)
 {
 	double s = 0;
@@ -290,6 +309,172 @@ void cpu_gemm(int a_trans, int b_trans, int64_t M, int64_t N, int64_t K, real al
 		if (n0 < n1)
 			cpu_gemm_serial(a_trans, b_trans, M, n1 - n0, K, alpha, A, lda, b_trans ? B + n0 * ldb : B + n0, ldb,
 					beta, C + n0, ldc);
+	}
+}
+
+// ----------------------------------------------------------------------------
+// the row-wise product of a few rows (decoding)
+//
+// BLAS picks its kernels and blocking by the shape, so the bits of one output row of sgemm depend on how many
+// rows came with it; batched decoding must give each sequence the bits it gets alone.  Here every output element
+// is one dot product: RW_LANES running partial sums over the columns in order (lane l takes columns ≡ l mod
+// RW_LANES), a fixed pairwise sum of the lanes, then the columns past the last whole vector in order.  The code
+// is GCC's generic vectors (exact IEEE lane-wise operations, no contraction under -std=c11), so the order is
+// the source's on every instruction set.  A half-precision weight is widened in registers as it is loaded: the
+// weight's bytes are read once per block of RW_NT rows of x, and no converted tile goes through memory.
+
+#define RW_LANES (64 / (int)sizeof(real))
+#define RW_NR 4   // weight rows (output columns) per block
+#define RW_NT 4   // rows of x per block
+
+typedef real rw_vec __attribute__((vector_size(64)));
+typedef float rw_fvec __attribute__((vector_size(RW_LANES * 4)));
+typedef uint32_t rw_u32 __attribute__((vector_size(RW_LANES * 4)));
+typedef uint16_t rw_u16 __attribute__((vector_size(RW_LANES * 2)));
+typedef _Float16 rw_h16 __attribute__((vector_size(RW_LANES * 2)));
+
+// Vectors go by pointer: passing them by value would tie the ABI to the instruction set (-Wpsabi).
+static inline void rw_load_real(rw_vec *v, const real *p) { memcpy(v, p, sizeof *v); }
+
+static inline void rw_load_bf16(rw_vec *v, const uint16_t *p)
+{
+	rw_u16 h;
+	memcpy(&h, p, sizeof h);
+	rw_u32 bits = __builtin_convertvector(h, rw_u32) << 16;   // bf16 is the top half of an fp32
+	*v = __builtin_convertvector((rw_fvec)bits, rw_vec);
+}
+
+static inline void rw_load_f16(rw_vec *v, const _Float16 *p)
+{
+	rw_h16 h;
+	memcpy(&h, p, sizeof h);
+	*v = __builtin_convertvector(h, rw_vec);
+}
+
+static inline real rw_elem_real(const real *p) { return *p; }
+static inline real rw_elem_f16(const _Float16 *p) { return (real)*p; }
+static inline real rw_elem_bf16(const uint16_t *p)
+{
+	uint32_t bits = (uint32_t)*p << 16;
+	float f;
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+// The lanes of V summed pairwise: lane l + w into lane l for w = RW_LANES/2, …, 1 (halves of the vector added
+// as vectors, then the last four lanes one by one).
+typedef real rw_half __attribute__((vector_size(32)));
+typedef real rw_quarter __attribute__((vector_size(16)));
+static inline real rw_hsum(const rw_vec *v)
+{
+	rw_half lo, hi;
+	memcpy(&lo, v, sizeof lo);
+	memcpy(&hi, (const char *)v + sizeof lo, sizeof hi);
+	lo += hi;
+	rw_quarter a, b;
+	memcpy(&a, &lo, sizeof a);
+	memcpy(&b, (const char *)&lo + sizeof a, sizeof b);
+	a += b;
+	real l[16 / sizeof(real)];
+	memcpy(l, &a, sizeof l);
+	for (int w = (int)(16 / sizeof(real)) / 2; w >= 1; w /= 2)
+		for (int i = 0; i < w; i++)
+			l[i] += l[i + w];
+	return l[0];
+}
+
+// out[t·ldo + n] (=, or += with ACC) Σ_k x[t·ldx + k] · w[n·ldw + k] for t < T ≤ RW_NT, n < N ≤ RW_NR.
+// Missing rows repeat the last one (their results are dropped), so every element runs the same instructions.
+#define RW_BLOCK(NAME, WT, LOADW, ELEMW)                                                                          \
+	static inline __attribute__((always_inline)) void NAME(real *out, int64_t ldo, int acc, const real *x,    \
+				int64_t ldx, int64_t T, const WT *w, int64_t ldw, int64_t N, int64_t K)           \
+	{                                                                                                         \
+		const real *xr[RW_NT];                                                                            \
+		const WT *wr[RW_NR];                                                                              \
+		for (int i = 0; i < RW_NT; i++)                                                                   \
+			xr[i] = x + (i < T ? i : T - 1) * ldx;                                                    \
+		for (int j = 0; j < RW_NR; j++)                                                                   \
+			wr[j] = w + (j < N ? j : N - 1) * ldw;                                                    \
+		rw_vec sum[RW_NT][RW_NR];                                                                         \
+		memset(sum, 0, sizeof sum);                                                                       \
+		int64_t k = 0;                                                                                    \
+		for (; k + RW_LANES <= K; k += RW_LANES) {                                                        \
+			rw_vec wv[RW_NR];                                                                         \
+			_Pragma("GCC unroll 4") for (int j = 0; j < RW_NR; j++) LOADW(&wv[j], wr[j] + k);         \
+			_Pragma("GCC unroll 4") for (int i = 0; i < RW_NT; i++)                                   \
+			{                                                                                         \
+				rw_vec xv;                                                                        \
+				rw_load_real(&xv, xr[i] + k);                                                     \
+				_Pragma("GCC unroll 4") for (int j = 0; j < RW_NR; j++) sum[i][j] += xv * wv[j];  \
+			}                                                                                         \
+		}                                                                                                 \
+		for (int64_t i = 0; i < T; i++)                                                                   \
+			for (int64_t j = 0; j < N; j++) {                                                         \
+				real s = rw_hsum(&sum[i][j]);                                                     \
+				for (int64_t kk = k; kk < K; kk++)                                                \
+					s += xr[i][kk] * ELEMW(wr[j] + kk);                                       \
+				real *o = out + i * ldo + j;                                                      \
+				*o = acc ? *o + s : s;                                                            \
+			}                                                                                         \
+	}
+
+RW_BLOCK(rw_block_real, real, rw_load_real, rw_elem_real)
+RW_BLOCK(rw_block_bf16, uint16_t, rw_load_bf16, rw_elem_bf16)
+RW_BLOCK(rw_block_f16, _Float16, rw_load_f16, rw_elem_f16)
+
+// Weight rows n0 .. n1−1 against every row of x: blocks of RW_NR weight rows, each against the rows of x RW_NT
+// at a time (the weight block stays in L1 while x streams by).  Weights of another dtype (f64 in the fp32
+// build, f32 in the fp64 one) are converted a block at a time into BUF (RW_NR·K).
+VECTOR_CLONES
+static void rw_rows(real *out, int64_t ldo, int acc, const real *x, int64_t ldx, int64_t T, struct tensor w,
+		    int64_t n0, int64_t n1, real *buf)
+{
+	int64_t K = w.dim[w.ndim - 1];
+	for (int64_t n = n0; n < n1; n += RW_NR) {
+		int64_t nb = n1 - n < RW_NR ? n1 - n : RW_NR;
+		for (int64_t t = 0; t < T; t += RW_NT) {
+			int64_t tb = T - t < RW_NT ? T - t : RW_NT;
+			real *o = out + t * ldo + n;
+			const real *xt = x + t * ldx;
+			switch (w.dtype) {
+			case DTYPE_REAL:
+				rw_block_real(o, ldo, acc, xt, ldx, tb, (const real *)w.data + n * K, K, nb, K);
+				break;
+			case DTYPE_BF16:
+				rw_block_bf16(o, ldo, acc, xt, ldx, tb, (const uint16_t *)w.data + n * K, K, nb, K);
+				break;
+			case DTYPE_F16:
+				rw_block_f16(o, ldo, acc, xt, ldx, tb, (const _Float16 *)w.data + n * K, K, nb, K);
+				break;
+			default:
+				if (t == 0)
+					convert(buf, DTYPE_REAL, (const char *)w.data + (size_t)(n * K) * dtype_size(w.dtype),
+						w.dtype, nb * K);
+				rw_block_real(o, ldo, acc, xt, ldx, tb, buf, K, nb, K);
+			}
+		}
+	}
+}
+
+void cpu_matmul_rowwise(real *out, int64_t ldo, int accumulate, const real *x, int64_t ldx, int64_t T,
+			struct tensor w)
+{
+	if (w.device != DEVICE_CPU)
+		die(EXIT_FAIL, "a weight on %s given to the CPU backend", device_name(w.device));
+	int64_t N = w.dim[0], K = w.dim[w.ndim - 1];
+	if (T <= 0 || N <= 0)
+		return;
+	int other = w.dtype != DTYPE_REAL && w.dtype != DTYPE_BF16 && w.dtype != DTYPE_F16;
+	real *buf = other ? cpu_scratch(CPU_SCRATCH_WEIGHT, (size_t)omp_get_max_threads() * RW_NR * (size_t)K) : NULL;
+	// Static shares of whole blocks: which thread computes a row changes nothing in its bits.
+	int64_t n_blocks = (N + RW_NR - 1) / RW_NR;
+#pragma omp parallel if (N * K * T > 1 << 15)
+	{
+		int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+		int64_t b0 = n_blocks * id / nt, b1 = n_blocks * (id + 1) / nt;
+		int64_t n0 = b0 * RW_NR, n1 = b1 * RW_NR < N ? b1 * RW_NR : N;
+		if (n0 < n1)
+			rw_rows(out, ldo, accumulate, x, ldx, T, w, n0, n1, buf ? buf + id * RW_NR * K : NULL);
 	}
 }
 

@@ -69,6 +69,12 @@ void cpu_lora_forward(struct tensor y, struct tensor h, struct tensor x, struct 
 	const real *xd = cpu_real(x, op), *Ad = cpu_real(A, op), *Bd = cpu_real(B, op), *G = cpu_real(gates, op);
 	int64_t T = x.dim[0], C = x.dim[1], er = A.dim[0], OC = B.dim[0], E = gates.data ? gates.dim[1] : 1;
 	real *hg = cpu_scratch(CPU_SCRATCH_LORA, (size_t)(T * er));
+	if (T <= OPS_ROWWISE_MAX_ROWS) {   // decoding: each token's bits independent of the others (ops.h)
+		cpu_matmul_rowwise(hd, er, 0, xd, C, T, A);
+		scale_by_gates(hg, hd, G, T, E, er / E, (real)scale);
+		cpu_matmul_rowwise(yd, OC, 1, hg, er, T, B);
+		return;
+	}
 	cpu_gemm(0, 1, T, er, C, 1, xd, C, Ad, C, 0, hd, er);
 	scale_by_gates(hg, hd, G, T, E, er / E, (real)scale);
 	cpu_gemm(0, 1, T, OC, er, 1, hg, er, Bd, er, 1, yd, OC);
@@ -184,7 +190,10 @@ void cpu_router_forward(struct tensor gates, struct tensor probs, struct tensor 
 	const real *xd = cpu_real(x, op), *Wr = cpu_real(w, op), *br = cpu_real(b, op);
 	int64_t T = x.dim[0], C = x.dim[1], N = w.dim[0], E = gates.dim[1], k = topk.dim[1];
 	// logits = x·W_rᵀ + b_r (MING MoLoRALinear.switch), computed in probs' rows
-	cpu_gemm(0, 1, T, N, C, 1, xd, C, Wr, C, 0, P, N);
+	if (T <= OPS_ROWWISE_MAX_ROWS)
+		cpu_matmul_rowwise(P, N, 0, xd, C, T, w);
+	else
+		cpu_gemm(0, 1, T, N, C, 1, xd, C, Wr, C, 0, P, N);
 #pragma omp parallel for
 	for (int64_t t = 0; t < T; t++) {
 		real *lg = P + t * N, *g = G + t * E;

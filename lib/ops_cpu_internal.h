@@ -50,6 +50,13 @@ void cpu_gemm(int a_trans, int b_trans, int64_t M, int64_t N, int64_t K, real al
 void cpu_gemm_serial(int a_trans, int b_trans, int64_t M, int64_t N, int64_t K, real alpha, const real *A,
 		     int64_t lda, const real *B, int64_t ldb, real beta, real *C, int64_t ldc);
 
+// out (T,N) (leading dimension ldo; = or, with ACCUMULATE, +=) x (T,K) (ldx) · wᵀ for a 2-D weight w (N,K) of any
+// float dtype, for a few rows (T ≤ OPS_ROWWISE_MAX_ROWS: decoding): each element one dot product summed in an
+// order fixed by K alone, so a row of out has the same bits whatever T, the thread count or the other rows
+// (ops.h matmul_forward); half-precision weights are widened in registers, never as a tile in memory.
+void cpu_matmul_rowwise(real *out, int64_t ldo, int accumulate, const real *x, int64_t ldx, int64_t T,
+			struct tensor w);
+
 // Whether W can be used in place (DTYPE_REAL and aligned), or goes through a converted tile.
 int cpu_weight_direct(struct tensor w);
 // Rows r0 .. r0+n−1, columns c0 .. c0+nc−1 of the 2-D weight W in the compute type: W's own memory when it is

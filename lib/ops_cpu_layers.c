@@ -15,8 +15,9 @@
 // ----------------------------------------------------------------------------
 // linear layer
 
-// inp (T,C), weight (OC,C), bias (OC) or NONE -> out (T,OC).  Tiles of the weight's rows (the output's columns),
-// so each output element is one full dot product over C, as with the whole weight.
+// inp (T,C), weight (OC,C), bias (OC) or NONE -> out (T,OC).  A few rows (decoding) take the row-wise product
+// (ops.h: each row's bits independent of the others); more go through BLAS in tiles of the weight's rows (the
+// output's columns), so each output element is one full dot product over C, as with the whole weight.
 void cpu_matmul_forward(struct tensor out, struct tensor inp, struct tensor weight, struct tensor bias)
 {
 	real *o = cpu_real(out, "matmul_forward");
@@ -25,11 +26,15 @@ void cpu_matmul_forward(struct tensor out, struct tensor inp, struct tensor weig
 	int64_t tile = cpu_weight_direct(weight) ? OC : cpu_tile_cols();
 	if (T == 0)
 		return;
-	real *buf = cpu_weight_direct(weight) ? NULL : cpu_scratch(CPU_SCRATCH_WEIGHT, (size_t)(tile * C));
-	for (int64_t o0 = 0; o0 < OC; o0 += tile) {
-		int64_t ob = OC - o0 < tile ? OC - o0 : tile, ld;
-		const real *w = cpu_weight_tile(weight, o0, ob, 0, C, buf, &ld);
-		cpu_gemm(0, 1, T, ob, C, 1, x, C, w, ld, 0, o + o0, OC);
+	if (T <= OPS_ROWWISE_MAX_ROWS) {
+		cpu_matmul_rowwise(o, OC, 0, x, C, T, weight);
+	} else {
+		real *buf = cpu_weight_direct(weight) ? NULL : cpu_scratch(CPU_SCRATCH_WEIGHT, (size_t)(tile * C));
+		for (int64_t o0 = 0; o0 < OC; o0 += tile) {
+			int64_t ob = OC - o0 < tile ? OC - o0 : tile, ld;
+			const real *w = cpu_weight_tile(weight, o0, ob, 0, C, buf, &ld);
+			cpu_gemm(0, 1, T, ob, C, 1, x, C, w, ld, 0, o + o0, OC);
+		}
 	}
 	if (bias.data) {
 		const real *b = cpu_weight_vec(bias, cpu_scratch(CPU_SCRATCH_WEIGHT_VEC, (size_t)OC));
@@ -199,17 +204,19 @@ static int64_t doc_start(const int32_t *doc_offsets, int n_docs, int64_t t)
 // Fewer queries than this (decoding) take the streaming path.
 #define ATT_GEMM_MIN_QUERIES 16
 
-// The streaming path: each (query, head) walks its keys; no scratch, best for a few queries (decoding).
+// The streaming path: each (query, head) walks its keys; no scratch, best for a few queries (decoding).  Query i
+// sits at key q_rows[i] (NULL: q_offset + i); what it computes depends on its own row and keys only.
 VECTOR_CLONES
 static void attention_stream(real *out, real *lse, const real *q, const real *k, const real *v, int64_t Tq, int64_t NH,
-			     int64_t HD, int64_t NKV, const int32_t *doc_offsets, int n_docs, int64_t q_offset)
+			     int64_t HD, int64_t NKV, const int32_t *doc_offsets, int n_docs, int64_t q_offset,
+			     const int32_t *q_rows)
 {
 	int64_t group = NH / NKV;
 	real scale = 1 / R_SQRT((real)HD);
 #pragma omp parallel for collapse(2) schedule(dynamic, 4)
 	for (int64_t i = 0; i < Tq; i++) {
 		for (int64_t h = 0; h < NH; h++) {
-			int64_t t = q_offset + i, kvh = h / group;
+			int64_t t = q_rows ? q_rows[i] : q_offset + i, kvh = h / group;
 			int64_t start = doc_start(doc_offsets, n_docs, t);
 			const real *qrow = q + (i * NH + h) * HD;
 			real *orow = out + (i * NH + h) * HD;
@@ -310,19 +317,24 @@ static void attention_gemm(real *out, real *lse, const real *q, const real *k, c
 	}
 }
 
-// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD) -> out (Tq,NH,HD), lse (NH,Tq)
+// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD), q_rows (Tq) or NONE -> out (Tq,NH,HD), lse (NH,Tq).  Queries at
+// given key rows (a batched decoding step) take the streaming path whatever their number.
 void cpu_attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
-			   struct tensor doc_offsets, int n_docs, int64_t q_offset)
+			   struct tensor doc_offsets, struct tensor q_rows, int n_docs, int64_t q_offset)
 {
 	const char *op = "attention_forward";
 	real *o = cpu_real(out, op), *l = cpu_real(lse, op);
 	const real *qd = cpu_real(q, op), *kd = cpu_real(k, op), *vd = cpu_real(v, op);
-	const int32_t *offs = cpu_i32(doc_offsets, op);
+	const int32_t *offs = cpu_i32(doc_offsets, op), *rows = cpu_i32(q_rows, op);
 	int64_t Tq = q.dim[0], NH = q.dim[1], HD = q.dim[2], NKV = k.dim[1], Tk = k.dim[0];
-	if (Tq >= ATT_GEMM_MIN_QUERIES)
+	if (rows)
+		for (int64_t i = 0; i < Tq; i++)
+			if (rows[i] < 0 || rows[i] >= Tk)
+				die(EXIT_FAIL, "%s: query %lld at key %d of %lld", op, (long long)i, rows[i], (long long)Tk);
+	if (Tq >= ATT_GEMM_MIN_QUERIES && !rows)
 		attention_gemm(o, l, qd, kd, vd, Tq, NH, HD, NKV, Tk, offs, n_docs, q_offset);
 	else
-		attention_stream(o, l, qd, kd, vd, Tq, NH, HD, NKV, offs, n_docs, q_offset);
+		attention_stream(o, l, qd, kd, vd, Tq, NH, HD, NKV, offs, n_docs, q_offset, rows);
 }
 
 // Attention backward (FlashAttention-2, Dao 2023, Algorithm 2, with the probabilities recomputed from lse):

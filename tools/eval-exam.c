@@ -24,7 +24,7 @@
 struct options {
 	const char *base, *adapter, *task, *output, *input;
 	int generate;
-	int64_t batch_tokens, max_new, limit;
+	int64_t batch_tokens, max_new, limit, gen_batch;
 	double multi_threshold;
 	char *stops[MAX_STOPS];
 	int n_stops;
@@ -38,8 +38,8 @@ static noreturn void usage(FILE *fp, int code)
 	fprintf(fp,
 		"usage: %s --base model [--adapter run] [--task name] [--mode loglik|generate]\n"
 		"       [--batch-tokens n] [--multi-threshold p] [--max-new-tokens n] [--stop string]\n"
-		"       [--limit n] [--device cpu|cuda|cuda:N] [--dtype bf16|f16|f32] [-q] [-o predictions]\n"
-		"       [exam_stream]\n",
+		"       [--gen-batch n] [--limit n] [--device cpu|cuda|cuda:N] [--dtype bf16|f16|f32] [-q]\n"
+		"       [-o predictions] [exam_stream]\n",
 		progname());
 	exit(code);
 }
@@ -208,46 +208,98 @@ static size_t run_loglik(const struct options *o, struct questions *in, struct s
 	return done;
 }
 
-// Greedy generation, question by question; with several ranks, a window of four questions per rank, question
-// i answered by rank i mod world.
+// Generate mode: the questions stream through the generator (--gen-batch of them decoded together).  One rank:
+// straight from the input, each prediction written as it comes back (in input order).  Several ranks: windows of
+// 4·gen-batch questions per rank, question i of a window answered by rank i mod world, every answer handed to
+// every rank (eval_share_answers), rank 0 writing the window in input order.
+struct gen_io {
+	struct questions *in;
+	struct window *win;
+	struct stream_writer *w;
+	struct progress *p;
+	size_t next, returned, done, *tokens, *unparsed;
+	int me;
+};
+
+// One rank: the next question of the input, and each answer written at once.
+static int gen_next_input(void *ctx, struct eval_question *q)
+{
+	return next_question(((struct gen_io *)ctx)->in, q);
+}
+
+static void gen_done_write(void *ctx, struct eval_question *q, int n_generated)
+{
+	struct gen_io *io = ctx;
+	*io->unparsed += !q->parsed;
+	*io->tokens += q->prompt.len + (size_t)n_generated;
+	if (io->w)
+		eval_prediction_write(io->w, q, 0);
+	eval_question_free(q);
+	progress_update(io->p, ++io->done, *io->tokens);
+}
+
+// Several ranks: this rank's questions of the window, lent to the generator and given back into the window.
+static int gen_next_owned(void *ctx, struct eval_question *q)
+{
+	struct gen_io *io = ctx;
+	while (io->next < io->win->n && io->win->owner[io->next] != io->me)
+		io->next++;
+	if (io->next == io->win->n)
+		return 0;
+	*q = io->win->qs[io->next++];
+	return 1;
+}
+
+static void gen_done_owned(void *ctx, struct eval_question *q, int n_generated)
+{
+	struct gen_io *io = ctx;
+	while (io->win->owner[io->returned] != io->me)   // answers come back in the order lent
+		io->returned++;
+	io->win->qs[io->returned] = *q;
+	io->win->n_new[io->returned++] = n_generated;
+}
+
 static size_t run_generate(const struct options *o, struct questions *in, struct stream_writer *w,
 			   struct progress *p, size_t *tokens, size_t *unparsed)
 {
 	int world = dist_world(), me = dist_rank();
-	int per_window = world == 1 ? 1 : 4 * world;
 	struct tokenizer *tok = tokenizer_load(in->m->dir);
 	struct eval_generator *g = eval_generator_new(in->m, tok, (int)o->max_new, (const char *const *)o->stops,
-						      o->n_stops);
+						      o->n_stops, (int)o->gen_batch);
 	struct window win = {0};
-	size_t done = 0;
-	for (;;) {
-		struct eval_question q;
-		while ((int)win.n < per_window && next_question(in, &q))
-			window_add(&win, &q, (int)(win.n % (size_t)world));
-		if (win.n == 0)
-			break;
-		for (size_t i = 0; i < win.n; i++)
-			if (win.owner[i] == me)
-				win.n_new[i] = eval_generate(g, &win.qs[i]);
-		eval_share_answers(win.qs, win.n, win.owner, win.n_new);   // [dist]
-		for (size_t i = 0; i < win.n; i++) {
-			*unparsed += !win.qs[i].parsed;
-			*tokens += win.qs[i].prompt.len + (size_t)win.n_new[i];
+	struct gen_io io = {.in = in, .win = &win, .w = w, .p = p, .tokens = tokens, .unparsed = unparsed, .me = me};
+	if (world == 1) {
+		eval_generate_all(g, gen_next_input, gen_done_write, &io);
+	} else {
+		size_t per_window = 4 * (size_t)o->gen_batch * (size_t)world;
+		for (;;) {
+			struct eval_question q;
+			while (win.n < per_window && next_question(in, &q))
+				window_add(&win, &q, (int)(win.n % (size_t)world));
+			if (win.n == 0)
+				break;
+			io.next = io.returned = 0;
+			eval_generate_all(g, gen_next_owned, gen_done_owned, &io);
+			eval_share_answers(win.qs, win.n, win.owner, win.n_new);   // [dist]
+			for (size_t i = 0; i < win.n; i++) {
+				*unparsed += !win.qs[i].parsed;
+				*tokens += win.qs[i].prompt.len + (size_t)win.n_new[i];
+			}
+			io.done += win.n;
+			window_flush(&win, w, 0);
+			progress_update(p, io.done, *tokens);
 		}
-		done += win.n;
-		window_flush(&win, w, 0);
-		progress_update(p, done, *tokens);
 	}
 	window_free(&win);
 	eval_generator_free(g);
 	tokenizer_free(tok);
-	return done;
+	return io.done;
 }
 
 int main(int argc, char **argv)
 {
 	enum { OPT_BASE = 256, OPT_ADAPTER, OPT_TASK, OPT_MODE, OPT_BATCH_TOKENS, OPT_MULTI_THRESHOLD,
-	       OPT_MAX_NEW, OPT_STOP, OPT_LIMIT, OPT_DEVICE, OPT_DTYPE };
+	       OPT_MAX_NEW, OPT_STOP, OPT_GEN_BATCH, OPT_LIMIT, OPT_DEVICE, OPT_DTYPE };
 	static const struct option longopts[] = {
 		{ "base", required_argument, NULL, OPT_BASE },
 		{ "adapter", required_argument, NULL, OPT_ADAPTER },
@@ -257,6 +309,7 @@ int main(int argc, char **argv)
 		{ "multi-threshold", required_argument, NULL, OPT_MULTI_THRESHOLD },
 		{ "max-new-tokens", required_argument, NULL, OPT_MAX_NEW },
 		{ "stop", required_argument, NULL, OPT_STOP },
+		{ "gen-batch", required_argument, NULL, OPT_GEN_BATCH },
 		{ "limit", required_argument, NULL, OPT_LIMIT },
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "dtype", required_argument, NULL, OPT_DTYPE },
@@ -266,7 +319,8 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct options o = { .output = "-", .input = "-", .batch_tokens = 2048, .max_new = 32, .device_index = -1 };
+	struct options o = { .output = "-", .input = "-", .batch_tokens = 2048, .max_new = 32, .gen_batch = 16,
+			     .device_index = -1 };
 	int ch;
 
 	set_progname(argv[0]);
@@ -298,6 +352,7 @@ int main(int argc, char **argv)
 				die(EXIT_USAGE, "--stop: an empty stop string would stop at once");
 			o.n_stops++;
 			break;
+		case OPT_GEN_BATCH: o.gen_batch = cli_int("--gen-batch", optarg, 1, OPS_ROWWISE_MAX_ROWS); break;
 		case OPT_LIMIT: o.limit = cli_int("--limit", optarg, 1, INT64_MAX); break;
 		case OPT_DEVICE: cli_device(optarg, &o.model, &o.device_index); break;
 		case OPT_DTYPE: cli_weight_dtype(optarg, &o.model); break;

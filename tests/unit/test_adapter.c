@@ -339,13 +339,35 @@ static void test_inference_and_round_trip(void **state)
 	int64_t V = m->cfg.vocab;
 	float *logits = xmalloc((size_t)(30 * V) * sizeof(float)), *last = xmalloc((size_t)V * sizeof(float));
 	model_forward(m, ids, 30, offs, 1, NULL, logits, NULL);
-	struct kv_cache *cache = kv_cache_new(m, 64);
-	model_decode(m, cache, ids, 20, NULL);
+	struct kv_cache *cache = kv_cache_new(m, 64, 1);
+	model_decode(m, cache, 0, ids, 20, NULL);
 	for (int t = 20; t < 30; t++)
-		model_decode(m, cache, ids + t, 1, last);
+		model_decode(m, cache, 0, ids + t, 1, last);
 	for (int64_t v = 0; v < V; v++)
 		if (fabsf(last[v] - logits[29 * V + v]) > 1e-4f)
 			fail_msg("decode logit %lld: %g, forward %g", (long long)v, last[v], logits[29 * V + v]);
+	// a batched step of three sequences (prefixes of 20, 13 and 7 tokens, in slots 2, 0, 1) gives each the bits
+	// of its own decoding step alone, the adapter included
+	struct kv_cache *batch = kv_cache_new(m, 64, 3);
+	float *three = xmalloc((size_t)(3 * V) * sizeof(float));
+	int slots[3] = {2, 0, 1}, lens[3] = {20, 13, 7};
+	int32_t next[3];
+	for (int i = 0; i < 3; i++) {
+		model_decode(m, batch, slots[i], ids, lens[i], NULL);
+		next[i] = ids[lens[i]];
+	}
+	model_decode_batch(m, batch, 3, slots, next, three);
+	for (int i = 0; i < 3; i++) {
+		kv_cache_reset(cache);
+		model_decode(m, cache, 0, ids, lens[i], NULL);
+		model_decode(m, cache, 0, ids + lens[i], 1, last);
+		if (memcmp(last, three + i * V, (size_t)V * sizeof(float)) != 0)
+			fail_msg("batched step, sequence %d (%d tokens): logits differ from decoding it alone", i,
+				 lens[i] + 1);
+		assert_int_equal(batch->len[slots[i]], lens[i] + 1);
+	}
+	kv_cache_free(batch);
+	free(three);
 	kv_cache_free(cache);
 	free(logits);
 	free(last);

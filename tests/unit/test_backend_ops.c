@@ -211,6 +211,25 @@ static void case_gather_scatter(struct run *r)
 	struct tensor acc = rnd(r, R_ACT, 2, V, C, 0, 1.0);
 	OP(r, scatter_rows_add, acc, out, ix);
 	keep(r, "scatter_add", acc);
+	// distinct rows, overwritten; the others keep their values (a batched decoding step's new keys)
+	int32_t rows[7] = {11, 0, 18, 5, 3, 12, 7};
+	struct tensor cache = rnd(r, R_ACT, 2, V, C, 0, 1.0), fresh = rnd(r, R_ACT, 2, 7, C, 0, 1.0);
+	OP(r, scatter_rows, cache, fresh, ints(r, 7, rows));
+	keep(r, "scatter", cache);
+}
+
+// Bytes of rows r0 .. r0+n−1 of A and of B's first n rows equal.
+static int same_rows(struct tensor a, int64_t r0, struct tensor b, int64_t n)
+{
+	int64_t numel = tensor_numel(tensor_rows(b, 0, n));
+	size_t bytes = (size_t)numel * dtype_size(a.dtype);
+	char *x = xmalloc(bytes), *y = xmalloc(bytes);
+	tensor_copy(tensor_of(x, a.dtype, DEVICE_CPU, 1, numel, 1, 1, 1), tensor_rows(a, r0, n));
+	tensor_copy(tensor_of(y, b.dtype, DEVICE_CPU, 1, numel, 1, 1, 1), tensor_rows(b, 0, n));
+	int same = memcmp(x, y, bytes) == 0;
+	free(x);
+	free(y);
+	return same;
 }
 
 static void case_matmul(struct run *r)
@@ -220,6 +239,14 @@ static void case_matmul(struct run *r)
 	struct tensor b = rnd(r, R_WEIGHT, 1, OC, 0, 0, 0.5), y = outp(r, R_ACT, 2, T, OC, 0);
 	OP(r, matmul_forward, y, x, w, b);
 	keep(r, "out", y);
+	if (r->cfg->device == DEVICE_CPU) {
+		// ops.h: on the CPU a few rows are each computed on their own, the same bits alone or together
+		struct tensor one = outp(r, R_ACT, 2, 1, OC, 0), some = outp(r, R_ACT, 2, 5, OC, 0);
+		OP(r, matmul_forward, one, tensor_rows(x, 17, 1), w, b);
+		OP(r, matmul_forward, some, tensor_rows(x, 3, 5), w, b);
+		if (!same_rows(y, 17, one, 1) || !same_rows(y, 3, some, 5))
+			fail_msg("%s: matmul: rows computed alone differ from the same rows among 29", r->cfg->name);
+	}
 	struct tensor dy = rnd(r, R_ACT, 2, T, OC, 0, 1.0), dx = rnd(r, R_ACT, 2, T, C, 0, 1.0);
 	OP(r, matmul_backward, dx, TENSOR_NONE, TENSOR_NONE, dy, x, w);
 	keep(r, "dinp", dx);
@@ -244,6 +271,16 @@ static void case_matmul_wide(struct run *r)
 	struct tensor dx = rnd(r, R_ACT, 2, T, OC, 0, 1.0);
 	OP(r, matmul_backward, dx, TENSOR_NONE, TENSOR_NONE, dy, y, w2);
 	keep(r, "dinp", dx);
+}
+
+// More rows than the CPU backend's row-wise product takes (OPS_ROWWISE_MAX_ROWS): its BLAS path.
+static void case_matmul_many(struct run *r)
+{
+	int64_t T = OPS_ROWWISE_MAX_ROWS + 7, C = 50, OC = 36;
+	struct tensor x = rnd(r, R_ACT, 2, T, C, 0, 1.0), w = rnd(r, R_WEIGHT, 2, OC, C, 0, 0.2);
+	struct tensor b = rnd(r, R_WEIGHT, 1, OC, 0, 0, 0.5), y = outp(r, R_ACT, 2, T, OC, 0);
+	OP(r, matmul_forward, y, x, w, b);
+	keep(r, "out", y);
 }
 
 static void case_rmsnorm(struct run *r)
@@ -284,7 +321,7 @@ static void attention_case(struct run *r, int64_t Tq, int64_t q_offset, const in
 	struct tensor q = rnd(r, R_ACT, 3, Tq, NH, HD, 1.0), k = rnd(r, R_ACT, 3, Tk, NKV, HD, 1.0);
 	struct tensor v = rnd(r, R_ACT, 3, Tk, NKV, HD, 1.0), o = outp(r, R_ACT, 3, Tq, NH, HD);
 	struct tensor lse = outp(r, R_STAT, 2, NH, Tq, 0), doc = ints(r, n_docs + 1, offs);
-	OP(r, attention_forward, o, lse, q, k, v, doc, n_docs, q_offset);
+	OP(r, attention_forward, o, lse, q, k, v, doc, TENSOR_NONE, n_docs, q_offset);
 	keep(r, "out", o);
 	keep(r, "lse", lse);
 	if (!backward)
@@ -314,6 +351,38 @@ static void case_attention_decode(struct run *r)
 {
 	int32_t offs[2] = {0, 203};   // 3 new queries after 200 cached keys
 	attention_case(r, 3, 200, offs, 1, 0);
+}
+
+// A batched decoding step: one query per KV-cache slot (5 slots of 300 keys, the documents), each at its own
+// key row, in no particular order and not every slot; a window crosses more than one 256-key split on CUDA.
+// Each query must also give what it gives alone (the q_offset form over its slot), to the bit.
+static void case_attention_batched_decode(struct run *r)
+{
+	int64_t NH = 4, NKV = 2, HD = 16, S = 5, L = 300, Tk = S * L, Tq = 4;
+	int32_t offs[6] = {0, 300, 600, 900, 1200, 1500}, lens[4] = {299, 3, 0, 270}, slot[4] = {3, 0, 4, 1};
+	int32_t rows[4];
+	for (int i = 0; i < Tq; i++)
+		rows[i] = slot[i] * (int32_t)L + lens[i];
+	struct tensor q = rnd(r, R_ACT, 3, Tq, NH, HD, 1.0), k = rnd(r, R_ACT, 3, Tk, NKV, HD, 1.0);
+	struct tensor v = rnd(r, R_ACT, 3, Tk, NKV, HD, 1.0), o = outp(r, R_ACT, 3, Tq, NH, HD);
+	struct tensor lse = outp(r, R_STAT, 2, NH, Tq, 0), doc = ints(r, S + 1, offs);
+	OP(r, attention_forward, o, lse, q, k, v, doc, ints(r, Tq, rows), (int)S, 300);
+	keep(r, "out", o);
+	keep(r, "lse", lse);
+	if (r->cfg->ref)
+		return;
+	int32_t one_doc[2];
+	for (int i = 0; i < Tq; i++) {
+		struct tensor oi = outp(r, R_ACT, 3, 1, NH, HD);
+		one_doc[0] = 0;
+		one_doc[1] = lens[i] + 1;
+		struct tensor ki = tensor_rows(k, slot[i] * L, lens[i] + 1), vi = tensor_rows(v, slot[i] * L, lens[i] + 1);
+		OP(r, attention_forward, oi, TENSOR_NONE, tensor_rows(q, i, 1), ki, vi, ints(r, 2, one_doc), TENSOR_NONE, 1,
+		   lens[i]);
+		if (!same_rows(o, i, oi, 1))
+			fail_msg("%s: attention batched decode: query %d differs from the same query alone", r->cfg->name,
+				 i);
+	}
 }
 
 static void case_swiglu_residual(struct run *r)
@@ -489,14 +558,16 @@ struct op_case {
 };
 static const struct op_case cases[] = {
 	{"copy/fill/scale/sum", case_copy_reduce},
-	{"gather_rows/scatter_rows_add", case_gather_scatter},
+	{"gather_rows/scatter_rows(_add)", case_gather_scatter},
 	{"matmul", case_matmul},
 	{"matmul wide", case_matmul_wide},
+	{"matmul many rows", case_matmul_many},
 	{"rmsnorm", case_rmsnorm},
 	{"rope", case_rope},
 	{"attention packed", case_attention_packed},
 	{"attention short", case_attention_short},
 	{"attention decode", case_attention_decode},
+	{"attention batched decode", case_attention_batched_decode},
 	{"swiglu/residual", case_swiglu_residual},
 	{"lmhead", case_lmhead},
 	{"dropout", case_dropout},

@@ -175,7 +175,8 @@ static double act_objective(void *vctx)
 	int64_t n = (int64_t)AT * ANH * AHD;
 	if (c->which == 0) {
 		attention_forward(tensor3(c->out, AT, ANH, AHD), tensor2(c->lse, ANH, AT), tensor3(c->q, AT, ANH, AHD),
-				  tensor3(c->k, AT, ANKV, AHD), tensor3(c->v, AT, ANKV, AHD), tensor_i32(c->offs, 4), 3, 0);
+				  tensor3(c->k, AT, ANKV, AHD), tensor3(c->v, AT, ANKV, AHD), tensor_i32(c->offs, 4),
+				  TENSOR_NONE, 3, 0);
 	} else if (c->which == 1) {
 		memcpy(c->out, c->q, (size_t)n * sizeof(real));
 		rope_forward(tensor3(c->out, AT, ANH, AHD), tensor_i32(c->pos, AT), tensor1(c->inv_freq, AHD / 2));

@@ -105,7 +105,7 @@ static void check_attention_documents(int T, const int32_t offsets[4], int tail)
 	double *want = calloc((size_t)T * NH * HD, sizeof(double)), *want_lse = malloc((size_t)NH * T * sizeof(double));
 	naive_attention(q, k, v, T, NH, NKV, HD, offsets, 3, want, want_lse);
 	attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD), tensor3(k, T, NKV, HD),
-			  tensor3(v, T, NKV, HD), tensor_i32((int32_t *)offsets, 4), 3, 0);
+			  tensor3(v, T, NKV, HD), tensor_i32((int32_t *)offsets, 4), TENSOR_NONE, 3, 0);
 	assert_close("attention lse", lse, want_lse, (size_t)NH * T, 1e-5);
 	assert_close("attention out", out, want, (size_t)T * NH * HD, 1e-5);
 
@@ -115,7 +115,7 @@ static void check_attention_documents(int T, const int32_t offsets[4], int tail)
 	int32_t one_doc[2] = {0, n};
 	attention_forward(tensor3(out_tail, tail, NH, HD), TENSOR_NONE, tensor3(q + (T - tail) * NH * HD, tail, NH, HD),
 			  tensor3(k + a * NKV * HD, n, NKV, HD), tensor3(v + a * NKV * HD, n, NKV, HD),
-			  tensor_i32(one_doc, 2), 1, n - tail);
+			  tensor_i32(one_doc, 2), TENSOR_NONE, 1, n - tail);
 	assert_close("attention with q_offset", out_tail, want + (T - tail) * NH * HD, (size_t)tail * NH * HD, 1e-5);
 	free(out_tail);
 	free(want);
@@ -151,7 +151,7 @@ static void test_attention_long_documents(void **state)
 	double *want = malloc((size_t)T * NH * HD * sizeof(double)), *want_lse = malloc((size_t)NH * T * sizeof(double));
 	naive_attention(q, k, v, T, NH, NKV, HD, offsets, 2, want, want_lse);
 	attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD), tensor3(k, T, NKV, HD),
-			  tensor3(v, T, NKV, HD), tensor_i32(offsets, 3), 2, 0);
+			  tensor3(v, T, NKV, HD), tensor_i32(offsets, 3), TENSOR_NONE, 2, 0);
 	assert_close("long attention out", out, want, (size_t)T * NH * HD, 1e-5);
 	assert_close("long attention lse", lse, want_lse, (size_t)NH * T, 1e-5);
 	// one query at a time after its cached keys: the streaming path over several key blocks
@@ -160,7 +160,7 @@ static void test_attention_long_documents(void **state)
 		float row[2 * 8];
 		attention_forward(tensor3(row, 1, NH, HD), TENSOR_NONE, tensor3(q + t * NH * HD, 1, NH, HD),
 				  tensor3(k + 130 * NKV * HD, t + 1 - 130, NKV, HD), tensor3(v + 130 * NKV * HD, t + 1 - 130, NKV, HD),
-				  tensor_i32(doc, 2), 1, t - 130);
+				  tensor_i32(doc, 2), TENSOR_NONE, 1, t - 130);
 		assert_close("long attention, one query", row, want + t * NH * HD, (size_t)NH * HD, 1e-5);
 	}
 	free(q);
