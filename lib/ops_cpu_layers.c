@@ -501,17 +501,19 @@ void cpu_lmhead_ce_forward(struct tensor losses, struct tensor lse, struct tenso
 	real *tile = cpu_scratch(CPU_SCRATCH_LMHEAD, (size_t)CE_TB * CE_VC);
 	real *wbuf = cpu_weight_direct(weight) ? NULL : cpu_scratch(CPU_SCRATCH_WEIGHT, (size_t)CE_VC * (size_t)C);
 	real *row_buf = cpu_scratch(CPU_SCRATCH_WEIGHT_VEC, (size_t)omp_get_max_threads() * (size_t)C);
-	// lse holds the running max and losses the running sum until a row block is done.
+	// lse holds the running max and losses the running sum until every tile is done.  The vocabulary tiles are
+	// the outer loop, so a half-precision head is converted once per call, not once per block of rows; each row
+	// still sees the tiles in vocabulary order.
 	real *run_max = ls, *run_sum = loss;
-	for (int64_t r0 = 0; r0 < T; r0 += CE_TB) {
-		int64_t rb = T - r0 < CE_TB ? T - r0 : CE_TB;
-		for (int64_t r = r0; r < r0 + rb; r++) {
-			run_max[r] = -INFINITY;
-			run_sum[r] = 0;
-		}
-		for (int64_t v0 = 0; v0 < V; v0 += CE_VC) {
-			int64_t vc = V - v0 < CE_VC ? V - v0 : CE_VC, ldw;
-			const real *w = cpu_weight_tile(weight, v0, vc, 0, C, wbuf, &ldw);
+	for (int64_t r = 0; r < T; r++) {
+		run_max[r] = -INFINITY;
+		run_sum[r] = 0;
+	}
+	for (int64_t v0 = 0; v0 < V; v0 += CE_VC) {
+		int64_t vc = V - v0 < CE_VC ? V - v0 : CE_VC, ldw;
+		const real *w = cpu_weight_tile(weight, v0, vc, 0, C, wbuf, &ldw);
+		for (int64_t r0 = 0; r0 < T; r0 += CE_TB) {
+			int64_t rb = T - r0 < CE_TB ? T - r0 : CE_TB;
 			// tile (rb,vc) = x[r0:r0+rb] · weight[v0:v0+vc]ᵀ
 			cpu_gemm(0, 1, rb, vc, C, 1, xd + r0 * C, C, w, ldw, 0, tile, vc);
 #pragma omp parallel for
@@ -526,14 +528,14 @@ void cpu_lmhead_ce_forward(struct tensor losses, struct tensor lse, struct tenso
 				run_sum[r0 + r] = (real)s;
 			}
 		}
+	}
 #pragma omp parallel for
-		for (int64_t r = r0; r < r0 + rb; r++) {
-			// the target's logit as its own dot product: exact enough and no bookkeeping across tiles
-			real logit = head_dot(xd + r * C, weight, tgt[r], C, row_buf + (int64_t)omp_get_thread_num() * C);
-			real l = run_max[r] + R_LOG(run_sum[r]);
-			ls[r] = l;
-			loss[r] = l - logit;
-		}
+	for (int64_t r = 0; r < T; r++) {
+		// the target's logit as its own dot product: exact enough and no bookkeeping across tiles
+		real logit = head_dot(xd + r * C, weight, tgt[r], C, row_buf + (int64_t)omp_get_thread_num() * C);
+		real l = run_max[r] + R_LOG(run_sum[r]);
+		ls[r] = l;
+		loss[r] = l - logit;
 	}
 }
 
@@ -549,11 +551,13 @@ void cpu_lmhead_ce_backward(struct tensor dx, struct tensor dweight, struct tens
 	int64_t T = x.dim[0], C = x.dim[1], V = weight.dim[0];
 	real *tile = cpu_scratch(CPU_SCRATCH_LMHEAD, (size_t)CE_TB * CE_VC);
 	real *wbuf = cpu_weight_direct(weight) ? NULL : cpu_scratch(CPU_SCRATCH_WEIGHT, (size_t)CE_VC * (size_t)C);
-	for (int64_t r0 = 0; r0 < T; r0 += CE_TB) {
-		int64_t rb = T - r0 < CE_TB ? T - r0 : CE_TB;
-		for (int64_t v0 = 0; v0 < V; v0 += CE_VC) {
-			int64_t vc = V - v0 < CE_VC ? V - v0 : CE_VC, ldw;
-			const real *w = cpu_weight_tile(weight, v0, vc, 0, C, wbuf, &ldw);
+	// vocabulary tiles outer (one conversion of a half-precision head per call); each row of dx still adds the
+	// tiles up in vocabulary order
+	for (int64_t v0 = 0; v0 < V; v0 += CE_VC) {
+		int64_t vc = V - v0 < CE_VC ? V - v0 : CE_VC, ldw;
+		const real *w = cpu_weight_tile(weight, v0, vc, 0, C, wbuf, &ldw);
+		for (int64_t r0 = 0; r0 < T; r0 += CE_TB) {
+			int64_t rb = T - r0 < CE_TB ? T - r0 : CE_TB;
 			cpu_gemm(0, 1, rb, vc, C, 1, xd + r0 * C, C, w, ldw, 0, tile, vc);
 #pragma omp parallel for
 			for (int64_t r = 0; r < rb; r++) {
