@@ -4,6 +4,9 @@
 #   make test SAN=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench      benchmark tables (installs the Python peers it compares against)
 #   make install PREFIX=/usr/local DESTDIR=
+#   make check-gpu  the CUDA backend against the CPU backend, one table (SKIPs without a GPU)
+#   make bench-gpu  GPU training throughput, MFU and memory against transformers + PEFT
+#   make gpu-bundle gpu-bundle/: everything check-gpu and bench-gpu need on a machine without our Debian libraries
 # Every tools/NAME.c becomes bin/NAME; every lib/*.c goes into one static library;
 # every tests/unit/test_NAME.c becomes a cmocka test binary.  New files need no Makefile edit.
 
@@ -32,7 +35,8 @@ PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
 CFLAGS  ?=
 CFLAGS  += -std=c11 $(OPT) -Wall -Wextra -Werror -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -fopenmp -Ilib $(PKG_CFLAGS) \
-           -DMEDMOE_VERSION='"$(VERSION)"' -DMEDMOE_SOURCE_DIR='"$(CURDIR)"'
+           -DMEDMOE_VERSION='"$(VERSION)"' -DMEDMOE_SOURCE_DIR='"$(CURDIR)"' \
+           -DMEDMOE_PLUGIN_DIR='"$(CURDIR)/$(BUILD)"'
 LDFLAGS ?=
 LDFLAGS += $(filter -fsanitize%,$(OPT)) -fopenmp
 LDLIBS  += $(PKG_LIBS) $(EXTRA_LIBS) -lpthread -lm
@@ -48,16 +52,76 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 MANS     := $(sort $(wildcard man/*.1))
 
-# The CUDA backend is optional: built when nvcc is on PATH and cuda/ has sources.
+# The distributed layer (lib/dist*.c, DESIGN §5): MPI when pkg-config knows Open MPI or MPICH, and NCCL on top
+# when CUDA_HOME holds nccl.h, cuda_runtime.h and libnccl as well.  Without MPI (or with MPI=0) both are left
+# out and the programs run as one process.
+# the CUDA toolkit: where nvcc is, else the usual place
+CUDA_HOME ?= $(or $(patsubst %/bin/,%,$(dir $(shell command -v $(NVCC) 2>/dev/null))),/usr/local/cuda)
+ifneq ($(MPI),0)
+MPI_PKG := $(shell $(PKG_CONFIG) --exists ompi-c 2>/dev/null && echo ompi-c || \
+	     ($(PKG_CONFIG) --exists mpich 2>/dev/null && echo mpich))
+endif
+ifneq ($(MPI_PKG),)
+DIST_CFLAGS := -DMEDMOE_MPI $(shell $(PKG_CONFIG) --cflags $(MPI_PKG))
+DIST_LIBS   := $(shell $(PKG_CONFIG) --libs $(MPI_PKG))
+HAVE_NCCL   := $(shell test -f $(CUDA_HOME)/include/nccl.h && test -f $(CUDA_HOME)/include/cuda_runtime.h && \
+		 ls $(CUDA_HOME)/lib64/libnccl.so* >/dev/null 2>&1 && echo yes)
+ifeq ($(HAVE_NCCL),yes)
+DIST_CFLAGS += -DMEDMOE_NCCL -I$(CUDA_HOME)/include
+DIST_LIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lnccl -lcudart
+endif
+endif
+# only the programs that call the layer (train-experts, eval-exam) depend on these libraries
+LDLIBS  += -Wl,--as-needed $(DIST_LIBS) -Wl,--no-as-needed
+DIST_OBJ   := $(BUILD)/lib/dist.o $(BUILD)/lib/dist_mpi.o $(BUILD)/lib/dist_nccl.o
+DIST_STAMP := $(BUILD)/dist.flags
+
+# The CUDA backend is optional: built when nvcc is on PATH and cuda/ has sources.  Then every cuda/*.cu is
+# compiled (C++17, the project's warnings as errors, nvcc's too) for sm_80 (A100) and sm_90a (H100/H200, with
+# wgmma) plus compute_90 PTX for newer GPUs, into the plugin libmedmoe_cuda.so
+# (lib/ops_cuda_plugin.h), which lib/ops.c opens on the first use of a CUDA device.
 CU_SRC   := $(sort $(wildcard cuda/*.cu))
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo yes)
+ifeq ($(HAVE_NVCC),yes)
+ifneq ($(CU_SRC),)
+CUDA_ON   := yes
+CU_OBJ    := $(CU_SRC:cuda/%.cu=$(BUILD)/cuda/%.o)
+CUDA_PLUGIN := $(BUILD)/libmedmoe_cuda.so
+NVCC_ARCH := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a \
+             -gencode arch=compute_90,code=compute_90
+NVCCFLAGS ?=
+NVCCFLAGS += -std=c++17 -O3 $(NVCC_ARCH) -Xcompiler -fPIC,-Wall,-Wextra,-Werror -Werror all-warnings -Ilib
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart
+endif
+endif
+# Programs export their symbols: the CUDA plugin calls die() and friends in the program that loaded it.
+LDFLAGS += -rdynamic
+LDLIBS  += -ldl
 
-.PHONY: all deps test check bench install uninstall clean demo check-gpu cuda-note
-all: cuda-note $(BINS)
+# make check-gpu / bench-gpu / gpu-bundle (issue 12): the model-level GPU checks in tests/gpu/*.c, the GPU
+# benchmark's driver bench/train.c, and the inputs tests/gpu/mkdata.sh makes here (token ids only).
+GPU_SRC  := $(sort $(wildcard tests/gpu/*.c))
+GPU_BIN  := $(GPU_SRC:tests/gpu/%.c=$(BUILD)/tests/gpu/%)
+GPU_DATA := $(BUILD)/gpu-data
+BENCH_TRAIN := $(BUILD)/bench/train
+
+.PHONY: all deps test check bench install uninstall clean demo check-gpu bench-gpu gpu-bundle cuda-note dist-note FORCE
+all: cuda-note dist-note $(BINS) $(CUDA_PLUGIN)
+
+dist-note:
+ifeq ($(MPI_PKG),)
+	@echo "medmoe: distributed layer: left out (no MPI found: install libopenmpi-dev for mpirun/srun ranks)"
+else ifeq ($(HAVE_NCCL),yes)
+	@echo "medmoe: distributed layer: MPI ($(MPI_PKG)) for CPU ranks, NCCL ($(CUDA_HOME)) for GPU ranks"
+else
+	@echo "medmoe: distributed layer: MPI ($(MPI_PKG)) for CPU ranks; NCCL left out (not under $(CUDA_HOME))"
+endif
 
 cuda-note:
-ifeq ($(HAVE_NVCC),yes)
-	@test -z "$(CU_SRC)" && echo "medmoe: CUDA backend: nvcc found, no cuda/*.cu sources yet; CPU backend only" || true
+ifeq ($(CUDA_ON),yes)
+	@echo "medmoe: CUDA backend: $(CUDA_PLUGIN), built with $(NVCC) (sm_80, sm_90a, compute_90 PTX)"
+else ifeq ($(HAVE_NVCC),yes)
+	@echo "medmoe: CUDA backend: nvcc found, no cuda/*.cu sources yet; CPU backend only"
 else
 	@echo "medmoe: CUDA backend: left out (nvcc not found); CPU backend only"
 endif
@@ -69,9 +133,24 @@ $(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) | $(BUILD)/lib
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -c -o $@ $<
 
+$(BUILD)/cuda/%.o: cuda/%.cu $(wildcard cuda/*.cuh) lib/ops.h lib/ops_backend.h lib/die.h | $(BUILD)/cuda
+	@echo "  NVCC    $<"
+	@$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+# The layer's objects follow its flags: finding MPI or NCCL (or MPI=0) rebuilds them.
+$(DIST_OBJ): CFLAGS += $(DIST_CFLAGS)
+$(DIST_OBJ): $(DIST_STAMP)
+$(DIST_STAMP): FORCE | $(BUILD)/lib
+	@echo '$(DIST_CFLAGS) $(DIST_LIBS)' | cmp -s - $@ || echo '$(DIST_CFLAGS) $(DIST_LIBS)' > $@
+
 $(LIB_A): $(LIB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
+
+# The CUDA backend is a plugin (lib/ops_cuda_plugin.h says why): a CPU run never loads cuBLAS.
+$(CUDA_PLUGIN): $(CU_OBJ)
+	@echo "  LINK    $@"
+	@$(CXX) -shared -o $@ $^ $(CUDA_LIBS)
 
 $(BINDIR)/%: tools/%.c $(LIB_A) $(wildcard lib/*.h) | $(BINDIR)
 	@echo "  LINK    $@"
@@ -81,12 +160,43 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_A) $(wildcard lib/*.h) tests/unit/unit.h 
 	@echo "  LINK    $@"
 	@$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS) -lcmocka
 
-$(BUILD)/lib $(BUILD)/tests $(BINDIR):
+# The cross-backend op test compares every backend with the CPU backend's own sources built in fp64: those are
+# compiled with -DMEDMOE_DOUBLE into one object whose symbols are renamed cpu_* -> ref64_*, so both precisions
+# live in one binary.
+REF64_SRC := lib/ops_cpu.c lib/ops_cpu_layers.c lib/ops_cpu_adapter.c
+$(BUILD)/tests/ops_ref64.o: $(REF64_SRC) $(wildcard lib/*.h) | $(BUILD)/tests
+	@echo "  REF64   $@"
+	@for f in $(REF64_SRC); do $(CC) $(CFLAGS) -DMEDMOE_DOUBLE -c -o $(BUILD)/tests/ref64_$$(basename $$f .c).o $$f || exit 1; done
+	@ld -r -o $@.tmp $(REF64_SRC:lib/%.c=$(BUILD)/tests/ref64_%.o)
+	@nm -g --defined-only $@.tmp | awk '$$3 ~ /^(cpu_|ops_cpu_)/ { n = $$3; sub(/^(ops_)?cpu_/, "ref64_", n); print $$3, n }' > $@.syms
+	@objcopy --redefine-syms=$@.syms $@.tmp $@
+	@rm -f $@.tmp $@.syms $(REF64_SRC:lib/%.c=$(BUILD)/tests/ref64_%.o)
+
+$(BUILD)/tests/test_backend_ops: tests/unit/test_backend_ops.c $(BUILD)/tests/ops_ref64.o $(LIB_A) $(wildcard lib/*.h) \
+		tests/unit/unit.h | $(BUILD)/tests
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/tests/ops_ref64.o $(LIB_A) $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(LIB_A) $(wildcard lib/*.h) | $(BUILD)/tests/gpu
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+
+# bench/NAME.c drivers (bench/train.sh, bench/model_forward.sh, bench/gpu.sh build theirs here: with the CUDA
+# backend in the library they need its link flags)
+$(BUILD)/bench/%: bench/%.c $(LIB_A) $(wildcard lib/*.h) | $(BUILD)/bench
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS)
+
+$(GPU_DATA): tests/gpu/mkdata.sh tests/helpers/mklearn.c | $(BINS)
+	@echo "  DATA    $@"
+	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_TOP=$(CURDIR) tests/gpu/mkdata.sh $@
+
+$(BUILD)/lib $(BUILD)/cuda $(BUILD)/tests $(BUILD)/tests/gpu $(BUILD)/bench $(BINDIR):
 	@mkdir -p $@
 
 # `make test` first makes sure the Debian packages are there, so a fresh machine needs nothing else.
 test check: deps
-	@$(MAKE) --no-print-directory $(BINS) $(UNIT_BIN)
+	@$(MAKE) --no-print-directory $(BINS) $(UNIT_BIN) $(GPU_BIN)
 	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_UNIT=$(CURDIR)/$(BUILD)/tests MEDMOE_BUILD=$(CURDIR)/$(BUILD) \
 		tests/run.sh
 
@@ -98,20 +208,42 @@ demo: deps
 	@$(MAKE) --no-print-directory $(BINS)
 	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) scripts/demo.sh
 
-check-gpu:
-	@echo "medmoe: check-gpu: the CUDA backend has not been written yet (see the model-engine and training issues)"; exit 1
+# The CUDA backend against the CPU backend, one table at the end (tests/gpu/check-gpu.sh says what it checks);
+# on a machine without a GPU every GPU comparison says SKIP.  make check-gpu QUICK=1 for the short sanitizer runs.
+check-gpu: deps
+	@$(MAKE) --no-print-directory $(BINS) $(BUILD)/tests/test_backend_ops \
+		$(GPU_BIN) $(GPU_DATA)
+	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_TESTS=$(CURDIR)/$(BUILD)/tests MEDMOE_GPU_TESTS=$(CURDIR)/$(BUILD)/tests/gpu \
+		MEDMOE_GPU_DATA=$(CURDIR)/$(GPU_DATA) tests/gpu/check-gpu.sh $(if $(QUICK),--quick)
+
+# Training throughput, MFU and peak memory on the GPU against transformers + PEFT (bench/gpu.sh); QUICK=1 for
+# the short version.
+bench-gpu: deps
+	@$(MAKE) --no-print-directory $(BINS) $(BENCH_TRAIN)
+	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_BENCH_TRAIN=$(CURDIR)/$(BENCH_TRAIN) bench/gpu.sh $(if $(QUICK),--quick)
+
+# gpu-bundle/: the programs, checks, benchmark and their inputs with every non-system library they need, for a
+# GPU machine without this project's Debian libraries (scripts/gpu-bundle.sh; gpu-bundle/run.sh runs it all).
+gpu-bundle: deps
+	@$(MAKE) --no-print-directory $(BINS) $(BUILD)/tests/test_backend_ops \
+		$(GPU_BIN) $(BENCH_TRAIN) $(GPU_DATA)
+	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_BUILD=$(CURDIR)/$(BUILD) scripts/gpu-bundle.sh gpu-bundle
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/medmoe/schemas
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(MANS) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 schemas/* $(DESTDIR)$(PREFIX)/share/medmoe/schemas/
+ifeq ($(CUDA_ON),yes)
+	install -d $(DESTDIR)$(PREFIX)/lib/medmoe
+	install -m 755 $(CUDA_PLUGIN) $(DESTDIR)$(PREFIX)/lib/medmoe/
+endif
 
 uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(PREFIX)/bin/%) $(MANS:man/%=$(DESTDIR)$(PREFIX)/share/man/man1/%)
-	rm -rf $(DESTDIR)$(PREFIX)/share/medmoe
+	rm -rf $(DESTDIR)$(PREFIX)/share/medmoe $(DESTDIR)$(PREFIX)/lib/medmoe
 
 clean:
-	rm -rf build build-san bin
+	rm -rf build build-san bin gpu-bundle
 
-.SECONDARY: $(LIB_OBJ)
+.SECONDARY: $(LIB_OBJ) $(CU_OBJ)

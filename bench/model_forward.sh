@@ -7,11 +7,9 @@ MEDMOE_TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$MEDMOE_TOP/bench/venv.sh"
 bench_venv torch transformers safetensors
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-PKGS="msgpack libutf8proc libpcre2-8 jansson libarchive libmd openblas"
-# shellcheck disable=SC2046
-cc -std=c11 -O2 -D_GNU_SOURCE -fopenmp -I"$MEDMOE_TOP/lib" $(pkg-config --cflags $PKGS) \
-	-o "$work/model_forward" "$MEDMOE_TOP/bench/model_forward.c" "$MEDMOE_BUILD/libmedmoe.a" \
-	$(pkg-config --libs $PKGS) -lcsv -lm
+# built by the Makefile, whose link line carries the CUDA libraries when the library holds the CUDA backend
+make --no-print-directory -C "$MEDMOE_TOP" build/bench/model_forward > /dev/null
+cp "$MEDMOE_TOP/build/bench/model_forward" "$work/model_forward"
 layers=4 hidden=512 heads=8 kv=2 ffn=1376 vocab=32000 tokens=1024 docs=4 reps=3
 "$MEDMOE_BIN/init-base" --arch llama --layers $layers --hidden $hidden --heads $heads --kv-heads $kv \
 	--ffn $ffn --vocab $vocab --seed 1 -o "$work/ckpt"

@@ -1,6 +1,7 @@
 // train.c — time training steps of the CPU engine (forward, backward into the adapter, AdamW) on a checkpoint.
-// Built and run by bench/train.sh.  Usage: train DIR METHOD TOKENS DOCS REPS
-// Token ids are (t·7919 + 13) mod V, as in bench/train_peer.py.  Prints: tokens/s and s/step of the median step, loss, peak RSS (MB).
+// Built and run by bench/train.sh (and bench/gpu.sh).  Usage: train DIR METHOD TOKENS DOCS REPS [DEVICE [RECOMPUTE]]
+// Token ids are (t·7919 + 13) mod V, as in bench/train_peer.py.  Prints: tokens/s and s/step of the median step, loss,
+// peak RSS (MB), peak device memory (MB, 0 on the CPU).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +25,14 @@ static double now(void)
 int main(int argc, char **argv)
 {
 	set_progname(argv[0]);
-	if (argc != 6)
-		die(EXIT_USAGE, "usage: train DIR METHOD TOKENS DOCS REPS");
-	struct model *m = model_load(argv[1]);
+	if (argc < 6 || argc > 8)
+		die(EXIT_USAGE, "usage: train DIR METHOD TOKENS DOCS REPS [DEVICE [RECOMPUTE]]");
+	struct model_options mo = {.device = DEVICE_CPU};
+	int index;
+	if (argc > 6 && device_parse(argv[6], &mo.device, &index) != 0)
+		die(EXIT_USAGE, "bad device %s", argv[6]);
+	device_init(mo.device, argc > 6 ? index : -1);
+	struct model *m = model_load_with(argv[1], &mo);
 	enum adapter_method method;
 	if (adapter_method_parse(argv[2], &method) != 0)
 		die(EXIT_USAGE, "unknown method %s", argv[2]);
@@ -38,6 +44,8 @@ int main(int argc, char **argv)
 	struct adapter *a = adapter_new_for_model(&cfg, m);
 	model_set_adapter(m, a, 0);
 	a->training = 1;
+	struct model_train *tr = model_train_new(m);
+	model_train_set_recompute(tr, argc > 7 && atoi(argv[7]));
 	int32_t *ids = xmalloc((size_t)T * sizeof *ids), *offsets = xmalloc((size_t)(n_docs + 1) * sizeof *offsets);
 	uint8_t *mask = xmalloc((size_t)T);
 	for (int t = 0; t < T; t++) {
@@ -51,9 +59,11 @@ int main(int argc, char **argv)
 	for (int r = 0; r <= reps; r++) {   // step 0 is a warm-up
 		double t0 = now();
 		adapter_zero_grads(a);
-		loss = model_train_forward(m, ids, T, offsets, n_docs, NULL, mask, NULL);
-		model_train_backward(m, 1.0);
-		adamw_update(&opt, 1e-4, (uint64_t)r + 1, a->params, a->grads, a->adam_m, a->adam_v, a->n_params);
+		loss = model_train_forward(tr, ids, T, offsets, n_docs, NULL, mask, NULL);
+		model_train_backward(tr, 1.0);
+		struct adamw_step step = adamw_at(&opt, 1e-4, (uint64_t)r + 1);
+		adamw_update(a->dev.params, a->dev.grads, a->dev.m, a->dev.v, &step);
+		ops_sync(m->device);
 		secs[r] = now() - t0;
 	}
 	// the median step: this machine's neighbours make single steps vary by 2x
@@ -67,7 +77,9 @@ int main(int argc, char **argv)
 	free(secs);
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
-	printf("%.1f %.6f %.4f %.1f\n", T / med, loss, med, ru.ru_maxrss / 1024.0);
+	printf("%.1f %.6f %.4f %.1f %.1f\n", T / med, loss, med, ru.ru_maxrss / 1024.0,
+	       m->device == DEVICE_CPU ? 0.0 : ops_peak_bytes(m->device) / 1048576.0);
+	model_train_free(tr);
 	adapter_free(a);
 	model_free(m);
 	free(ids);

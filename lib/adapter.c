@@ -200,23 +200,39 @@ struct adapter *adapter_new(const struct adapter_config *cfg, int n_layers, cons
 					off += (size_t)c->con_proj * s->d_in;
 					s->off_queue = a->n_queue;
 					a->n_queue += (size_t)s->n_routed * c->con_queue * c->con_proj;
-					s->q_head = xcalloc((size_t)s->n_routed, sizeof(int64_t));
-					s->q_fill = xcalloc((size_t)s->n_routed, sizeof(int64_t));
 				}
-				s->load = xcalloc((size_t)s->n_routed, sizeof(int64_t));
 			}
 		}
 	}
 	a->n_params = off;
 	// one allocation for the four families
-	a->params = xcalloc(4 * off, sizeof(real));
+	a->params = xcalloc(4 * off + 1, sizeof(real));
 	a->grads = a->params + off;
 	a->adam_m = a->grads + off;
 	a->adam_v = a->adam_m + off;
-	a->queue = a->n_queue ? xcalloc(a->n_queue, sizeof(uint16_t)) : NULL;
-	a->task_gate = xcalloc(2 * (size_t)c->n_tasks * c->experts, sizeof(real));
-	a->dtask_gate = a->task_gate + (size_t)c->n_tasks * c->experts;
-	a->task_load = xcalloc((size_t)c->n_tasks * c->experts, sizeof(int64_t));
+	a->queue = xcalloc(a->n_queue + 1, sizeof(uint16_t));
+	size_t N = (size_t)c->experts, R = (size_t)a->n_routed_slots;
+	a->queue_pos = xcalloc(2 * R * N + 1, sizeof(int32_t));
+	a->loads = xcalloc(R * N + (size_t)c->n_tasks * N + 1, sizeof(int32_t));
+	a->task_load = a->loads + R * N;
+	a->n_stats = 1;
+	for (int i = 0; i < n_layers * N_TARGETS; i++)
+		if (a->slots[i].kind == SLOT_ROUTED) {
+			a->slots[i].off_stats = a->n_stats;
+			a->n_stats += 2 * (size_t)a->slots[i].n_routed + 2;
+		}
+	a->stats = xcalloc(a->n_stats, sizeof(double));
+	a->task_gate = xcalloc((size_t)c->n_tasks * N + 1, sizeof(real));
+	for (int i = 0, ri = 0; i < n_layers * N_TARGETS; i++) {
+		struct adapter_slot *s = &a->slots[i];
+		if (s->kind != SLOT_ROUTED)
+			continue;
+		s->routed_index = ri;
+		s->load = a->loads + (size_t)ri * N;
+		s->q_head = a->queue_pos + (size_t)ri * 2 * N;
+		s->q_fill = s->q_head + N;
+		ri++;
+	}
 
 	// Initialisation, in layout order from one generator.
 	struct rng r;
@@ -243,6 +259,7 @@ struct adapter *adapter_new(const struct adapter_config *cfg, int n_layers, cons
 				init_uniform(&r, a->params + s->off_P, (size_t)c->con_proj * s->d_in, bound);
 		}
 	}
+	adapter_place(a, DEVICE_CPU, DTYPE_REAL);
 	return a;
 }
 
@@ -250,18 +267,16 @@ void adapter_free(struct adapter *a)
 {
 	if (!a)
 		return;
-	for (int i = 0; i < a->n_layers * N_TARGETS; i++) {
-		free(a->slots[i].q_head);
-		free(a->slots[i].q_fill);
-		free(a->slots[i].load);
-	}
+	ops_free(a->dev.device, a->dev.mem);
+	ops_free(a->dev.device, a->dev.act_mem);
+	free(a->dev.host_task);
 	free(a->slots);
 	free(a->params);
 	free(a->queue);
+	free(a->queue_pos);
+	free(a->loads);
+	free(a->stats);
 	free(a->task_gate);
-	free(a->task_load);
-	free(a->act_mem);
-	free(a->iact_mem);
 	free(a);
 }
 
@@ -341,15 +356,6 @@ void adapter_tensor_set(const struct adapter_tensor *t, real *family, const floa
 			family[t->off + (size_t)(i * t->ld + j)] = (real)in[i * t->shape[1] + j];
 }
 
-void adapter_zero_grads(struct adapter *a)
-{
-	memset(a->grads, 0, a->n_params * sizeof(real));
-}
+void adapter_zero_grads(struct adapter *a) { tensor_zero(a->dev.grads); }
 
-void adapter_zero_loads(struct adapter *a)
-{
-	for (int i = 0; i < a->n_layers * N_TARGETS; i++)
-		if (a->slots[i].load)
-			memset(a->slots[i].load, 0, (size_t)a->slots[i].n_routed * sizeof(int64_t));
-	memset(a->task_load, 0, (size_t)a->cfg.n_tasks * a->cfg.experts * sizeof(int64_t));
-}
+void adapter_zero_loads(struct adapter *a) { tensor_zero(a->dev.loads); }

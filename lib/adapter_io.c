@@ -26,7 +26,10 @@ struct adapter *adapter_new_for_model(const struct adapter_config *cfg, const st
 {
 	int64_t dims[N_TARGETS][2];
 	adapter_model_dims(m, dims);
-	return adapter_new(cfg, m->cfg.n_layers, dims);
+	struct adapter *a = adapter_new(cfg, m->cfg.n_layers, dims);
+	if (m->device != DEVICE_CPU || m->act_dtype != DTYPE_REAL)
+		adapter_place(a, m->device, m->act_dtype);
+	return a;
 }
 
 void adapter_base_config_sha256(const struct model *m, char out[65])
@@ -231,6 +234,7 @@ struct adapter *adapter_load(const char *run_dir, const struct model *m)
 	free(ts);
 	safetensors_close(st);
 	free(path);
+	adapter_to_device(a);
 	return a;
 }
 
@@ -298,10 +302,11 @@ void adapter_state_load(struct adapter *a, const char *path)
 		size_t k = 0;
 		for (int i = 0; i < a->n_layers * N_TARGETS; i++)
 			for (int e = 0; a->slots[i].q_head && e < a->slots[i].n_routed; e++) {
-				a->slots[i].q_head[e] = (int64_t)pos[k++];
-				a->slots[i].q_fill[e] = (int64_t)pos[k++];
+				a->slots[i].q_head[e] = (int32_t)pos[k++];
+				a->slots[i].q_fill[e] = (int32_t)pos[k++];
 			}
 		free(pos);
 	}
 	safetensors_close(st);
+	adapter_to_device(a);
 }

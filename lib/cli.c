@@ -1,10 +1,12 @@
 // cli.c — option values.
 #include "cli.h"
 #include "die.h"
+#include "model.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 int64_t cli_int(const char *opt, const char *arg, int64_t min, int64_t max)
 {
@@ -35,4 +37,25 @@ double cli_real(const char *opt, const char *arg, double min, double max)
 	if (end == arg || *end || errno || !isfinite(v) || v < min || v > max)
 		die(EXIT_USAGE, "%s: not a number from %g to %g: %s", opt, min, max, arg);
 	return v;
+}
+
+void cli_device(const char *arg, struct model_options *mo, int *index)
+{
+	if (device_parse(arg, &mo->device, index) != 0)
+		die(EXIT_USAGE, "--device: cpu, cuda or cuda:N: %s", arg);
+}
+
+void cli_weight_dtype(const char *arg, struct model_options *mo)
+{
+	static const struct {
+		const char *name;
+		enum dtype dtype;
+	} known[] = {{"bf16", DTYPE_BF16}, {"f16", DTYPE_F16}, {"f32", DTYPE_F32}};
+	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+		if (strcmp(arg, known[i].name) == 0) {
+			mo->weight_dtype = known[i].dtype;
+			mo->weight_dtype_given = 1;
+			return;
+		}
+	die(EXIT_USAGE, "--dtype: bf16, f16 or f32: %s", arg);
 }

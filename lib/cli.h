@@ -11,5 +11,10 @@ int64_t cli_int(const char *opt, const char *arg, int64_t min, int64_t max);
 uint64_t cli_count(const char *opt, const char *arg);
 // A finite real number in [min, max].
 double cli_real(const char *opt, const char *arg, double min, double max);
+// --device cpu|cuda|cuda:N into the model options' device and *index (−1: the default GPU).
+struct model_options;
+void cli_device(const char *arg, struct model_options *mo, int *index);
+// --dtype bf16|f16|f32: the frozen weights' dtype on the device.
+void cli_weight_dtype(const char *arg, struct model_options *mo);
 
 #endif

@@ -9,7 +9,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+// C11's noreturn, or C++'s attribute when a .cu file reads this header.
+#ifdef __cplusplus
+#define MEDMOE_NORETURN [[noreturn]]
+extern "C" {
+#else
 #include <stdnoreturn.h>
+#define MEDMOE_NORETURN noreturn
+#endif
 
 // Exit codes (sysexits(3) where one fits).
 enum {
@@ -24,12 +31,12 @@ void set_progname(const char *argv0);
 const char *progname(void);
 
 // "PROG: fmt" and exit with code.
-noreturn void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+MEDMOE_NORETURN void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 // "PROG: fmt: strerror(errno)" and exit 1.
-noreturn void die_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+MEDMOE_NORETURN void die_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // "PROG: FILE: record N: FIELD: fmt" and exit 65.  record < 0 leaves "record N" out,
 // field NULL leaves the field out.  record counts from 1 (the header of a stream is record 0).
-noreturn void die_data(const char *file, int64_t record, const char *field, const char *fmt, ...)
+MEDMOE_NORETURN void die_data(const char *file, int64_t record, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 // The same message as die_data, but returned to the caller as a warning (for --skip-bad).
 void warn_data(const char *file, int64_t record, const char *field, const char *fmt, ...)
@@ -48,5 +55,9 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 // A hook run by die*() before exit: outfile.c registers the removal of temporary files here.
 void die_set_cleanup(void (*fn)(void));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

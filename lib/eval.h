@@ -1,11 +1,13 @@
 // eval.h — answering medmoe.exam questions with a model (DESIGN §6): option log-likelihoods or greedy generation,
 // one medmoe.predictions record per question.
 //
-// Three parts, one file each:
+// Four parts, one file each:
 //   eval_question.c  reading and checking an exam record; the multi-answer rule; writing a prediction record
 //   eval_loglik.c    many questions packed into one forward; the log-probability of each option's tokens
-//   eval_generate.c  greedy decoding with the KV cache, stop strings and special tokens, then the benchmark's
-//                    own answer extraction (extract.h); an answer that cannot be read is unparsed, never guessed
+//   eval_generate.c  greedy decoding with the KV cache, several questions at once, stop strings and special
+//                    tokens, then the benchmark's own answer extraction (extract.h); an answer that cannot be
+//                    read is unparsed, never guessed
+//   eval_share.c     the answers of questions split over the ranks of a job (dist.h), handed to every rank
 #ifndef MEDMOE_EVAL_H
 #define MEDMOE_EVAL_H
 
@@ -71,13 +73,26 @@ void eval_loglik_score(struct model *m, struct eval_question *qs, int n);
 // ---- eval_generate.c ----
 
 struct eval_generator;
-// Greedy decoding of at most MAX_NEW tokens; it stops at any special token of TOK (end of turn, end of text)
-// and at the first of the N_STOPS stop strings STOPS in the decoded text (cut off from the recorded text).
+// Greedy decoding of at most MAX_NEW tokens per question, BATCH questions at once (each in its own KV-cache
+// slot, one forward per step for all of them); a question stops at any special token of TOK (end of turn, end
+// of text) and at the first of the N_STOPS stop strings STOPS in the decoded text (cut off from the recorded
+// text).  On the CPU the answers are the same bytes whatever BATCH (1 to OPS_ROWWISE_MAX_ROWS).
 struct eval_generator *eval_generator_new(struct model *m, const struct tokenizer *tok, int max_new,
-					  const char *const *stops, int n_stops);
+					  const char *const *stops, int n_stops, int batch);
 void eval_generator_free(struct eval_generator *g);
-// Generate Q's answer: q->generated, then q->predicted / q->parsed through the bench's extraction rule.
-// Returns the number of tokens generated.
-int eval_generate(struct eval_generator *g, struct eval_question *q);
+// The questions come from NEXT, which fills *q (eval_question_read) and returns 1, or returns 0 at the end of
+// the input.  Each is answered — q->generated, then q->predicted / q->parsed through the bench's extraction rule
+// — and handed to DONE with the number of tokens generated, in the order NEXT gave them; DONE owns the
+// question then (eval_question_free).  Returns the number of questions answered.
+typedef int (*eval_next_fn)(void *ctx, struct eval_question *q);
+typedef void (*eval_done_fn)(void *ctx, struct eval_question *q, int n_generated);
+size_t eval_generate_all(struct eval_generator *g, eval_next_fn next, eval_done_fn done, void *ctx);
+
+// ---- eval_share.c ----
+
+// After the ranks of a job have each answered the questions OWNER gives them (owner[i]: the rank of qs[i]),
+// give every rank all N answers: parsed, predicted, scores, generated text and, when N_NEW is not NULL, the
+// generated token counts (n_new[i]).  The bytes are the answering rank's.  One rank: nothing to do.
+void eval_share_answers(struct eval_question *qs, size_t n, const int *owner, int32_t *n_new);
 
 #endif

@@ -1,44 +1,78 @@
-// eval_generate.c — greedy decoding with the KV cache, then the benchmark's answer extraction.
+// eval_generate.c — greedy decoding with the KV cache, several questions at once, then the benchmark's answer
+// extraction.
 //
-// The prompt is prefilled in one model_decode call, then one token at a time: the argmax of the logits (greedy,
-// do_sample=False, as CMB's README and OpenCompass's GenInferencer evaluate).  Decoding stops at the token
-// limit, at any special token of the tokenizer (<|im_end|>, <|endoftext|>, <|eot_id|>, </s>: what ends a turn
-// or a text), or when the decoded text contains a stop string; the stop string and what follows are not kept.
-// Only ids the tokenizer knows are candidates: the rows a checkpoint pads its vocabulary with have no text.
+// Each question's prompt but its last token is prefilled in one model_decode call into a free slot of the KV
+// cache; then its sequence advances one token per step, the first step feeding the prompt's last token: the
+// argmax of the logits (greedy, do_sample=False, as CMB's README and OpenCompass's GenInferencer evaluate).  Up
+// to `batch` questions are in flight, and one step decodes all of them in one forward (model_decode_batch: one
+// product per linear, so the weights are read once for all).  A question stops at the token limit, at any
+// special token of the tokenizer (<|im_end|>, <|endoftext|>, <|eot_id|>, </s>: what ends a turn or a text), or
+// when the decoded text contains a stop string; the stop string and what follows are not kept.  Its slot is
+// then refilled from the input, and answers leave in input order.  Only ids the tokenizer knows are candidates:
+// the rows a checkpoint pads its vocabulary with have no text.  On the CPU a step gives each question the bits
+// it gets alone (model.h), so the output is the same whatever the batch.
 #include "eval.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "die.h"
 #include "extract.h"
 
+// One question in flight, in KV-cache slot `slot`.
+struct gen_seq {
+	struct eval_question q;
+	size_t order;        // its place in the input
+	int32_t *gen;        // (max_new) the generated ids
+	int n;               // how many so far
+	int32_t next;        // the token its next step feeds
+};
+
+// An answered question waiting for the ones before it.
+struct gen_done {
+	struct eval_question q;
+	size_t order;
+	int n;
+};
+
 struct eval_generator {
 	struct model *m;
 	const struct tokenizer *tok;
-	int max_new;
+	int max_new, batch;
 	const char *const *stops;
 	int n_stops;
 	uint32_t n_ids;              // candidates: ids below min(model vocab, tokenizer vocab)
-	struct kv_cache *cache;
-	real *logits;                // (V)
-	int32_t *ids;                // prompt, then generated ids
-	size_t ids_cap;
+	struct kv_cache *cache;      // batch slots
+	real *logits;                // (batch, V): a prefill's, then a step's rows
+	struct gen_seq *seqs;        // (batch), by slot
+	int *active;                 // (batch) whether a slot holds a question
+	int *step_slots;             // (batch) the slots of one step
+	int32_t *step_ids;           // (batch) and their tokens
+	struct gen_done *done;       // answered, not yet handed on
+	size_t n_done, done_cap;
 	struct extractor *extractors[3];   // one per extract_rule, made when first needed
 	struct bytevec text;
 };
 
 struct eval_generator *eval_generator_new(struct model *m, const struct tokenizer *tok, int max_new,
-					  const char *const *stops, int n_stops)
+					  const char *const *stops, int n_stops, int batch)
 {
 	struct eval_generator *g = xcalloc(1, sizeof *g);
 	g->m = m;
 	g->tok = tok;
 	g->max_new = max_new;
+	g->batch = batch;
 	g->stops = stops;
 	g->n_stops = n_stops;
 	uint32_t tv = tokenizer_vocab_size(tok);
 	g->n_ids = tv < (uint32_t)m->cfg.vocab ? tv : (uint32_t)m->cfg.vocab;
-	g->logits = xmalloc((size_t)m->cfg.vocab * sizeof *g->logits);
+	g->logits = xmalloc((size_t)batch * (size_t)m->cfg.vocab * sizeof *g->logits);
+	g->seqs = xcalloc((size_t)batch, sizeof *g->seqs);
+	for (int b = 0; b < batch; b++)
+		g->seqs[b].gen = xmalloc((size_t)max_new * sizeof *g->seqs[b].gen);
+	g->active = xcalloc((size_t)batch, sizeof *g->active);
+	g->step_slots = xcalloc((size_t)batch, sizeof *g->step_slots);
+	g->step_ids = xcalloc((size_t)batch, sizeof *g->step_ids);
 	return g;
 }
 
@@ -48,7 +82,13 @@ void eval_generator_free(struct eval_generator *g)
 		return;
 	kv_cache_free(g->cache);
 	free(g->logits);
-	free(g->ids);
+	for (int b = 0; b < g->batch; b++)
+		free(g->seqs[b].gen);
+	free(g->seqs);
+	free(g->active);
+	free(g->step_slots);
+	free(g->step_ids);
+	free(g->done);
 	for (int i = 0; i < 3; i++)
 		if (g->extractors[i])
 			extractor_free(g->extractors[i]);
@@ -56,13 +96,27 @@ void eval_generator_free(struct eval_generator *g)
 	free(g);
 }
 
+// The first index of the largest of X[0..N) (0 when nothing is larger than −inf).  Eight running maxima, so the
+// scan over a 150k vocabulary is not one long chain of dependent compares (it ran 7% of a batched step), then
+// the first index that holds the largest.
 static uint32_t argmax(const real *x, uint32_t n)
 {
-	uint32_t best = 0;
-	for (uint32_t i = 1; i < n; i++)
-		if (x[i] > x[best])
-			best = i;
-	return best;
+	real lane[8];
+	for (int k = 0; k < 8; k++)
+		lane[k] = -INFINITY;
+	uint32_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		for (int k = 0; k < 8; k++)
+			lane[k] = x[i + k] > lane[k] ? x[i + k] : lane[k];
+	real best = -INFINITY;
+	for (; i < n; i++)
+		best = x[i] > best ? x[i] : best;
+	for (int k = 0; k < 8; k++)
+		best = lane[k] > best ? lane[k] : best;
+	for (i = 0; i < n; i++)
+		if (x[i] == best)
+			return i;
+	return 0;
 }
 
 // Bytes that are not UTF-8 (a character cut by the token limit, or bytes a byte-level model made up) become
@@ -112,36 +166,11 @@ static int decode_and_stop(struct eval_generator *g, const int32_t *gen, size_t 
 	return 0;
 }
 
-int eval_generate(struct eval_generator *g, struct eval_question *q)
+// The answer of a finished sequence: its text (cut at a stop string), then the bench's extraction.
+static void finish(struct eval_generator *g, struct gen_seq *s)
 {
-	size_t need = q->prompt.len + (size_t)g->max_new;
-	if (!g->cache || g->cache->max_len < (int64_t)need) {
-		kv_cache_free(g->cache);
-		g->cache = kv_cache_new(g->m, (int64_t)need);
-	}
-	if (g->ids_cap < need) {
-		g->ids = xrealloc(g->ids, need * sizeof *g->ids);
-		g->ids_cap = need;
-	}
-	kv_cache_reset(g->cache);
-	for (size_t i = 0; i < q->prompt.len; i++)
-		g->ids[i] = (int32_t)q->prompt.data[i];
-	int32_t *gen = g->ids + q->prompt.len;
-	size_t n = 0;
-	g->text.len = 0;
-	bytevec_append(&g->text, "", 0);
-
-	model_decode(g->m, g->cache, g->ids, (int64_t)q->prompt.len, g->logits);
-	while (n < (size_t)g->max_new) {
-		uint32_t next = argmax(g->logits, g->n_ids);
-		if (tokenizer_is_special(g->tok, next))
-			break;
-		gen[n++] = (int32_t)next;
-		if (decode_and_stop(g, gen, n) || n == (size_t)g->max_new)
-			break;
-		model_decode(g->m, g->cache, &gen[n - 1], 1, g->logits);
-	}
-
+	struct eval_question *q = &s->q;
+	decode_and_stop(g, s->gen, (size_t)s->n);
 	free(q->generated);
 	q->generated = valid_utf8(g->text.data, g->text.len);
 	enum extract_rule rule = extract_rule_for(q->bench, q->lang);
@@ -151,5 +180,110 @@ int eval_generate(struct eval_generator *g, struct eval_question *q)
 	q->parsed = extract_answer(g->extractors[rule], q->generated, strlen(q->generated), q->letters,
 				   q->n_options, q->multi, out);
 	strcpy(q->predicted, q->parsed ? out : "");
-	return (int)n;
+	if (g->n_done == g->done_cap)
+		g->done = xrealloc(g->done, (g->done_cap = g->done_cap ? 2 * g->done_cap : 16) * sizeof *g->done);
+	g->done[g->n_done++] = (struct gen_done){s->q, s->order, s->n};
+	memset(&s->q, 0, sizeof s->q);
+}
+
+// Slot B has new LOGITS: take the greedy token, and either finish the question (a special token, a stop
+// string, the token limit), freeing the slot, or leave the token for the next step.
+static void advance(struct eval_generator *g, int b, const real *logits)
+{
+	struct gen_seq *s = &g->seqs[b];
+	uint32_t next = argmax(logits, g->n_ids);
+	if (!tokenizer_is_special(g->tok, next)) {
+		s->gen[s->n++] = (int32_t)next;
+		if (!decode_and_stop(g, s->gen, (size_t)s->n) && s->n < g->max_new) {
+			s->next = (int32_t)next;
+			return;
+		}
+	}
+	finish(g, s);
+	g->active[b] = 0;
+}
+
+// Room in the cache for a question of LEN prompt tokens (its prefill and max_new − 1 steps).  A cache that is
+// too short is replaced by a longer one (at least half as long again, so that happens a few times per run)
+// once every slot is free; returns 0 while that must wait.
+static int cache_fits(struct eval_generator *g, size_t len)
+{
+	int64_t need = (int64_t)len + g->max_new;
+	if (g->cache && g->cache->max_len >= need)
+		return 1;
+	for (int b = 0; b < g->batch; b++)
+		if (g->active[b])
+			return 0;
+	int64_t grown = g->cache ? g->cache->max_len * 3 / 2 : 512;
+	kv_cache_free(g->cache);
+	g->cache = kv_cache_new(g->m, ((need > grown ? need : grown) + 63) / 64 * 64, g->batch);
+	return 1;
+}
+
+// Hand on the answered questions that come next in input order.
+static void hand_on(struct eval_generator *g, size_t *next_order, eval_done_fn done, void *ctx)
+{
+	for (size_t i = 0; i < g->n_done;) {
+		if (g->done[i].order != *next_order) {
+			i++;
+			continue;
+		}
+		struct gen_done d = g->done[i];
+		g->done[i] = g->done[--g->n_done];
+		(*next_order)++;
+		done(ctx, &d.q, d.n);
+		i = 0;
+	}
+}
+
+size_t eval_generate_all(struct eval_generator *g, eval_next_fn next, eval_done_fn done, void *ctx)
+{
+	int64_t V = g->m->cfg.vocab;
+	size_t n_read = 0, n_out = 0;
+	struct eval_question waiting;   // read, not yet in a slot (the cache must grow first)
+	int have_waiting = 0, input_left = 1;
+	for (;;) {
+		// refill the free slots from the input, prefilling each
+		for (int b = 0; b < g->batch && (have_waiting || input_left); b++) {
+			if (g->active[b])
+				continue;
+			if (!have_waiting) {
+				if (!next(ctx, &waiting)) {
+					input_left = 0;
+					break;
+				}
+				have_waiting = 1;
+			}
+			if (!cache_fits(g, waiting.prompt.len))
+				break;
+			struct gen_seq *s = &g->seqs[b];
+			s->q = waiting;
+			have_waiting = 0;
+			s->order = n_read++;
+			s->n = 0;
+			g->active[b] = 1;
+			g->cache->len[b] = 0;
+			// all but the last prompt token; that one goes with the next step, whose LM head pass gives its
+			// logits together with the other questions' (not one pass of the LM head per prefill)
+			const int32_t *prompt = (const int32_t *)s->q.prompt.data;
+			model_decode(g->m, g->cache, b, prompt, (int64_t)s->q.prompt.len - 1, NULL);
+			s->next = prompt[s->q.prompt.len - 1];
+		}
+		// one step for every question in flight
+		int n = 0;
+		for (int b = 0; b < g->batch; b++)
+			if (g->active[b]) {
+				g->step_slots[n] = b;
+				g->step_ids[n++] = g->seqs[b].next;
+			}
+		if (n > 0) {
+			model_decode_batch(g->m, g->cache, n, g->step_slots, g->step_ids, g->logits);
+			for (int i = 0; i < n; i++)
+				advance(g, g->step_slots[i], g->logits + i * V);
+		}
+		hand_on(g, &n_out, done, ctx);
+		if (n == 0 && !have_waiting && !input_left)
+			break;
+	}
+	return n_out;
 }

@@ -7,7 +7,7 @@
 // A question becomes one or a few documents "prompt + option tokens" in the packed sequence.  Document r, made
 // with option r's tokens, gives at each option position t the final hidden state h_t with context
 // prompt + o_r[0..t−1], and the log-sum-exp of its logits (model_forward leaves both, for its targets, in
-// acts.x_sel and acts.lse).  Any option j with |o_j| ≤ |o_r| whose tokens agree with o_r's before its last one
+// acts.x_sel and acts.lse, read through model_target_logprob).  Any option j with |o_j| ≤ |o_r| whose tokens agree with o_r's before its last one
 // (a common prefix of at least |o_j| − 1) has all its contexts in that document, so
 //     log p(o_j) = Σ_{t<|o_j|} (h_t · W_head[o_j[t]] − lse_t)
 // costs |o_j| dot products and no forward of its own.  One-token letters ("A", "B", …) and letters after a
@@ -99,8 +99,14 @@ void eval_loglik_score(struct model *m, struct eval_question *qs, int n)
 		die(EXIT_FAIL, "internal: %lld option targets expected, the forward saw %lld", (long long)n_targets,
 		    (long long)got);
 
-	const int64_t C = m->cfg.hidden;
-	const real *x_sel = m->acts.x_sel, *lse = m->acts.lse, *head = m->w.lm_head;
+	// every (target row, token) pair an option's score needs, in option order
+	int64_t P = 0;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < qs[i].n_options; j++)
+			P += (int64_t)qs[i].option_ids[j].len;
+	int32_t *rows = xmalloc((size_t)(2 * P + 1) * sizeof *rows), *tok = rows + P;
+	double *logp = xmalloc((size_t)(P + 1) * sizeof *logp);
+	int64_t p = 0;
 	d = 0;
 	for (int i = 0; i < n; i++) {
 		struct eval_question *q = &qs[i];
@@ -111,20 +117,24 @@ void eval_loglik_score(struct model *m, struct eval_question *qs, int n)
 				doc_of[r] = d++;
 		for (int j = 0; j < q->n_options; j++) {
 			int64_t base = first_target[doc_of[root_of[j]]];
-			double score = 0.0;
-			for (size_t k = 0; k < q->option_ids[j].len; k++) {
-				const real *h = x_sel + (base + (int64_t)k) * C;
-				const real *w = head + (int64_t)q->option_ids[j].data[k] * C;
-				// the logit summed in the order lmhead_ce_forward uses, so the root option's score is
-				// exactly −(its loss)
-				real logit = 0;
-				for (int64_t c = 0; c < C; c++)
-					logit += h[c] * w[c];
-				score += (double)(logit - lse[base + (int64_t)k]);
+			for (size_t k = 0; k < q->option_ids[j].len; k++, p++) {
+				rows[p] = (int32_t)(base + (int64_t)k);
+				tok[p] = (int32_t)q->option_ids[j].data[k];
 			}
-			q->scores[j] = score;
 		}
 	}
+	// the logit is summed in the order lmhead_ce_forward uses, so the root option's score is exactly −(its loss)
+	model_target_logprob(m, rows, tok, P, logp);
+	p = 0;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < qs[i].n_options; j++) {
+			double score = 0.0;
+			for (size_t k = 0; k < qs[i].option_ids[j].len; k++)
+				score += logp[p++];
+			qs[i].scores[j] = score;
+		}
+	free(rows);
+	free(logp);
 	free(ids);
 	free(mask);
 	free(offsets);

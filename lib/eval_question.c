@@ -155,11 +155,17 @@ struct stream_writer *eval_predictions_create(const char *path, const struct str
 	const msgpack_object *tok = stream_header_get(exam, "tokenizer");
 	if (!tok)
 		die_data(exam->path, 0, "tokenizer", "missing");
+	// the exam's shots, for score's lm-eval layout ("n-shot")
+	const msgpack_object *shots = stream_header_get(exam, "shots");
 	struct stream_writer *w = stream_create(path);
 	msgpack_packer *pk = &w->pk;
-	stream_begin_header(w, "medmoe.predictions", 1, "eval-exam", 3);
+	stream_begin_header(w, "medmoe.predictions", 1, "eval-exam", shots ? 4 : 3);
 	pack_str(pk, "tokenizer");
 	msgpack_pack_object(pk, *tok);
+	if (shots) {
+		pack_str(pk, "shots");
+		msgpack_pack_object(pk, *shots);
+	}
 	pack_kv_str(pk, "mode", mode);
 	pack_str(pk, "model");
 	msgpack_pack_map(pk, 3);

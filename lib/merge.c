@@ -13,6 +13,7 @@
 
 #include "adapter_io.h"
 #include "die.h"
+#include "hf_specials.h"
 #include "model.h"
 #include "outfile.h"
 #include "safetensors.h"
@@ -188,6 +189,30 @@ struct merge_job {
 	char base_sha[65];
 };
 
+// A base without tokenizer_config.json or generation_config.json (from an older init-base, or a bare export)
+// gets them written from its tokenizer.json, and the special-token ids its config.json lacks filled in, so the
+// merged checkpoint loads and generates in transformers and lm-eval with no extra arguments (hf_specials.h).
+// Called after copy_base_files: what the base has is already in DIR and is kept as it is.
+static void complete_hf_files(const struct merge_job *j, const char *dir, json_t *cfg)
+{
+	char *tok = xasprintf("%s/tokenizer.json", j->o->base);
+	if (access(tok, R_OK) == 0) {
+		struct hf_specials s;
+		hf_specials_load(&s, tok);
+		hf_config_set_specials(cfg, &s, 1);
+		char *path = xasprintf("%s/tokenizer_config.json", dir);
+		if (access(path, F_OK) != 0)
+			hf_write_tokenizer_config(path, &s, j->base->cfg.max_positions);
+		free(path);
+		path = xasprintf("%s/generation_config.json", dir);
+		if (access(path, F_OK) != 0)
+			hf_write_generation_config(path, &s);
+		free(path);
+		hf_specials_free(&s);
+	}
+	free(tok);
+}
+
 // config.json of the merged checkpoint: the base's, plus where it came from.  Returns its sha256 in SHA.
 static void write_merged_config(const struct merge_job *j, const char *dir, const char *task, char sha[65])
 {
@@ -201,6 +226,7 @@ static void write_merged_config(const struct merge_job *j, const char *dir, cons
 				 "adapter", j->o->run, "method", adapter_method_name(j->a->cfg.method), "task",
 				 task ? json_string(task) : json_null(), "attention_only", j->o->attention_only);
 	json_object_set_new(cfg, "medmoe_merged", prov);
+	complete_hf_files(j, dir, cfg);
 	path = xasprintf("%s/config.json", dir);
 	write_json(cfg, path);
 	json_decref(cfg);
@@ -444,7 +470,7 @@ void merge_run(const struct merge_opts *o)
 		if (!o->task && !o->all_tasks)
 			die(EXIT_USAGE, "%s: moelora merges one task's gate-weighted mixture: give --task NAME or --all-tasks",
 			    o->run);
-		adapter_begin(a, 1, NULL);   // computes every task's gate weights
+		adapter_begin(a, 1, NULL, 0);   // computes every task's gate weights
 	} else if (o->task || o->all_tasks) {
 		die(EXIT_USAGE, "%s: --task and --all-tasks apply to moelora adapters, not %s", o->run,
 		    adapter_method_name(c->method));

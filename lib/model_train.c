@@ -15,192 +15,154 @@
 #include "die.h"
 #include "model_internal.h"
 #include "ops.h"
+#include "tensor_plan.h"
 
 struct model_train {
+	struct model *m;
 	int64_t cap;
 	int recompute, planned_recompute;
 	size_t bytes;
-	real *mem;
+	void *mem;
 	struct layer_buf *bufs;   // L of them (recompute: all share one set, x_in their own)
-	real **kl, **vl;          // per layer keys/values (T,KD)
-	real *xres, *x_tmp, *xn_f, *rstd_f;
-	real *dres, *dxn, *dh, *dg, *du, *datt, *dq, *dk, *dv, *dq_pre, *dk_pre, *dxsel, *dloss;
-	int32_t *imem, *sel, *tok_task, *doc_offsets;
-	int n_docs, cap_docs;
+	struct tensor xres, x_tmp, xn_f, rstd_f;
+	struct tensor dres, dxn, dh, dg, du, datt, dq, dk, dv, dq_pre, dk_pre, dxsel, dloss;
+	int32_t *tok_task;        // (cap) host: each token's task
+	int n_docs;
 	int64_t T, M;
+	double ce_stats[2];       // cross-entropy sum and targets of the micro-batch (model_train_ce_stats)
 };
 
-void model_train_set_recompute(struct model *m, int on)
+struct model_train *model_train_new(struct model *m)
 {
-	if (!m->train)
-		m->train = xcalloc(1, sizeof *m->train);
-	m->train->recompute = on;
+	struct model_train *tr = xcalloc(1, sizeof *tr);
+	tr->m = m;
+	tr->bufs = xcalloc((size_t)m->cfg.n_layers, sizeof *tr->bufs);
+	return tr;
 }
 
-size_t model_train_bytes(const struct model *m) { return m->train ? m->train->bytes : 0; }
-
-void model_train_free(struct model *m)
+void model_train_free(struct model_train *tr)
 {
-	struct model_train *tr = m->train;
 	if (!tr)
 		return;
-	free(tr->mem);
-	free(tr->imem);
+	ops_free(tr->m->device, tr->mem);
 	free(tr->bufs);
-	free(tr->kl);
-	free(tr->vl);
+	free(tr->tok_task);
 	free(tr);
-	m->train = NULL;
 }
 
-static void plan(struct model *m, int64_t T, int n_docs)
+void model_train_set_recompute(struct model_train *tr, int on) { tr->recompute = on; }
+
+size_t model_train_bytes(const struct model_train *tr) { return tr->bytes; }
+
+double *model_train_ce_stats(struct model_train *tr) { return tr->ce_stats; }
+
+// One allocation for T tokens: a set of layer buffers per layer (one shared set with recomputation, x_in always
+// per layer), the residual stream, and the gradients of one layer's backward.
+static void plan(struct model_train *tr, int64_t T)
 {
-	if (!m->train)
-		m->train = xcalloc(1, sizeof *m->train);
-	struct model_train *tr = m->train;
-	if (T <= tr->cap && tr->planned_recompute == tr->recompute && n_docs <= tr->cap_docs)
+	if (T <= tr->cap && tr->planned_recompute == tr->recompute)
 		return;
+	struct model *m = tr->m;
 	const struct model_config *c = &m->cfg;
-	int L = c->n_layers;
-	size_t N = (size_t)T, C = (size_t)c->hidden, F = (size_t)c->ffn, NH = (size_t)c->n_heads;
-	size_t NKV = (size_t)c->n_kv_heads, QD = NH * c->head_dim, KD = NKV * c->head_dim, qk = c->qk_norm ? 1 : 0;
-	// one layer's set, without x_in
-	size_t set = N * (1 + C + qk * QD + NH + qk * KD + NKV + QD + QD + NH + C + 1 + C + 3 * F + 2 * KD);
-	size_t n_sets = tr->recompute ? 1 : (size_t)L;
-	size_t total = n_sets * set + (size_t)L * N * C                   // sets, x_in per layer
-		       + N * C * 4 + N                                    // xres, x_tmp, xn_f, proj; rstd_f
-		       + N * (C + C + 3 * F + QD + QD + 2 * KD + qk * (QD + KD) + C + 1);   // gradients
-	free(tr->mem);
-	free(tr->imem);
-	free(tr->bufs);
-	free(tr->kl);
-	free(tr->vl);
-	tr->mem = xcalloc(total, sizeof(real));
-	tr->bytes = total * sizeof(real);
-	tr->bufs = xcalloc((size_t)L, sizeof *tr->bufs);
-	tr->kl = xcalloc((size_t)L, sizeof(real *));
-	tr->vl = xcalloc((size_t)L, sizeof(real *));
-	real *p = tr->mem;
-#define TAKE(n) (p += (n), p - (n))
+	int L = c->n_layers, qk = c->qk_norm;
+	int64_t C = c->hidden, F = c->ffn, NH = c->n_heads, NKV = c->n_kv_heads;
+	int64_t QD = NH * c->head_dim, KD = NKV * c->head_dim;
+	enum dtype act = m->act_dtype, stat = m->stat_dtype;
+	ops_free(m->device, tr->mem);
+	memset(tr->bufs, 0, (size_t)L * sizeof *tr->bufs);
+	struct tensor_plan p;
+	tensor_plan_begin(&p, m->device);
 	for (int l = 0; l < L; l++) {
 		struct layer_buf *b = &tr->bufs[l];
-		b->x_in = TAKE(N * C);
+		tensor_plan_add(&p, &b->x_in, act, 2, T, C, 0);
+		if (l > 0 && tr->recompute)
+			continue;
+		tensor_plan_add(&p, &b->rstd1, stat, 1, T, 0, 0);
+		tensor_plan_add(&p, &b->xn1, act, 2, T, C, 0);
+		tensor_plan_add(&p, &b->q, act, 2, T, QD, 0);
+		if (qk)
+			tensor_plan_add(&p, &b->q_pre, act, 2, T, QD, 0);
+		tensor_plan_add(&p, &b->rstd_q, stat, 1, T * NH, 0, 0);
+		if (qk)
+			tensor_plan_add(&p, &b->k_pre, act, 2, T, KD, 0);
+		tensor_plan_add(&p, &b->rstd_k, stat, 1, T * NKV, 0, 0);
+		tensor_plan_add(&p, &b->att, act, 2, T, QD, 0);
+		tensor_plan_add(&p, &b->att_lse, stat, 1, NH * T, 0, 0);
+		tensor_plan_add(&p, &b->x_mid, act, 2, T, C, 0);
+		tensor_plan_add(&p, &b->rstd2, stat, 1, T, 0, 0);
+		tensor_plan_add(&p, &b->xn2, act, 2, T, C, 0);
+		tensor_plan_add(&p, &b->gate_pre, act, 2, T, F, 0);
+		tensor_plan_add(&p, &b->up, act, 2, T, F, 0);
+		tensor_plan_add(&p, &b->h, act, 2, T, F, 0);
+		tensor_plan_add(&p, &b->k_all, act, 2, T, KD, 0);
+		tensor_plan_add(&p, &b->v_all, act, 2, T, KD, 0);
+	}
+	struct tensor proj;
+	tensor_plan_add(&p, &tr->xres, act, 2, T, C, 0);
+	tensor_plan_add(&p, &tr->x_tmp, act, 2, T, C, 0);
+	tensor_plan_add(&p, &tr->xn_f, act, 2, T, C, 0);
+	tensor_plan_add(&p, &proj, act, 2, T, C, 0);
+	tensor_plan_add(&p, &tr->rstd_f, stat, 1, T, 0, 0);
+	tensor_plan_add(&p, &tr->dres, act, 2, T, C, 0);
+	tensor_plan_add(&p, &tr->dxn, act, 2, T, C, 0);
+	tensor_plan_add(&p, &tr->dh, act, 2, T, F, 0);
+	tensor_plan_add(&p, &tr->dg, act, 2, T, F, 0);
+	tensor_plan_add(&p, &tr->du, act, 2, T, F, 0);
+	tensor_plan_add(&p, &tr->datt, act, 2, T, QD, 0);
+	tensor_plan_add(&p, &tr->dq, act, 2, T, QD, 0);
+	tensor_plan_add(&p, &tr->dk, act, 2, T, KD, 0);
+	tensor_plan_add(&p, &tr->dv, act, 2, T, KD, 0);
+	if (qk) {
+		tensor_plan_add(&p, &tr->dq_pre, act, 2, T, QD, 0);
+		tensor_plan_add(&p, &tr->dk_pre, act, 2, T, KD, 0);
+	}
+	tensor_plan_add(&p, &tr->dxsel, act, 2, T, C, 0);
+	tensor_plan_add(&p, &tr->dloss, stat, 1, T, 0, 0);
+	tr->bytes = tensor_plan_bytes(&p);
+	tr->mem = tensor_plan_commit(&p);
+	for (int l = 0; l < L; l++) {
+		struct layer_buf *b = &tr->bufs[l];
 		if (l > 0 && tr->recompute) {
-			real *x_in = b->x_in;
+			struct tensor x_in = b->x_in;
 			*b = tr->bufs[0];
 			b->x_in = x_in;
-			tr->kl[l] = tr->kl[0];
-			tr->vl[l] = tr->vl[0];
-			continue;
 		}
-		b->rstd1 = TAKE(N);
-		b->xn1 = TAKE(N * C);
-		b->q = TAKE(N * QD);
-		b->q_pre = qk ? TAKE(N * QD) : b->q;
-		b->rstd_q = TAKE(N * NH);
-		b->k_pre = qk ? TAKE(N * KD) : NULL;
-		b->rstd_k = TAKE(N * NKV);
-		b->att = TAKE(N * QD);
-		b->att_lse = TAKE(N * NH);
-		b->x_mid = TAKE(N * C);
-		b->rstd2 = TAKE(N);
-		b->xn2 = TAKE(N * C);
-		b->gate_pre = TAKE(N * F);
-		b->up = TAKE(N * F);
-		b->h = TAKE(N * F);
-		tr->kl[l] = TAKE(N * KD);
-		tr->vl[l] = TAKE(N * KD);
+		if (!qk)
+			b->q_pre = b->q;
+		b->proj = proj;
 	}
-	tr->xres = TAKE(N * C);
-	tr->x_tmp = TAKE(N * C);
-	tr->xn_f = TAKE(N * C);
-	real *proj = TAKE(N * C);
-	for (int l = 0; l < L; l++)
-		tr->bufs[l].proj = proj;
-	tr->rstd_f = TAKE(N);
-	tr->dres = TAKE(N * C);
-	tr->dxn = TAKE(N * C);
-	tr->dh = TAKE(N * F);
-	tr->dg = TAKE(N * F);
-	tr->du = TAKE(N * F);
-	tr->datt = TAKE(N * QD);
-	tr->dq = TAKE(N * QD);
-	tr->dk = TAKE(N * KD);
-	tr->dv = TAKE(N * KD);
-	tr->dq_pre = qk ? TAKE(N * QD) : tr->dq;
-	tr->dk_pre = qk ? TAKE(N * KD) : tr->dk;
-	tr->dxsel = TAKE(N * C);
-	tr->dloss = TAKE(N);
-#undef TAKE
-	tr->imem = xmalloc((3 * N + (size_t)n_docs + 1) * sizeof(int32_t));
-	tr->sel = tr->imem;
-	tr->tok_task = tr->sel + N;
-	tr->doc_offsets = tr->tok_task + N;
+	if (!qk) {
+		tr->dq_pre = tr->dq;
+		tr->dk_pre = tr->dk;
+	}
+	tr->tok_task = xrealloc(tr->tok_task, (size_t)T * sizeof *tr->tok_task);
 	tr->cap = T;
-	tr->cap_docs = n_docs;
 	tr->planned_recompute = tr->recompute;
 }
 
-double model_train_forward(struct model *m, const int32_t *ids, int64_t T, const int32_t *doc_offsets, int n_docs,
-			   const int32_t *doc_task, const uint8_t *loss_mask, int64_t *n_targets)
+double model_train_forward(struct model_train *tr, const int32_t *ids, int64_t T, const int32_t *doc_offsets,
+			   int n_docs, const int32_t *doc_task, const uint8_t *loss_mask, int64_t *n_targets)
 {
-	const struct model_config *c = &m->cfg;
-	int64_t C = c->hidden, V = c->vocab;
+	struct model *m = tr->m;
 	if (T < 1 || n_docs < 1 || doc_offsets[0] != 0 || doc_offsets[n_docs] != T)
 		die(EXIT_DATA, "document offsets must run from 0 to the %lld tokens", (long long)T);
+	plan(tr, T);
 	for (int d = 0; d < n_docs; d++)
-		if (doc_offsets[d + 1] <= doc_offsets[d])
-			die(EXIT_DATA, "document %d is empty or its offsets decrease", d);
-	for (int64_t t = 0; t < T; t++)
-		if (ids[t] < 0 || ids[t] >= c->vocab)
-			die(EXIT_DATA, "token %lld: id %d is outside the model's vocabulary (%d)", (long long)t, ids[t], c->vocab);
-	model_ensure_acts(m, T);
-	plan(m, T, n_docs);
-	struct model_train *tr = m->train;
-	struct model_acts *a = &m->acts;
-	tr->T = T;
-	memcpy(tr->doc_offsets, doc_offsets, (size_t)(n_docs + 1) * sizeof(int32_t));
-	tr->n_docs = n_docs;
-	for (int d = 0; d < n_docs; d++)
-		for (int32_t t = doc_offsets[d]; t < doc_offsets[d + 1]; t++) {
-			a->positions[t] = t - doc_offsets[d];
+		for (int32_t t = doc_offsets[d]; t < doc_offsets[d + 1]; t++)
 			tr->tok_task[t] = doc_task ? doc_task[d] : 0;
-		}
-	if (m->adapter) {
-		adapter_begin(m->adapter, T, tr->tok_task);
+	if (m->adapter)
 		m->adapter->recomputing = 0;
-	}
-	embedding_forward(tensor2(tr->xres, T, C), ids, tensor2(m->w.wte, V, C));
-	struct tensor scratch = tensor3(a->att_scores, a->att_threads, ATT_QB, T);
-	for (int l = 0; l < c->n_layers; l++)
-		model_layer_forward(m, l, T, tr->xres, &tr->bufs[l], tr->kl[l], tr->vl[l], 0, tr->doc_offsets, n_docs,
-				    scratch);
-	rmsnorm_forward(tensor2(tr->xn_f, T, C), tensor1(tr->rstd_f, T), tensor2(tr->xres, T, C), tensor1(m->w.ln_f, C),
-			c->rms_eps);
-	int64_t M = 0;
-	if (loss_mask) {
-		for (int64_t t = 0; t + 1 < T; t++) {
-			if (!loss_mask[t + 1] || a->positions[t + 1] == 0)
-				continue;
-			memcpy(a->x_sel + M * C, tr->xn_f + t * C, (size_t)C * sizeof(real));
-			a->targets[M] = ids[t + 1];
-			tr->sel[M++] = (int32_t)t;
-		}
-	}
-	tr->M = M;
+	struct forward_bufs fb = {.layers = tr->bufs, .per_layer = 1, .xres = tr->xres, .xn_f = tr->xn_f,
+				  .rstd_f = tr->rstd_f};
+	double sum = model_forward_packed(m, ids, T, doc_offsets, n_docs, tr->tok_task, loss_mask, &fb, NULL, &tr->M);
+	tr->T = T;
+	tr->n_docs = n_docs;
+	tr->ce_stats[0] = sum;
+	tr->ce_stats[1] = (double)tr->M;
 	if (n_targets)
-		*n_targets = M;
-	if (M == 0)
-		return 0.0;
-	lmhead_ce_forward(tensor1(a->losses, M), tensor1(a->lse, M), tensor2(a->x_sel, M, C),
-			  tensor2(m->w.lm_head, V, C), a->targets, tensor2(a->ce_tile, CE_TB, CE_VC));
-	double sum = 0.0;
-	for (int64_t i = 0; i < M; i++)
-		sum += a->losses[i];
-	return sum / (double)M;
+		*n_targets = tr->M;
+	return tr->M ? sum / (double)tr->M : 0.0;
 }
-
-static void zero(real *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(real)); }
 
 // Backward through a base linear (input gradient only) and its adapter.
 static void linear_backward(struct model *m, int l, enum adapter_target tgt, struct tensor dinp, struct tensor dout,
@@ -211,97 +173,97 @@ static void linear_backward(struct model *m, int l, enum adapter_target tgt, str
 		adapter_linear_backward(m->adapter, l, tgt, dinp, dout, inp);
 }
 
-static void layer_backward(struct model *m, int l, const struct layer_buf *b, real *kl, real *vl)
+static void layer_backward(struct model_train *tr, int l, const struct layer_buf *b)
 {
-	struct model_train *tr = m->train;
+	struct model *m = tr->m;
 	const struct model_config *c = &m->cfg;
-	const struct model_weights *w = &m->w;
-	int64_t T = tr->T, C = c->hidden, F = c->ffn, NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
-	int64_t QD = NH * HD, KD = NKV * HD;
-	struct tensor dres = tensor2(tr->dres, T, C), dxn = tensor2(tr->dxn, T, C);
-	struct tensor inv_freq = tensor1(m->inv_freq, HD / 2);
+	const struct layer_weights *w = &m->w.layers[l];
+	int64_t T = tr->T, NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
+	struct tensor dres = rows_of(tr->dres, T), dxn = rows_of(tr->dxn, T);
+	struct tensor dh = rows_of(tr->dh, T), dg = rows_of(tr->dg, T), du = rows_of(tr->du, T);
+	struct tensor datt = rows_of(tr->datt, T), dq = rows_of(tr->dq, T), dk = rows_of(tr->dk, T);
+	struct tensor dv = rows_of(tr->dv, T), dq_pre = rows_of(tr->dq_pre, T), dk_pre = rows_of(tr->dk_pre, T);
+	struct tensor positions = rows_of(m->acts.positions, T);
+#define HEADS(t, H) tensor_reshape(t, 3, T, H, HD)
+#define ROWS(t, H) tensor_reshape(t, 2, T *(H), HD, 0)
 
 	// MLP
-	zero(tr->dh, T * F);
-	zero(tr->dg, T * F);
-	zero(tr->du, T * F);
-	zero(tr->dxn, T * C);
-	linear_backward(m, l, TGT_DOWN, tensor2(tr->dh, T, F), dres, tensor2(b->h, T, F),
-			tensor2(w->w_down + l * C * F, C, F));
-	swiglu_backward(tensor2(tr->dg, T, F), tensor2(tr->du, T, F), tensor2(tr->dh, T, F), tensor2(b->gate_pre, T, F),
-			tensor2(b->up, T, F));
-	linear_backward(m, l, TGT_GATE, dxn, tensor2(tr->dg, T, F), tensor2(b->xn2, T, C),
-			tensor2(w->w_gate + l * F * C, F, C));
-	linear_backward(m, l, TGT_UP, dxn, tensor2(tr->du, T, F), tensor2(b->xn2, T, C), tensor2(w->w_up + l * F * C, F, C));
-	rmsnorm_backward(dres, TENSOR_NONE, dxn, tensor2(b->x_mid, T, C), tensor1(w->ln2 + l * C, C),
-			 tensor1(b->rstd2, T));
+	tensor_zero(dh);
+	tensor_zero(dg);
+	tensor_zero(du);
+	tensor_zero(dxn);
+	linear_backward(m, l, TGT_DOWN, dh, dres, rows_of(b->h, T), w->w_down);
+	swiglu_backward(dg, du, dh, rows_of(b->gate_pre, T), rows_of(b->up, T));
+	linear_backward(m, l, TGT_GATE, dxn, dg, rows_of(b->xn2, T), w->w_gate);
+	linear_backward(m, l, TGT_UP, dxn, du, rows_of(b->xn2, T), w->w_up);
+	rmsnorm_backward(dres, TENSOR_NONE, dxn, rows_of(b->x_mid, T), w->ln2, rows_of(b->rstd2, T));
 
 	// attention
-	zero(tr->datt, T * QD);
-	zero(tr->dq, T * QD);
-	zero(tr->dk, T * KD);
-	zero(tr->dv, T * KD);
-	zero(tr->dxn, T * C);
-	linear_backward(m, l, TGT_O, tensor2(tr->datt, T, QD), dres, tensor2(b->att, T, QD),
-			tensor2(w->wo + l * C * QD, C, QD));
-	attention_backward(tensor3(tr->dq, T, NH, HD), tensor3(tr->dk, T, NKV, HD), tensor3(tr->dv, T, NKV, HD),
-			   tensor3(tr->datt, T, NH, HD), tensor3(b->att, T, NH, HD), tensor2(b->att_lse, NH, T),
-			   tensor3(b->q, T, NH, HD), tensor3(kl, T, NKV, HD), tensor3(vl, T, NKV, HD), tr->doc_offsets,
-			   tr->n_docs, 0);
-	rope_backward(tensor3(tr->dq, T, NH, HD), m->acts.positions, inv_freq);
-	rope_backward(tensor3(tr->dk, T, NKV, HD), m->acts.positions, inv_freq);
+	tensor_zero(datt);
+	tensor_zero(dq);
+	tensor_zero(dk);
+	tensor_zero(dv);
+	tensor_zero(dxn);
+	linear_backward(m, l, TGT_O, datt, dres, rows_of(b->att, T), w->wo);
+	attention_backward(HEADS(dq, NH), HEADS(dk, NKV), HEADS(dv, NKV), HEADS(datt, NH), HEADS(rows_of(b->att, T), NH),
+			   tensor_reshape(b->att_lse, 2, NH, T, 0), HEADS(rows_of(b->q, T), NH),
+			   HEADS(rows_of(b->k_all, T), NKV), HEADS(rows_of(b->v_all, T), NKV),
+			   rows_of(m->acts.doc_offsets, tr->n_docs + 1), tr->n_docs, 0);
+	rope_backward(HEADS(dq, NH), positions, m->inv_freq);
+	rope_backward(HEADS(dk, NKV), positions, m->inv_freq);
 	if (c->qk_norm) {
-		zero(tr->dq_pre, T * QD);
-		zero(tr->dk_pre, T * KD);
-		rmsnorm_backward(tensor2(tr->dq_pre, T * NH, HD), TENSOR_NONE, tensor2(tr->dq, T * NH, HD),
-				 tensor2(b->q_pre, T * NH, HD), tensor1(w->q_norm + l * HD, HD), tensor1(b->rstd_q, T * NH));
-		rmsnorm_backward(tensor2(tr->dk_pre, T * NKV, HD), TENSOR_NONE, tensor2(tr->dk, T * NKV, HD),
-				 tensor2(b->k_pre, T * NKV, HD), tensor1(w->k_norm + l * HD, HD), tensor1(b->rstd_k, T * NKV));
+		tensor_zero(dq_pre);
+		tensor_zero(dk_pre);
+		rmsnorm_backward(ROWS(dq_pre, NH), TENSOR_NONE, ROWS(dq, NH), ROWS(rows_of(b->q_pre, T), NH), w->q_norm,
+				 rows_of(b->rstd_q, T * NH));
+		rmsnorm_backward(ROWS(dk_pre, NKV), TENSOR_NONE, ROWS(dk, NKV), ROWS(rows_of(b->k_pre, T), NKV), w->k_norm,
+				 rows_of(b->rstd_k, T * NKV));
 	}
-	struct tensor xn1 = tensor2(b->xn1, T, C);
-	linear_backward(m, l, TGT_Q, dxn, tensor2(tr->dq_pre, T, QD), xn1, tensor2(w->wq + l * QD * C, QD, C));
-	linear_backward(m, l, TGT_K, dxn, tensor2(tr->dk_pre, T, KD), xn1, tensor2(w->wk + l * KD * C, KD, C));
-	linear_backward(m, l, TGT_V, dxn, tensor2(tr->dv, T, KD), xn1, tensor2(w->wv + l * KD * C, KD, C));
-	rmsnorm_backward(dres, TENSOR_NONE, dxn, tensor2(b->x_in, T, C), tensor1(w->ln1 + l * C, C),
-			 tensor1(b->rstd1, T));
+	struct tensor xn1 = rows_of(b->xn1, T);
+	linear_backward(m, l, TGT_Q, dxn, dq_pre, xn1, w->wq);
+	linear_backward(m, l, TGT_K, dxn, dk_pre, xn1, w->wk);
+	linear_backward(m, l, TGT_V, dxn, dv, xn1, w->wv);
+	rmsnorm_backward(dres, TENSOR_NONE, dxn, rows_of(b->x_in, T), w->ln1, rows_of(b->rstd1, T));
+#undef HEADS
+#undef ROWS
 }
 
-void model_train_backward(struct model *m, double scale)
+void model_train_backward(struct model_train *tr, double scale)
 {
-	struct model_train *tr = m->train;
-	if (!tr || !tr->T)
+	if (!tr->T)
 		die(EXIT_FAIL, "model_train_backward without model_train_forward");
+	struct model *m = tr->m;
 	const struct model_config *c = &m->cfg;
 	struct model_acts *a = &m->acts;
-	int64_t T = tr->T, C = c->hidden, V = c->vocab, M = tr->M;
-	zero(tr->dres, T * C);
+	int64_t T = tr->T, M = tr->M;
+	struct tensor dres = rows_of(tr->dres, T), dxn = rows_of(tr->dxn, T);
+	tensor_zero(dres);
 	if (M > 0) {
-		for (int64_t i = 0; i < M; i++)
-			tr->dloss[i] = (real)(scale / (double)M);
-		zero(tr->dxsel, M * C);
-		lmhead_ce_backward(tensor2(tr->dxsel, M, C), TENSOR_NONE, tensor2(a->x_sel, M, C),
-				   tensor2(m->w.lm_head, V, C), a->targets, tensor1(a->lse, M), tensor1(tr->dloss, M),
-				   tensor2(a->ce_tile, CE_TB, CE_VC));
-		zero(tr->dxn, T * C);
-		for (int64_t i = 0; i < M; i++)
-			memcpy(tr->dxn + (int64_t)tr->sel[i] * C, tr->dxsel + i * C, (size_t)C * sizeof(real));
-		rmsnorm_backward(tensor2(tr->dres, T, C), TENSOR_NONE, tensor2(tr->dxn, T, C), tensor2(tr->xres, T, C),
-				 tensor1(m->w.ln_f, C), tensor1(tr->rstd_f, T));
+		struct tensor dxsel = rows_of(tr->dxsel, M);
+		// the mean over the micro-batch's targets: all ranks' when they share it (ce_stats), else this forward's
+		tensor_fill(rows_of(tr->dloss, M), scale / tr->ce_stats[1]);
+		tensor_zero(dxsel);
+		lmhead_ce_backward(dxsel, TENSOR_NONE, rows_of(a->x_sel, M), m->w.lm_head, rows_of(a->targets, M),
+				   rows_of(a->lse, M), rows_of(tr->dloss, M));
+		tensor_zero(dxn);
+		scatter_rows_add(dxn, dxsel, rows_of(a->sel, M));
+		rmsnorm_backward(dres, TENSOR_NONE, dxn, rows_of(tr->xres, T), m->w.ln_f, rows_of(tr->rstd_f, T));
 	}
-	if (m->adapter)
-		m->adapter->grad_scale = (real)scale;
-	struct tensor scratch = tensor3(a->att_scores, a->att_threads, ATT_QB, T);
+	if (m->adapter) {
+		m->adapter->grad_scale = scale;
+		adapter_stats_to_host(m->adapter);   // the micro-batch's totals the adapter's backward divides by
+	}
 	for (int l = c->n_layers - 1; l >= 0; l--) {
 		if (tr->planned_recompute) {
-			memcpy(tr->x_tmp, tr->bufs[l].x_in, (size_t)(T * C) * sizeof(real));
+			struct tensor x_tmp = rows_of(tr->x_tmp, T);
+			tensor_copy(x_tmp, rows_of(tr->bufs[l].x_in, T));
 			if (m->adapter)
 				m->adapter->recomputing = 1;
-			model_layer_forward(m, l, T, tr->x_tmp, &tr->bufs[l], tr->kl[l], tr->vl[l], 0, tr->doc_offsets,
-					    tr->n_docs, scratch);
+			model_layer_forward(m, l, T, x_tmp, &tr->bufs[l], 0, tr->n_docs);
 			if (m->adapter)
 				m->adapter->recomputing = 0;
 		}
-		layer_backward(m, l, &tr->bufs[l], tr->kl[l], tr->vl[l]);
+		layer_backward(tr, l, &tr->bufs[l]);
 	}
 	if (m->adapter)
 		adapter_backward_finish(m->adapter);

@@ -1,69 +1,275 @@
-// ops_cpu.c — the CPU reference backend of ops.h: fp32, OpenBLAS for matrix products, OpenMP for the loops.
-//
-// The math follows transformers' LLaMA/Qwen modules op for op (LlamaRMSNorm, apply_rotary_pos_emb, eager
-// attention, LlamaMLP); the only reassociations are inside sums (BLAS, the online softmax), which stay within
-// fp32 rounding of the reference.
-#include "ops.h"
+// ops_cpu.c — the CPU backend's base: the device, memory, copies and dtype conversions, reductions, AdamW, and
+// the helpers its other files share (ops_cpu_internal.h): the one matrix-product path and weight tiles.
+#include "ops_cpu_internal.h"
 
 #include <cblas.h>
+#include <malloc.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+#include "blas_select.h"
 #include "die.h"
+#include "safetensors.h"
 
-// One source for both precisions (ops.h: real).
 #ifdef MEDMOE_DOUBLE
 #define GEMM cblas_dgemm
-#define R_EXP exp
-#define R_SQRT sqrt
-#define R_LOG log
-#define R_COS cos
-#define R_SIN sin
 #else
 #define GEMM cblas_sgemm
-#define R_EXP expf
-#define R_SQRT sqrtf
-#define R_LOG logf
-#define R_COS cosf
-#define R_SIN sinf
 #endif
 
-// The loops that are not BLAS are compiled for each vector width and picked at load time (GCC function
-// multiversioning through an ifunc), so one portable binary still uses AVX2/AVX-512 where the CPU has them.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VECTOR_CLONES
-#endif
-
-static void need_cpu(struct tensor t, const char *op)
+real *cpu_real(struct tensor t, const char *op)
 {
-	if (t.data && t.device != DEVICE_CPU)
-		die(EXIT_FAIL, "%s: tensor on a non-CPU device given to the CPU backend", op);
+	if (!t.data)
+		return NULL;
+	if (t.device != DEVICE_CPU || t.dtype != DTYPE_REAL)
+		die(EXIT_FAIL, "%s: the CPU backend computes on %s CPU tensors, not %s on %s", op, dtype_name(DTYPE_REAL),
+		    dtype_name(t.dtype), device_name(t.device));
+	return t.data;
 }
 
-// OpenBLAS picks its kernels from the CPU model at load time; under some hypervisors the model is generic
-// ("Intel Xeon Processor") and it falls back to SSE3 "Prescott" kernels, 2-3x slower than the AVX2/AVX-512 ones
-// the CPU has (measured on this project's build machine).  OPENBLAS_CORETYPE overrides the choice, but only
-// before the library loads, so all we can do here is say so.
+int32_t *cpu_i32(struct tensor t, const char *op)
+{
+	if (!t.data)
+		return NULL;
+	if (t.device != DEVICE_CPU || t.dtype != DTYPE_I32)
+		die(EXIT_FAIL, "%s: expected an i32 CPU tensor, got %s on %s", op, dtype_name(t.dtype),
+		    device_name(t.device));
+	return t.data;
+}
+
+// ----------------------------------------------------------------------------
+// the device and its memory
+
+int cpu_available(void) { return 1; }
+
+void cpu_init(int index)
+{
+	if (index > 0)
+		die(EXIT_USAGE, "--device cpu takes no index");
+}
+
+void cpu_describe(char *buf, size_t n) { snprintf(buf, n, "CPU, %d threads", omp_get_max_threads()); }
+
+static size_t live_bytes, peak_bytes;
+
+void *cpu_alloc(size_t bytes)
+{
+	void *p = calloc(1, bytes ? bytes : 1);
+	if (!p)
+		die(EXIT_FAIL, "out of memory (%zu bytes on the CPU)", bytes);
+#pragma omp atomic
+	live_bytes += malloc_usable_size(p);
+	if (live_bytes > peak_bytes)
+		peak_bytes = live_bytes;
+	return p;
+}
+
+void cpu_free(void *p)
+{
+	if (!p)
+		return;
+#pragma omp atomic
+	live_bytes -= malloc_usable_size(p);
+	free(p);
+}
+
+void cpu_sync(void) {}
+
+size_t cpu_peak_bytes(void) { return peak_bytes; }
+
+real *cpu_scratch(enum cpu_scratch_slot slot, size_t n)
+{
+	static real *buf[N_CPU_SCRATCH];
+	static size_t cap[N_CPU_SCRATCH];
+	if (n > cap[slot]) {
+		cpu_free(buf[slot]);
+		buf[slot] = cpu_alloc(n * sizeof(real));
+		cap[slot] = n;
+	}
+	return buf[slot];
+}
+
+// ----------------------------------------------------------------------------
+// element conversions
+
+static inline double load_elem(const void *p, enum dtype t, int64_t i)
+{
+	switch (t) {
+	case DTYPE_F32: return ((const float *)p)[i];
+	case DTYPE_F64: return ((const double *)p)[i];
+	case DTYPE_BF16: {
+		uint16_t h;
+		memcpy(&h, (const char *)p + 2 * i, 2);
+		return st_bf16_to_f32(h);
+	}
+	case DTYPE_F16: {
+		uint16_t h;
+		memcpy(&h, (const char *)p + 2 * i, 2);
+		return st_f16_to_f32(h);
+	}
+	default: return ((const int32_t *)p)[i];
+	}
+}
+
+// Half-precision targets round from fp32 (an f64 value is first rounded to fp32).
+static inline void store_elem(void *p, enum dtype t, int64_t i, double v)
+{
+	uint16_t h;
+	switch (t) {
+	case DTYPE_F32: ((float *)p)[i] = (float)v; break;
+	case DTYPE_F64: ((double *)p)[i] = v; break;
+	case DTYPE_BF16:
+		h = st_f32_to_bf16((float)v);
+		memcpy((char *)p + 2 * i, &h, 2);
+		break;
+	case DTYPE_F16:
+		h = st_f32_to_f16((float)v);
+		memcpy((char *)p + 2 * i, &h, 2);
+		break;
+	default: ((int32_t *)p)[i] = (int32_t)v; break;
+	}
+}
+
+// Half-precision rows widened to the compute type: the hot conversions of weight tiles, written so the
+// compiler vectorises them (bf16 is the top half of an fp32; _Float16 widens with F16C where the CPU has it).
+VECTOR_CLONES
+static void widen_bf16(real *dst, const uint16_t *src, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		uint32_t bits = (uint32_t)src[i] << 16;
+		float f;
+		memcpy(&f, &bits, 4);
+		dst[i] = f;
+	}
+}
+
+VECTOR_CLONES
+static void widen_f16(real *dst, const _Float16 *src, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = (real)src[i];
+}
+
+// N elements of SRC (dtype S) into DST (dtype D).
+static void convert(void *dst, enum dtype d, const void *src, enum dtype s, int64_t n)
+{
+	if (d == s) {
+		memcpy(dst, src, (size_t)n * dtype_size(d));
+		return;
+	}
+	if (d == DTYPE_REAL && s == DTYPE_BF16 && (uintptr_t)src % 2 == 0) {
+		widen_bf16(dst, src, n);
+		return;
+	}
+	if (d == DTYPE_REAL && s == DTYPE_F16 && (uintptr_t)src % 2 == 0) {
+		widen_f16(dst, src, n);
+		return;
+	}
+#pragma omp parallel for if (n > 1 << 16)
+	for (int64_t i = 0; i < n; i++)
+		store_elem(dst, d, i, load_elem(src, s, i));
+}
+
+void cpu_tensor_copy(struct tensor dst, struct tensor src)
+{
+	convert(dst.data, dst.dtype, src.data, src.dtype, tensor_numel(src));
+}
+
+void cpu_tensor_zero(struct tensor t)
+{
+	if (t.data)
+		memset(t.data, 0, (size_t)tensor_numel(t) * dtype_size(t.dtype));
+}
+
+void cpu_tensor_fill(struct tensor t, double value)
+{
+	int64_t n = tensor_numel(t);
+	for (int64_t i = 0; i < n; i++)
+		store_elem(t.data, t.dtype, i, value);
+}
+
+void cpu_tensor_scale(struct tensor t, double s)
+{
+	real *p = cpu_real(t, "tensor_scale"), f = (real)s;
+	int64_t n = tensor_numel(t);
+	for (int64_t i = 0; i < n; i++)
+		p[i] *= f;
+}
+
+// inp (R,C) any float dtype, idx (M) -> out (M,C) real
+void cpu_gather_rows(struct tensor out, struct tensor inp, struct tensor idx)
+{
+	real *o = cpu_real(out, "gather_rows");
+	const int32_t *ix = cpu_i32(idx, "gather_rows");
+	int64_t M = out.dim[0], C = tensor_numel(out) / (M ? M : 1);
+	size_t esize = dtype_size(inp.dtype);
+#pragma omp parallel for if (M * C > 1 << 14)
+	for (int64_t i = 0; i < M; i++)
+		convert(o + i * C, DTYPE_REAL, (const char *)inp.data + (size_t)ix[i] * (size_t)C * esize, inp.dtype, C);
+}
+
+// Serial: rows with the same index add up in the order of i, reproducibly.
+void cpu_scatter_rows_add(struct tensor out, struct tensor inp, struct tensor idx)
+{
+	real *o = cpu_real(out, "scatter_rows_add");
+	const real *in = cpu_real(inp, "scatter_rows_add");
+	const int32_t *ix = cpu_i32(idx, "scatter_rows_add");
+	int64_t M = inp.dim[0], C = tensor_numel(inp) / (M ? M : 1);
+	for (int64_t i = 0; i < M; i++) {
+		real *row = o + (int64_t)ix[i] * C;
+		const real *g = in + i * C;
+		for (int64_t c = 0; c < C; c++)
+			row[c] += g[c];
+	}
+}
+
+// inp (M,C), idx (M) distinct -> out (R,C) rows idx[i], any float dtypes (converted)
+void cpu_scatter_rows(struct tensor out, struct tensor inp, struct tensor idx)
+{
+	const int32_t *ix = cpu_i32(idx, "scatter_rows");
+	int64_t M = tensor_numel(idx), C = M ? tensor_numel(inp) / M : 0;
+	size_t osize = dtype_size(out.dtype), isize = dtype_size(inp.dtype);
+	if (M == 0 || C == 0)
+		return;
+	if (tensor_numel(inp) != M * C || tensor_numel(out) % C != 0)
+		die(EXIT_FAIL, "scatter_rows: %lld rows of %lld into rows of a %lld-element tensor", (long long)M,
+		    (long long)C, (long long)tensor_numel(out));
+	for (int64_t i = 0; i < M; i++) {
+		if (ix[i] < 0 || ix[i] >= tensor_numel(out) / C)
+			die(EXIT_FAIL, "scatter_rows: row %d of %lld", ix[i], (long long)(tensor_numel(out) / C));
+		convert((char *)out.data + (size_t)ix[i] * (size_t)C * osize, out.dtype,
+			(const char *)inp.data + (size_t)i * (size_t)C * isize, inp.dtype, C);
+	}
+}
+
+double cpu_tensor_sum(struct tensor t)
+{
+	double s = 0;
+	int64_t n = tensor_numel(t);
+	for (int64_t i = 0; i < n; i++)
+		s += load_elem(t.data, t.dtype, i);
+	return s;
+}
+
+double cpu_tensor_sumsq(struct tensor t)
+{
+	double s = 0;
+	int64_t n = tensor_numel(t);
+	for (int64_t i = 0; i < n; i++) {
+		double v = load_elem(t.data, t.dtype, i);
+		s += v * v;
+	}
+	return s;
+}
+
+// OpenBLAS's kernels are chosen by the CPU's instruction sets before main (blas_select.h); this warns, once
+// per pipeline, when that could not be done.
 void ops_cpu_check_blas(void)
 {
-	static int checked;
-	if (checked || getenv("OPENBLAS_CORETYPE"))
-		return;
-	checked = 1;
-	static const char *const weak[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom",
-					   "Katmai", "Coppermine", "Northwood", "Banias", "Sandybridge"};
-	const char *core = openblas_get_corename();
-	const char *better = __builtin_cpu_supports("avx512f") ? "SkylakeX" :
-			     __builtin_cpu_supports("avx2") ? "Haswell" : NULL;
-	for (size_t i = 0; better && core && i < sizeof weak / sizeof weak[0]; i++)
-		if (strcasecmp(core, weak[i]) == 0)
-			warnx("OpenBLAS chose its %s kernels on a CPU with %s: set OPENBLAS_CORETYPE=%s for faster matrix "
-			      "products", core, strcmp(better, "SkylakeX") == 0 ? "AVX-512" : "AVX2", better);
+	blas_select_check();
 }
 
 // ----------------------------------------------------------------------------
@@ -82,12 +288,15 @@ static void blas_one_thread(void)
 	}
 }
 
-// C (M,N) = alpha · op(A) · op(B) + beta · C, where op(A) = A (M,K), or Aᵀ for A (K,M) when a_trans;
-// op(B) = Bᵀ for B (N,K) when b_trans, else B (K,N).
-// Each OpenMP thread computes a block of C's columns (a multiple of 16, whole SIMD panels), so every element is
-// summed in the same order whatever the thread count: runs repeat bit for bit.
-static void gemm_split(int a_trans, int b_trans, int64_t M, int64_t N, int64_t K, real alpha, const real *A,
-		       int64_t lda, const real *B, int64_t ldb, real beta, real *C, int64_t ldc)
+void cpu_gemm_serial(int a_trans, int b_trans, int64_t M, int64_t N, int64_t K, real alpha, const real *A,
+		     int64_t lda, const real *B, int64_t ldb, real beta, real *C, int64_t ldc)
+{
+	GEMM(CblasRowMajor, a_trans ? CblasTrans : CblasNoTrans, b_trans ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+	     (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+void cpu_gemm(int a_trans, int b_trans, int64_t M, int64_t N, int64_t K, real alpha, const real *A, int64_t lda,
+	      const real *B, int64_t ldb, real beta, real *C, int64_t ldc)
 {
 	blas_one_thread();
 	if (M == 0 || N == 0)
@@ -98,556 +307,235 @@ static void gemm_split(int a_trans, int b_trans, int64_t M, int64_t N, int64_t K
 		int64_t chunk = ((N + nt - 1) / nt + 15) / 16 * 16, n0 = id * chunk;
 		int64_t n1 = n0 + chunk < N ? n0 + chunk : N;
 		if (n0 < n1)
-			GEMM(CblasRowMajor, a_trans ? CblasTrans : CblasNoTrans, b_trans ? CblasTrans : CblasNoTrans,
-			     (int)M, (int)(n1 - n0), (int)K, alpha, A, (int)lda, b_trans ? B + n0 * ldb : B + n0, (int)ldb,
-			     beta, C + n0, (int)ldc);
+			cpu_gemm_serial(a_trans, b_trans, M, n1 - n0, K, alpha, A, lda, b_trans ? B + n0 * ldb : B + n0, ldb,
+					beta, C + n0, ldc);
 	}
 }
 
-static void sgemm_split(int b_trans, int64_t M, int64_t N, int64_t K, real alpha, const real *A, int64_t lda,
-			const real *B, int64_t ldb, real beta, real *C, int64_t ldc)
-{
-	gemm_split(0, b_trans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-void ops_gemm(int a_trans, int b_trans, int64_t M, int64_t N, int64_t K, real alpha, const real *A, int64_t lda,
-	      const real *B, int64_t ldb, real beta, real *C, int64_t ldc)
-{
-	gemm_split(a_trans, b_trans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
 // ----------------------------------------------------------------------------
-// embedding
+// the row-wise product of a few rows (decoding)
+//
+// BLAS picks its kernels and blocking by the shape, so the bits of one output row of sgemm depend on how many
+// rows came with it; batched decoding must give each sequence the bits it gets alone.  Here every output element
+// is one dot product: RW_LANES running partial sums over the columns in order (lane l takes columns ≡ l mod
+// RW_LANES), a fixed pairwise sum of the lanes, then the columns past the last whole vector in order.  The code
+// is GCC's generic vectors (exact IEEE lane-wise operations, no contraction under -std=c11), so the order is
+// the source's on every instruction set.  A half-precision weight is widened in registers as it is loaded: the
+// weight's bytes are read once per block of RW_NT rows of x, and no converted tile goes through memory.
 
-// ids (T), wte (V,C) -> out (T,C)
-void embedding_forward(struct tensor out, const int32_t *ids, struct tensor wte)
+#define RW_LANES (64 / (int)sizeof(real))
+#define RW_NR 4   // weight rows (output columns) per block
+#define RW_NT 4   // rows of x per block
+
+typedef real rw_vec __attribute__((vector_size(64)));
+typedef float rw_fvec __attribute__((vector_size(RW_LANES * 4)));
+typedef uint32_t rw_u32 __attribute__((vector_size(RW_LANES * 4)));
+typedef uint16_t rw_u16 __attribute__((vector_size(RW_LANES * 2)));
+typedef _Float16 rw_h16 __attribute__((vector_size(RW_LANES * 2)));
+
+// Vectors go by pointer: passing them by value would tie the ABI to the instruction set (-Wpsabi).
+static inline void rw_load_real(rw_vec *v, const real *p) { memcpy(v, p, sizeof *v); }
+
+static inline void rw_load_bf16(rw_vec *v, const uint16_t *p)
 {
-	need_cpu(out, "embedding_forward");
-	need_cpu(wte, "embedding_forward");
-	int64_t T = out.dim[0], C = out.dim[1];
-#pragma omp parallel for
-	for (int64_t t = 0; t < T; t++)
-		memcpy(out.data + t * C, wte.data + (int64_t)ids[t] * C, (size_t)C * sizeof(real));
+	rw_u16 h;
+	memcpy(&h, p, sizeof h);
+	rw_u32 bits = __builtin_convertvector(h, rw_u32) << 16;   // bf16 is the top half of an fp32
+	*v = __builtin_convertvector((rw_fvec)bits, rw_vec);
 }
 
-// ----------------------------------------------------------------------------
-// matmul
-
-// inp (T,C), weight (OC,C), bias (OC) or NONE -> out (T,OC)
-void matmul_forward(struct tensor out, struct tensor inp, struct tensor weight, struct tensor bias)
+static inline void rw_load_f16(rw_vec *v, const _Float16 *p)
 {
-	need_cpu(out, "matmul_forward");
-	need_cpu(inp, "matmul_forward");
-	need_cpu(weight, "matmul_forward");
-	int64_t T = inp.dim[0], C = inp.dim[1], OC = weight.dim[0];
-	if (T == 0)
+	rw_h16 h;
+	memcpy(&h, p, sizeof h);
+	*v = __builtin_convertvector(h, rw_vec);
+}
+
+static inline real rw_elem_real(const real *p) { return *p; }
+static inline real rw_elem_f16(const _Float16 *p) { return (real)*p; }
+static inline real rw_elem_bf16(const uint16_t *p)
+{
+	uint32_t bits = (uint32_t)*p << 16;
+	float f;
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+// The lanes of V summed pairwise: lane l + w into lane l for w = RW_LANES/2, …, 1 (halves of the vector added
+// as vectors, then the last four lanes one by one).
+typedef real rw_half __attribute__((vector_size(32)));
+typedef real rw_quarter __attribute__((vector_size(16)));
+static inline real rw_hsum(const rw_vec *v)
+{
+	rw_half lo, hi;
+	memcpy(&lo, v, sizeof lo);
+	memcpy(&hi, (const char *)v + sizeof lo, sizeof hi);
+	lo += hi;
+	rw_quarter a, b;
+	memcpy(&a, &lo, sizeof a);
+	memcpy(&b, (const char *)&lo + sizeof a, sizeof b);
+	a += b;
+	real l[16 / sizeof(real)];
+	memcpy(l, &a, sizeof l);
+	for (int w = (int)(16 / sizeof(real)) / 2; w >= 1; w /= 2)
+		for (int i = 0; i < w; i++)
+			l[i] += l[i + w];
+	return l[0];
+}
+
+// out[t·ldo + n] (=, or += with ACC) Σ_k x[t·ldx + k] · w[n·ldw + k] for t < T ≤ RW_NT, n < N ≤ RW_NR.
+// Missing rows repeat the last one (their results are dropped), so every element runs the same instructions.
+#define RW_BLOCK(NAME, WT, LOADW, ELEMW)                                                                          \
+	static inline __attribute__((always_inline)) void NAME(real *out, int64_t ldo, int acc, const real *x,    \
+				int64_t ldx, int64_t T, const WT *w, int64_t ldw, int64_t N, int64_t K)           \
+	{                                                                                                         \
+		const real *xr[RW_NT];                                                                            \
+		const WT *wr[RW_NR];                                                                              \
+		for (int i = 0; i < RW_NT; i++)                                                                   \
+			xr[i] = x + (i < T ? i : T - 1) * ldx;                                                    \
+		for (int j = 0; j < RW_NR; j++)                                                                   \
+			wr[j] = w + (j < N ? j : N - 1) * ldw;                                                    \
+		rw_vec sum[RW_NT][RW_NR];                                                                         \
+		memset(sum, 0, sizeof sum);                                                                       \
+		int64_t k = 0;                                                                                    \
+		for (; k + RW_LANES <= K; k += RW_LANES) {                                                        \
+			rw_vec wv[RW_NR];                                                                         \
+			_Pragma("GCC unroll 4") for (int j = 0; j < RW_NR; j++) LOADW(&wv[j], wr[j] + k);         \
+			_Pragma("GCC unroll 4") for (int i = 0; i < RW_NT; i++)                                   \
+			{                                                                                         \
+				rw_vec xv;                                                                        \
+				rw_load_real(&xv, xr[i] + k);                                                     \
+				_Pragma("GCC unroll 4") for (int j = 0; j < RW_NR; j++) sum[i][j] += xv * wv[j];  \
+			}                                                                                         \
+		}                                                                                                 \
+		for (int64_t i = 0; i < T; i++)                                                                   \
+			for (int64_t j = 0; j < N; j++) {                                                         \
+				real s = rw_hsum(&sum[i][j]);                                                     \
+				for (int64_t kk = k; kk < K; kk++)                                                \
+					s += xr[i][kk] * ELEMW(wr[j] + kk);                                       \
+				real *o = out + i * ldo + j;                                                      \
+				*o = acc ? *o + s : s;                                                            \
+			}                                                                                         \
+	}
+
+RW_BLOCK(rw_block_real, real, rw_load_real, rw_elem_real)
+RW_BLOCK(rw_block_bf16, uint16_t, rw_load_bf16, rw_elem_bf16)
+RW_BLOCK(rw_block_f16, _Float16, rw_load_f16, rw_elem_f16)
+
+// Weight rows n0 .. n1−1 against every row of x: blocks of RW_NR weight rows, each against the rows of x RW_NT
+// at a time (the weight block stays in L1 while x streams by).  Weights of another dtype (f64 in the fp32
+// build, f32 in the fp64 one) are converted a block at a time into BUF (RW_NR·K).
+VECTOR_CLONES
+static void rw_rows(real *out, int64_t ldo, int acc, const real *x, int64_t ldx, int64_t T, struct tensor w,
+		    int64_t n0, int64_t n1, real *buf)
+{
+	int64_t K = w.dim[w.ndim - 1];
+	for (int64_t n = n0; n < n1; n += RW_NR) {
+		int64_t nb = n1 - n < RW_NR ? n1 - n : RW_NR;
+		for (int64_t t = 0; t < T; t += RW_NT) {
+			int64_t tb = T - t < RW_NT ? T - t : RW_NT;
+			real *o = out + t * ldo + n;
+			const real *xt = x + t * ldx;
+			switch (w.dtype) {
+			case DTYPE_REAL:
+				rw_block_real(o, ldo, acc, xt, ldx, tb, (const real *)w.data + n * K, K, nb, K);
+				break;
+			case DTYPE_BF16:
+				rw_block_bf16(o, ldo, acc, xt, ldx, tb, (const uint16_t *)w.data + n * K, K, nb, K);
+				break;
+			case DTYPE_F16:
+				rw_block_f16(o, ldo, acc, xt, ldx, tb, (const _Float16 *)w.data + n * K, K, nb, K);
+				break;
+			default:
+				if (t == 0)
+					convert(buf, DTYPE_REAL, (const char *)w.data + (size_t)(n * K) * dtype_size(w.dtype),
+						w.dtype, nb * K);
+				rw_block_real(o, ldo, acc, xt, ldx, tb, buf, K, nb, K);
+			}
+		}
+	}
+}
+
+void cpu_matmul_rowwise(real *out, int64_t ldo, int accumulate, const real *x, int64_t ldx, int64_t T,
+			struct tensor w)
+{
+	if (w.device != DEVICE_CPU)
+		die(EXIT_FAIL, "a weight on %s given to the CPU backend", device_name(w.device));
+	int64_t N = w.dim[0], K = w.dim[w.ndim - 1];
+	if (T <= 0 || N <= 0)
 		return;
-	sgemm_split(1, T, OC, C, 1.0f, inp.data, C, weight.data, C, 0.0f, out.data, OC);
-	if (bias.data) {
-#pragma omp parallel for
-		for (int64_t t = 0; t < T; t++)
-			for (int64_t o = 0; o < OC; o++)
-				out.data[t * OC + o] += bias.data[o];
-	}
-}
-
-// ----------------------------------------------------------------------------
-// RMSNorm
-
-// inp (N,D), weight (D) -> out (N,D), rstd (N)
-VECTOR_CLONES
-void rmsnorm_forward(struct tensor out, struct tensor rstd, struct tensor inp, struct tensor weight, real eps)
-{
-	need_cpu(out, "rmsnorm_forward");
-	need_cpu(inp, "rmsnorm_forward");
-	int64_t D = inp.dim[inp.ndim - 1], N = tensor_numel(inp) / D;
-#pragma omp parallel for
-	for (int64_t n = 0; n < N; n++) {
-		const real *x = inp.data + n * D;
-		real *y = out.data + n * D;
-		// transformers: variance = x.pow(2).mean(-1); x * rsqrt(variance + eps), all in fp32
-		real ss = 0.0f;
-		for (int64_t i = 0; i < D; i++)
-			ss += x[i] * x[i];
-		real r = 1.0f / R_SQRT(ss / (real)D + eps);
-		for (int64_t i = 0; i < D; i++)
-			y[i] = weight.data[i] * (x[i] * r);
-		if (rstd.data)
-			rstd.data[n] = r;
-	}
-}
-
-// ----------------------------------------------------------------------------
-// RoPE
-
-// x (T,H,HD) in place; positions (T); inv_freq (HD/2)
-VECTOR_CLONES
-void rope_forward(struct tensor x, const int32_t *positions, struct tensor inv_freq)
-{
-	need_cpu(x, "rope_forward");
-	int64_t T = x.dim[0], H = x.dim[1], HD = x.dim[2], half = HD / 2;
-#pragma omp parallel for
-	for (int64_t t = 0; t < T; t++) {
-		for (int64_t i = 0; i < half; i++) {
-			// transformers computes freqs = position · inv_freq in fp32, then cos and sin of that
-			real angle = (real)positions[t] * inv_freq.data[i];
-			real c = R_COS(angle), s = R_SIN(angle);
-			for (int64_t h = 0; h < H; h++) {
-				real *row = x.data + (t * H + h) * HD;
-				real x1 = row[i], x2 = row[i + half];
-				row[i] = x1 * c - x2 * s;
-				row[i + half] = x2 * c + x1 * s;
-			}
-		}
-	}
-}
-
-// ----------------------------------------------------------------------------
-// attention
-
-// The document holding key index t: the d with doc_offsets[d] ≤ t < doc_offsets[d+1] (binary search).
-static int64_t doc_start(const int32_t *doc_offsets, int n_docs, int64_t t)
-{
-	int lo = 0, hi = n_docs - 1;
-	while (lo < hi) {
-		int mid = (lo + hi + 1) / 2;
-		if (doc_offsets[mid] <= t)
-			lo = mid;
-		else
-			hi = mid - 1;
-	}
-	return doc_offsets[lo];
-}
-
-// Keys per block of the online softmax (scores of one block live on the stack).
-#define ATT_BLOCK 128
-
-// The streaming path: each (query, head) walks its keys; no scratch, best for a few queries (decoding).
-VECTOR_CLONES
-static void attention_stream(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
-			     const int32_t *doc_offsets, int n_docs, int64_t q_offset)
-{
-	int64_t Tq = q.dim[0], NH = q.dim[1], HD = q.dim[2], NKV = k.dim[1];
-	int64_t group = NH / NKV;
-	real scale = 1.0f / R_SQRT((real)HD);
-#pragma omp parallel for collapse(2) schedule(dynamic, 4)
-	for (int64_t i = 0; i < Tq; i++) {
-		for (int64_t h = 0; h < NH; h++) {
-			int64_t t = q_offset + i, kvh = h / group;
-			int64_t start = doc_start(doc_offsets, n_docs, t);
-			const real *qrow = q.data + (i * NH + h) * HD;
-			real *orow = out.data + (i * NH + h) * HD;
-			// Online softmax (Milakov & Gimelshein 2018) over blocks of keys, as flash attention does: the
-			// scores of a block go to a small local array, then the running max m and sum l are updated and
-			// the output accumulator rescaled by e^(m_old − m_new) once per block.  No (T,T) scores.
-			real m = -INFINITY, l = 0.0f, scores[ATT_BLOCK];
-			memset(orow, 0, (size_t)HD * sizeof(real));
-			for (int64_t s0 = start; s0 <= t; s0 += ATT_BLOCK) {
-				int64_t n = t + 1 - s0 < ATT_BLOCK ? t + 1 - s0 : ATT_BLOCK;
-				real block_max = -INFINITY;
-				for (int64_t j = 0; j < n; j++) {
-					const real *krow = k.data + ((s0 + j) * NKV + kvh) * HD;
-					real score = 0.0f;
-#pragma omp simd reduction(+ : score)
-					for (int64_t d = 0; d < HD; d++)
-						score += qrow[d] * krow[d];
-					scores[j] = score * scale;
-					block_max = scores[j] > block_max ? scores[j] : block_max;
-				}
-				if (block_max > m) {
-					real corr = R_EXP(m - block_max);   // 0 on the first block (m = −inf)
-					l *= corr;
-#pragma omp simd
-					for (int64_t d = 0; d < HD; d++)
-						orow[d] *= corr;
-					m = block_max;
-				}
-				for (int64_t j = 0; j < n; j++) {
-					const real *vrow = v.data + ((s0 + j) * NKV + kvh) * HD;
-					real p = R_EXP(scores[j] - m);
-					l += p;
-#pragma omp simd
-					for (int64_t d = 0; d < HD; d++)
-						orow[d] += p * vrow[d];
-				}
-			}
-			real inv_l = 1.0f / l;
-			for (int64_t d = 0; d < HD; d++)
-				orow[d] *= inv_l;
-			if (lse.data)
-				lse.data[h * Tq + i] = m + R_LOG(l);
-		}
-	}
-}
-
-// The GEMM path, for many queries: per document, head and block of QB queries, the scores are one sgemm
-// S = q·kᵀ/sqrt(HD) (QB × keys so far), the causal softmax runs row by row over S in place, and one more sgemm
-// gives out = P·v.  Computing the whole block costs up to twice the FLOPs of the causal triangle, but at BLAS
-// speed, several times faster than the streaming loops.  The (head, block) pairs of a document are shared out
-// among the OpenMP threads, each with its own slice of scratch (P ≥ threads, QB, ≥ Tk).
-VECTOR_CLONES
-static void attention_gemm(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
-			   const int32_t *doc_offsets, int n_docs, int64_t q_offset, struct tensor scratch)
-{
-	int64_t Tq = q.dim[0], NH = q.dim[1], HD = q.dim[2], NKV = k.dim[1], Tk = k.dim[0];
-	int64_t group = NH / NKV, P = scratch.dim[0], QB = scratch.dim[1], cols = scratch.dim[2];
-	if (cols < Tk || P < omp_get_max_threads())
-		die(EXIT_FAIL, "attention_forward: scratch (%lld, %lld, %lld) is too small for %d threads and %lld keys",
-		    (long long)P, (long long)QB, (long long)cols, omp_get_max_threads(), (long long)Tk);
-	real scale = 1.0f / R_SQRT((real)HD);
-	blas_one_thread();
-#pragma omp parallel
+	int other = w.dtype != DTYPE_REAL && w.dtype != DTYPE_BF16 && w.dtype != DTYPE_F16;
+	real *buf = other ? cpu_scratch(CPU_SCRATCH_WEIGHT, (size_t)omp_get_max_threads() * RW_NR * (size_t)K) : NULL;
+	// Static shares of whole blocks: which thread computes a row changes nothing in its bits.
+	int64_t n_blocks = (N + RW_NR - 1) / RW_NR;
+#pragma omp parallel if (N * K * T > 1 << 15)
 	{
-		real *S = scratch.data + (int64_t)omp_get_thread_num() * QB * cols;
-		for (int d = 0; d < n_docs; d++) {
-			int64_t a = doc_offsets[d], b = doc_offsets[d + 1];
-			// this document's queries: key index q_offset + i in [a, b)
-			int64_t i_begin = a - q_offset > 0 ? a - q_offset : 0, i_end = b - q_offset < Tq ? b - q_offset : Tq;
-			int64_t n_blocks = i_end > i_begin ? (i_end - i_begin + QB - 1) / QB : 0;
-#pragma omp for schedule(dynamic)
-			for (int64_t task = 0; task < NH * n_blocks; task++) {
-				int64_t h = task / n_blocks, kvh = h / group, i0 = i_begin + (task % n_blocks) * QB;
-				int64_t rows = i_end - i0 < QB ? i_end - i0 : QB;
-				int64_t n_keys = q_offset + i0 + rows - a;   // keys a .. the block's last query
-				// S (rows, n_keys) = q[i0.., h] (rows, HD) · k[a.., kvh]ᵀ (HD, n_keys) · scale
-				GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n_keys, (int)HD, scale,
-					    q.data + (i0 * NH + h) * HD, (int)(NH * HD), k.data + (a * NKV + kvh) * HD,
-					    (int)(NKV * HD), 0.0f, S, (int)n_keys);
-				for (int64_t r = 0; r < rows; r++) {
-					real *row = S + r * n_keys;
-					int64_t n_vis = q_offset + i0 + r - a + 1;   // causal: keys a .. this query
-					real m = -INFINITY, z = 0.0f;
-					for (int64_t j = 0; j < n_vis; j++)
-						m = row[j] > m ? row[j] : m;
-					for (int64_t j = 0; j < n_vis; j++) {
-						row[j] = R_EXP(row[j] - m);
-						z += row[j];
-					}
-					real inv_z = 1.0f / z;
-					for (int64_t j = 0; j < n_vis; j++)
-						row[j] *= inv_z;
-					for (int64_t j = n_vis; j < n_keys; j++)
-						row[j] = 0.0f;
-					if (lse.data)
-						lse.data[h * Tq + i0 + r] = m + R_LOG(z);
-				}
-				// out[i0.., h] (rows, HD) = P (rows, n_keys) · v[a.., kvh] (n_keys, HD)
-				GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)HD, (int)n_keys, 1.0f,
-					    S, (int)n_keys, v.data + (a * NKV + kvh) * HD, (int)(NKV * HD), 0.0f,
-					    out.data + (i0 * NH + h) * HD, (int)(NH * HD));
-			}
-		}
+		int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+		int64_t b0 = n_blocks * id / nt, b1 = n_blocks * (id + 1) / nt;
+		int64_t n0 = b0 * RW_NR, n1 = b1 * RW_NR < N ? b1 * RW_NR : N;
+		if (n0 < n1)
+			rw_rows(out, ldo, accumulate, x, ldx, T, w, n0, n1, buf ? buf + id * RW_NR * K : NULL);
 	}
 }
 
-// q (Tq,NH,HD), k (Tk,NKV,HD), v (Tk,NKV,HD), scratch (P,QB,≥Tk) or NONE -> out (Tq,NH,HD), lse (NH,Tq)
-void attention_forward(struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
-		       const int32_t *doc_offsets, int n_docs, int64_t q_offset, struct tensor scratch)
+int64_t cpu_tile_cols(void)
 {
-	need_cpu(out, "attention_forward");
-	need_cpu(q, "attention_forward");
-	need_cpu(k, "attention_forward");
-	need_cpu(v, "attention_forward");
-	need_cpu(scratch, "attention_forward");
-	if (scratch.data)
-		attention_gemm(out, lse, q, k, v, doc_offsets, n_docs, q_offset, scratch);
-	else
-		attention_stream(out, lse, q, k, v, doc_offsets, n_docs, q_offset);
+	int64_t t = 64 * (int64_t)omp_get_max_threads();
+	return t > 512 ? t : 512;
+}
+
+int cpu_weight_direct(struct tensor w)
+{
+	return w.dtype == DTYPE_REAL && (uintptr_t)w.data % sizeof(real) == 0;
+}
+
+const real *cpu_weight_tile(struct tensor w, int64_t r0, int64_t n, int64_t c0, int64_t nc, real *buf, int64_t *ld)
+{
+	if (w.device != DEVICE_CPU)
+		die(EXIT_FAIL, "a weight on %s given to the CPU backend", device_name(w.device));
+	int64_t cols = w.dim[w.ndim - 1];
+	if (cpu_weight_direct(w)) {
+		*ld = cols;
+		return (const real *)w.data + r0 * cols + c0;
+	}
+	size_t esize = dtype_size(w.dtype);
+#pragma omp parallel for if (n * nc > 1 << 14)
+	for (int64_t r = 0; r < n; r++)
+		convert(buf + r * nc, DTYPE_REAL, (const char *)w.data + ((size_t)(r0 + r) * (size_t)cols + (size_t)c0) * esize,
+			w.dtype, nc);
+	*ld = nc;
+	return buf;
+}
+
+const real *cpu_weight_vec(struct tensor w, real *buf)
+{
+	if (!w.data)
+		return NULL;
+	if (cpu_weight_direct(w))
+		return w.data;
+	convert(buf, DTYPE_REAL, w.data, w.dtype, tensor_numel(w));
+	return buf;
 }
 
 // ----------------------------------------------------------------------------
-// SwiGLU
-
-// gate (T,F), up (T,F) -> out (T,F)
-VECTOR_CLONES
-void swiglu_forward(struct tensor out, struct tensor gate, struct tensor up)
+// AdamW (ops.h), in the compute type with the bias corrections folded into two scalars as torch does:
+// denom = sqrt(v)/sqrt(bc2) + eps; p -= (lr/bc1) · m / denom.
+void cpu_adamw_update(struct tensor params, struct tensor grads, struct tensor m, struct tensor v,
+		      const struct adamw_step *s)
 {
-	need_cpu(out, "swiglu_forward");
-	int64_t n = tensor_numel(gate);
+	real *p = cpu_real(params, "adamw_update"), *mm = cpu_real(m, "adamw_update"), *vv = cpu_real(v, "adamw_update");
+	const real *g = cpu_real(grads, "adamw_update");
+	int64_t n = tensor_numel(params);
+	double bc1 = 1.0 - pow(s->beta1, (double)s->t), bc2 = 1.0 - pow(s->beta2, (double)s->t);
+	// 1 − β is formed in double and rounded once, as torch passes it to its fp32 kernels (1 − (float)0.999
+	// would be 1.3e-5 off)
+	real b1 = (real)s->beta1, b2 = (real)s->beta2, c1 = (real)(1.0 - s->beta1), c2 = (real)(1.0 - s->beta2);
+	real step = (real)(s->lr / bc1), decay = (real)(1.0 - s->lr * s->weight_decay);
+	real rbc2 = (real)(1.0 / sqrt(bc2)), eps = (real)s->eps;
 #pragma omp parallel for
 	for (int64_t i = 0; i < n; i++) {
-		real g = gate.data[i];
-		out.data[i] = g / (1.0f + R_EXP(-g)) * up.data[i];
-	}
-}
-
-// ----------------------------------------------------------------------------
-// residual
-
-// a (N), b (N) -> out (N)
-VECTOR_CLONES
-void residual_forward(struct tensor out, struct tensor a, struct tensor b)
-{
-	need_cpu(out, "residual_forward");
-	int64_t n = tensor_numel(a);
-#pragma omp parallel for
-	for (int64_t i = 0; i < n; i++)
-		out.data[i] = a.data[i] + b.data[i];
-}
-
-// ----------------------------------------------------------------------------
-// LM head + cross-entropy
-
-// x (T,C), weight (V,C), targets (T), scratch (TB,VC) -> losses (T), lse (T)
-VECTOR_CLONES
-void lmhead_ce_forward(struct tensor losses, struct tensor lse, struct tensor x, struct tensor weight,
-		       const int32_t *targets, struct tensor scratch)
-{
-	need_cpu(losses, "lmhead_ce_forward");
-	need_cpu(x, "lmhead_ce_forward");
-	need_cpu(weight, "lmhead_ce_forward");
-	need_cpu(scratch, "lmhead_ce_forward");
-	int64_t T = x.dim[0], C = x.dim[1], V = weight.dim[0];
-	int64_t TB = scratch.dim[0], VC = scratch.dim[1];
-	// lse holds the running max and losses the running sum until a row block is done.
-	real *run_max = lse.data, *run_sum = losses.data;
-	for (int64_t r0 = 0; r0 < T; r0 += TB) {
-		int64_t rb = T - r0 < TB ? T - r0 : TB;
-		for (int64_t r = r0; r < r0 + rb; r++) {
-			run_max[r] = -INFINITY;
-			run_sum[r] = 0.0f;
-		}
-		for (int64_t v0 = 0; v0 < V; v0 += VC) {
-			int64_t vc = V - v0 < VC ? V - v0 : VC;
-			// tile (rb,vc) = x[r0:r0+rb] · weight[v0:v0+vc]ᵀ
-			sgemm_split(1, rb, vc, C, 1.0f, x.data + r0 * C, C, weight.data + v0 * C, C, 0.0f, scratch.data, vc);
-#pragma omp parallel for
-			for (int64_t r = 0; r < rb; r++) {
-				const real *row = scratch.data + r * vc;
-				real m = run_max[r0 + r];
-				for (int64_t j = 0; j < vc; j++)
-					m = row[j] > m ? row[j] : m;
-				real s = run_sum[r0 + r] * R_EXP(run_max[r0 + r] - m);
-				for (int64_t j = 0; j < vc; j++)
-					s += R_EXP(row[j] - m);
-				run_max[r0 + r] = m;
-				run_sum[r0 + r] = s;
-			}
-		}
-#pragma omp parallel for
-		for (int64_t r = r0; r < r0 + rb; r++) {
-			// the target's logit as its own dot product: exact enough and no bookkeeping across tiles
-			const real *w = weight.data + (int64_t)targets[r] * C, *xr = x.data + r * C;
-			real logit = 0.0f;
-			for (int64_t c = 0; c < C; c++)
-				logit += xr[c] * w[c];
-			real l = run_max[r] + R_LOG(run_sum[r]);
-			lse.data[r] = l;
-			losses.data[r] = l - logit;
-		}
-	}
-}
-
-// ----------------------------------------------------------------------------
-// backward passes (ops.h: each ACCUMULATES into its gradient outputs)
-
-// dout (T,C) -> dwte (V,C) += rows scattered by ids.  Serial: two tokens with the same id add into one row, and
-// a fixed order keeps the sum reproducible.
-void embedding_backward(struct tensor dwte, struct tensor dout, const int32_t *ids)
-{
-	need_cpu(dwte, "embedding_backward");
-	int64_t T = dout.dim[0], C = dout.dim[1];
-	for (int64_t t = 0; t < T; t++) {
-		real *row = dwte.data + (int64_t)ids[t] * C;
-		const real *g = dout.data + t * C;
-		for (int64_t c = 0; c < C; c++)
-			row[c] += g[c];
-	}
-}
-
-// dout (T,OC) -> dinp (T,C) += dout·weight; dweight (OC,C) += doutᵀ·inp; dbias (OC) += Σ_t dout
-void matmul_backward(struct tensor dinp, struct tensor dweight, struct tensor dbias, struct tensor dout,
-		     struct tensor inp, struct tensor weight)
-{
-	need_cpu(dout, "matmul_backward");
-	int64_t T = dout.dim[0], OC = dout.dim[1], C = weight.dim[1];
-	if (T == 0)
-		return;
-	if (dinp.data)
-		gemm_split(0, 0, T, C, OC, 1.0f, dout.data, OC, weight.data, C, 1.0f, dinp.data, C);
-	if (dweight.data)
-		gemm_split(1, 0, OC, C, T, 1.0f, dout.data, OC, inp.data, C, 1.0f, dweight.data, C);
-	if (dbias.data) {
-#pragma omp parallel for
-		for (int64_t o = 0; o < OC; o++) {
-			real s = 0.0f;
-			for (int64_t t = 0; t < T; t++)
-				s += dout.data[t * OC + o];
-			dbias.data[o] += s;
-		}
-	}
-}
-
-// y = w ⊙ x·r, r = (mean(x²) + eps)^(−1/2):
-// dx = r·(w ⊙ dy) − r³/D · x · Σ_i (w_i dy_i x_i);  dw += Σ_n dy ⊙ x·r.
-VECTOR_CLONES
-void rmsnorm_backward(struct tensor dinp, struct tensor dweight, struct tensor dout, struct tensor inp,
-		      struct tensor weight, struct tensor rstd)
-{
-	need_cpu(dout, "rmsnorm_backward");
-	int64_t D = inp.dim[inp.ndim - 1], N = tensor_numel(inp) / D;
-	if (dinp.data) {
-#pragma omp parallel for
-		for (int64_t n = 0; n < N; n++) {
-			const real *x = inp.data + n * D, *dy = dout.data + n * D;
-			real *dx = dinp.data + n * D, r = rstd.data[n], dot = 0.0f;
-			for (int64_t i = 0; i < D; i++)
-				dot += weight.data[i] * dy[i] * x[i];
-			real c = r * r * r / (real)D * dot;
-			for (int64_t i = 0; i < D; i++)
-				dx[i] += r * weight.data[i] * dy[i] - c * x[i];
-		}
-	}
-	if (dweight.data) {
-#pragma omp parallel for
-		for (int64_t i = 0; i < D; i++) {
-			real s = 0.0f;
-			for (int64_t n = 0; n < N; n++)
-				s += dout.data[n * D + i] * inp.data[n * D + i] * rstd.data[n];
-			dweight.data[i] += s;
-		}
-	}
-}
-
-// The rotation is orthogonal: its transpose is the rotation by −angle.
-VECTOR_CLONES
-void rope_backward(struct tensor dx, const int32_t *positions, struct tensor inv_freq)
-{
-	need_cpu(dx, "rope_backward");
-	int64_t T = dx.dim[0], H = dx.dim[1], HD = dx.dim[2], half = HD / 2;
-#pragma omp parallel for
-	for (int64_t t = 0; t < T; t++) {
-		for (int64_t i = 0; i < half; i++) {
-			real angle = (real)positions[t] * inv_freq.data[i];
-			real c = R_COS(angle), s = R_SIN(angle);
-			for (int64_t h = 0; h < H; h++) {
-				real *row = dx.data + (t * H + h) * HD;
-				real g1 = row[i], g2 = row[i + half];
-				row[i] = g1 * c + g2 * s;
-				row[i + half] = g2 * c - g1 * s;
-			}
-		}
-	}
-}
-
-// Attention backward (FlashAttention-2, Dao 2023, Algorithm 2, with the probabilities recomputed from lse):
-//   P = exp(S − lse), dP = dO·Vᵀ, D_i = Σ_j P_ij dP_ij = dO_i·O_i, dS = P ⊙ (dP − D), dQ += scale·dS·K,
-//   dK += scale·dSᵀ·Q, dV += Pᵀ·dO.
-// A task is one (document, kv head): the query heads of that kv head and the rows of that document are touched
-// by no other task, so there are no races and the sums run in a fixed order.
-void attention_backward(struct tensor dq, struct tensor dk, struct tensor dv, struct tensor dout,
-			struct tensor out, struct tensor lse, struct tensor q, struct tensor k, struct tensor v,
-			const int32_t *doc_offsets, int n_docs, int64_t q_offset)
-{
-	need_cpu(dout, "attention_backward");
-	int64_t Tq = q.dim[0], NH = q.dim[1], HD = q.dim[2], NKV = k.dim[1], Tk = k.dim[0];
-	int64_t group = NH / NKV, QB = 64;
-	real scale = 1.0f / R_SQRT((real)HD);
-	blas_one_thread();
-#pragma omp parallel
-	{
-		real *P = xmalloc((size_t)(2 * QB * Tk + QB) * sizeof(real)), *dP = P + QB * Tk, *Drow = dP + QB * Tk;
-#pragma omp for schedule(dynamic)
-		for (int64_t task = 0; task < (int64_t)n_docs * NKV; task++) {
-			int d = (int)(task / NKV);
-			int64_t kvh = task % NKV, a = doc_offsets[d], b = doc_offsets[d + 1];
-			int64_t i_begin = a - q_offset > 0 ? a - q_offset : 0, i_end = b - q_offset < Tq ? b - q_offset : Tq;
-			for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
-				for (int64_t i0 = i_begin; i0 < i_end; i0 += QB) {
-					int64_t rows = i_end - i0 < QB ? i_end - i0 : QB;
-					int64_t n_keys = q_offset + i0 + rows - a;
-					const real *qb = q.data + (i0 * NH + h) * HD, *kb = k.data + (a * NKV + kvh) * HD;
-					const real *vb = v.data + (a * NKV + kvh) * HD, *dob = dout.data + (i0 * NH + h) * HD;
-					int64_t ldq = NH * HD, ldk = NKV * HD;
-					GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n_keys, (int)HD, scale, qb,
-					     (int)ldq, kb, (int)ldk, 0.0f, P, (int)n_keys);
-					GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n_keys, (int)HD, 1.0f, dob,
-					     (int)ldq, vb, (int)ldk, 0.0f, dP, (int)n_keys);
-					for (int64_t r = 0; r < rows; r++) {
-						const real *o = out.data + ((i0 + r) * NH + h) * HD, *g = dob + r * ldq;
-						real D = 0.0f, l = lse.data[h * Tq + i0 + r];
-						for (int64_t e = 0; e < HD; e++)
-							D += g[e] * o[e];
-						Drow[r] = D;
-						int64_t n_vis = q_offset + i0 + r - a + 1;
-						real *p = P + r * n_keys, *dp = dP + r * n_keys;
-						for (int64_t j = 0; j < n_keys; j++) {
-							real pj = j < n_vis ? R_EXP(p[j] - l) : 0.0f;
-							p[j] = pj;
-							dp[j] = pj * (dp[j] - D);   // dS
-						}
-					}
-					// dV (keys, HD) += Pᵀ·dO, dK += scale·dSᵀ·Q, dQ += scale·dS·K
-					GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n_keys, (int)HD, (int)rows, 1.0f, P,
-					     (int)n_keys, dob, (int)ldq, 1.0f, dv.data + (a * NKV + kvh) * HD, (int)ldk);
-					GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n_keys, (int)HD, (int)rows, scale, dP,
-					     (int)n_keys, qb, (int)ldq, 1.0f, dk.data + (a * NKV + kvh) * HD, (int)ldk);
-					GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)HD, (int)n_keys, scale, dP,
-					     (int)n_keys, kb, (int)ldk, 1.0f, dq.data + (i0 * NH + h) * HD, (int)ldq);
-				}
-			}
-		}
-		free(P);
-	}
-}
-
-// silu(g)·u with σ = 1/(1+e^−g): d/dg = u·σ·(1 + g·(1 − σ)), d/du = g·σ.
-VECTOR_CLONES
-void swiglu_backward(struct tensor dgate, struct tensor dup, struct tensor dout, struct tensor gate,
-		     struct tensor up)
-{
-	need_cpu(dout, "swiglu_backward");
-	int64_t n = tensor_numel(gate);
-#pragma omp parallel for
-	for (int64_t i = 0; i < n; i++) {
-		real g = gate.data[i], sig = 1.0f / (1.0f + R_EXP(-g)), dy = dout.data[i];
-		dgate.data[i] += dy * up.data[i] * sig * (1.0f + g * (1.0f - sig));
-		dup.data[i] += dy * g * sig;
-	}
-}
-
-VECTOR_CLONES
-void residual_backward(struct tensor da, struct tensor db, struct tensor dout)
-{
-	need_cpu(dout, "residual_backward");
-	int64_t n = tensor_numel(dout);
-#pragma omp parallel for
-	for (int64_t i = 0; i < n; i++) {
-		if (da.data)
-			da.data[i] += dout.data[i];
-		if (db.data)
-			db.data[i] += dout.data[i];
-	}
-}
-
-// dlogits = (softmax − onehot)·dloss, tile by tile from the saved lse: dx += dlogits·W, dW += dlogitsᵀ·x.
-VECTOR_CLONES
-void lmhead_ce_backward(struct tensor dx, struct tensor dweight, struct tensor x, struct tensor weight,
-			const int32_t *targets, struct tensor lse, struct tensor dlosses, struct tensor scratch)
-{
-	need_cpu(x, "lmhead_ce_backward");
-	int64_t T = x.dim[0], C = x.dim[1], V = weight.dim[0];
-	int64_t TB = scratch.dim[0], VC = scratch.dim[1];
-	for (int64_t r0 = 0; r0 < T; r0 += TB) {
-		int64_t rb = T - r0 < TB ? T - r0 : TB;
-		for (int64_t v0 = 0; v0 < V; v0 += VC) {
-			int64_t vc = V - v0 < VC ? V - v0 : VC;
-			sgemm_split(1, rb, vc, C, 1.0f, x.data + r0 * C, C, weight.data + v0 * C, C, 0.0f, scratch.data, vc);
-#pragma omp parallel for
-			for (int64_t r = 0; r < rb; r++) {
-				real *row = scratch.data + r * vc, l = lse.data[r0 + r], g = dlosses.data[r0 + r];
-				for (int64_t j = 0; j < vc; j++)
-					row[j] = R_EXP(row[j] - l) * g;
-				int64_t tj = targets[r0 + r] - v0;
-				if (tj >= 0 && tj < vc)
-					row[tj] -= g;
-			}
-			if (dx.data)
-				gemm_split(0, 0, rb, C, vc, 1.0f, scratch.data, vc, weight.data + v0 * C, C, 1.0f,
-					   dx.data + r0 * C, C);
-			if (dweight.data)
-				gemm_split(1, 0, vc, C, rb, 1.0f, scratch.data, vc, x.data + r0 * C, C, 1.0f,
-					   dweight.data + v0 * C, C);
-		}
+		mm[i] = b1 * mm[i] + c1 * g[i];
+		vv[i] = b2 * vv[i] + c2 * g[i] * g[i];
+		p[i] = p[i] * decay - step * mm[i] / (sqrtf((float)vv[i]) * rbc2 + eps);
 	}
 }

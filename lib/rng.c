@@ -57,10 +57,17 @@ double rng_uniform(struct rng *g)
 	return (double)(rng_next(g) >> 11) * 0x1.0p-53;
 }
 
+double rng_normal_of(uint64_t a, uint64_t b)
+{
+	double u1 = 1.0 - (double)(a >> 11) * 0x1.0p-53, u2 = (double)(b >> 11) * 0x1.0p-53;  // u1 in (0, 1]: the log is finite
+	return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
 double rng_normal(struct rng *g)
 {
-	double u1 = 1.0 - rng_uniform(g), u2 = rng_uniform(g);  // u1 in (0, 1]: the log is finite
-	return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+	uint64_t a = rng_next(g);
+	uint64_t b = rng_next(g);
+	return rng_normal_of(a, b);
 }
 
 void rng_shuffle(struct rng *g, void *base, size_t n, size_t size)

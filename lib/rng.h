@@ -25,6 +25,9 @@ uint64_t rng_below(struct rng *g, uint64_t n);
 double rng_uniform(struct rng *g);
 // Standard normal by the Box–Muller transform (one of the pair is used, for simplicity and reproducibility).
 double rng_normal(struct rng *g);
+// The same transform of two raw outputs A then B of rng_next: rng_normal(g) is rng_normal_of(a, b) for the next
+// two.  Lets a caller draw the (cheap) raw outputs in order and transform them in parallel, with equal results.
+double rng_normal_of(uint64_t a, uint64_t b);
 // Fisher–Yates shuffle of N elements of SIZE bytes (Knuth, TAOCP vol. 2, Algorithm 3.4.2P).
 void rng_shuffle(struct rng *g, void *base, size_t n, size_t size);
 

@@ -489,9 +489,12 @@ void st_writer_write(struct st_writer *w, const char *path)
 			fwrite(e->data, 4, (size_t)e->nelem, out->fp);
 			continue;
 		}
-		for (int64_t j = 0; j < e->nelem; j++) {
-			uint16_t h = e->dtype == ST_BF16 ? st_f32_to_bf16(e->data[j]) : st_f32_to_f16(e->data[j]);
-			fwrite(&h, 2, 1, out->fp);
+		uint16_t buf[4096];   // converted a block at a time: one fwrite per value costs minutes on a 7B model
+		for (int64_t j0 = 0; j0 < e->nelem; j0 += 4096) {
+			int64_t m = e->nelem - j0 < 4096 ? e->nelem - j0 : 4096;
+			for (int64_t j = 0; j < m; j++)
+				buf[j] = e->dtype == ST_BF16 ? st_f32_to_bf16(e->data[j0 + j]) : st_f32_to_f16(e->data[j0 + j]);
+			fwrite(buf, 2, (size_t)m, out->fp);
 		}
 	}
 	outfile_commit(out);

@@ -51,8 +51,10 @@ static char *header_str(const struct stream_reader *r, const msgpack_object *map
 	return xstrndup(v->via.str.ptr, v->via.str.size);
 }
 
-static void read_header(struct pred_set *set, const struct stream_reader *r)
+static void read_header(struct pred_set *set, const struct stream_reader *r, int *shots)
 {
+	const msgpack_object *s = stream_header_get(r, "shots");
+	*shots = s && s->type == MSGPACK_OBJECT_POSITIVE_INTEGER && s->via.u64 < 1000 ? (int)s->via.u64 : -1;
 	char *mode = header_str(r, &r->header, "mode");
 	if (!mode || (strcmp(mode, "loglik") && strcmp(mode, "generate")))
 		die_data(r->path, 0, "mode", "want \"loglik\" or \"generate\"");
@@ -73,7 +75,7 @@ static void read_header(struct pred_set *set, const struct stream_reader *r)
 	}
 }
 
-static void read_record(struct pred_set *set, const struct stream_reader *r, const msgpack_object *rec)
+static void read_record(struct pred_set *set, const struct stream_reader *r, const msgpack_object *rec, int shots)
 {
 	if (set->n == set->cap) {
 		set->cap = set->cap ? 2 * set->cap : 1024;
@@ -122,9 +124,29 @@ static void read_record(struct pred_set *set, const struct stream_reader *r, con
 		p->cat_key[i] = xstrndup(kv->key.via.str.ptr, kv->key.via.str.size);
 		p->cat_val[i] = xstrndup(kv->val.via.str.ptr, kv->val.via.str.size);
 	}
+	const msgpack_object *scores = msgpack_map_get(rec, "scores");
+	if (scores && scores->type == MSGPACK_OBJECT_ARRAY) {
+		p->n_scores = scores->via.array.size;
+		p->scores = xcalloc(p->n_scores + 1, sizeof *p->scores);
+		for (size_t i = 0; i < p->n_scores; i++) {
+			const msgpack_object *v = &scores->via.array.ptr[i];
+			if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64)
+				p->scores[i] = v->via.f64;
+			else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+				p->scores[i] = (double)v->via.u64;
+			else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+				p->scores[i] = (double)v->via.i64;
+			else
+				rec_die(r, "scores", "entry %zu is not a number", i + 1);
+		}
+	}
+	const msgpack_object *gen = msgpack_map_get(rec, "generated");
+	if (gen && gen->type == MSGPACK_OBJECT_STR)
+		p->generated = xstrndup(gen->via.str.ptr, gen->via.str.size);
 	p->file = (int)set->n_files - 1;
 	p->record = r->record;
 	p->match = -1;
+	p->shots = shots;
 	set->n++;
 }
 
@@ -170,12 +192,13 @@ void pred_set_read(struct pred_set *set, const char *path)
 	schema_check_header(spec, r);
 	set->files = xrealloc(set->files, (set->n_files + 1) * sizeof *set->files);
 	set->files[set->n_files++] = xstrdup(path);
-	read_header(set, r);
+	int shots;
+	read_header(set, r, &shots);
 	size_t from = set->n;
 	msgpack_object rec;
 	while (stream_next(r, &rec)) {
 		schema_check_record(spec, r, &rec);
-		read_record(set, r, &rec);
+		read_record(set, r, &rec, shots);
 	}
 	if (set->n == from)
 		die_data(path, -1, NULL, "no records: nothing to score");
@@ -255,6 +278,8 @@ void pred_set_free(struct pred_set *set)
 		}
 		free(p->cat_key);
 		free(p->cat_val);
+		free(p->scores);
+		free(p->generated);
 	}
 	free(set->items);
 	for (size_t i = 0; i < set->n_files; i++)

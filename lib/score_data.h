@@ -26,6 +26,10 @@ struct pred {
 	int file;               // index into pred_set.files
 	int64_t record;         // record number in that file (1 = first)
 	long match;             // index of the same question in the other run (baseline), -1 when none
+	int shots;              // solved examples in the prompt (its file's header), -1 when the header lacks it
+	double *scores;         // per-option log-likelihoods (loglik mode), NULL when absent
+	size_t n_scores;
+	char *generated;        // generated text (generate mode), NULL when absent
 };
 
 struct pred_set {

@@ -300,9 +300,11 @@ void score_write_tsv(FILE *fp, const struct score_report *rep)
 	}
 }
 
-// ---- JSON ----
+// ---- JSON: lm-evaluation-harness's results layout ----
 
 static json_t *jnum(double v) { return isnan(v) ? json_null() : json_real(v); }
+// lm-eval writes "N/A" where a standard error is not defined
+static json_t *jstderr(double v) { return isnan(v) ? json_string("N/A") : json_real(v); }
 
 static json_t *jci(double lo, double hi)
 {
@@ -320,6 +322,34 @@ static void set(json_t *obj, const char *key, json_t *val)
 		die(EXIT_FAIL, "json: cannot set %s", key);
 }
 
+// OBJ[KEY], created as an empty object when absent.
+static json_t *child(json_t *parent, const char *key)
+{
+	json_t *o = json_object_get(parent, key);
+	if (!o) {
+		o = json_object();
+		set(parent, key, o);
+	}
+	return o;
+}
+
+static json_t *opt_string(const char *s) { return s ? json_string(s) : json_null(); }
+
+char *score_task_name(const struct score_row *row)
+{
+	switch (row->kind) {
+	case ROW_ALL: return xstrdup("all");
+	case ROW_BENCH:
+	case ROW_MACRO: return xstrdup(row->bench);
+	case ROW_MULTI_EXACT:
+	case ROW_MULTI_F1: return xasprintf("%s_multi_answer", row->bench);
+	case ROW_CATEGORY:
+		return !strcmp(row->key, "subject") ? xasprintf("%s_%s", row->bench, row->value)
+						    : xasprintf("%s_%s_%s", row->bench, row->key, row->value);
+	}
+	return xstrdup("?");
+}
+
 static json_t *paired_object(const struct score_row *row)
 {
 	json_t *o = json_object();
@@ -334,90 +364,203 @@ static json_t *paired_object(const struct score_row *row)
 	return o;
 }
 
-static json_t *accuracy_object(const struct score_row *row, const char *alias)
+// The shots of the questions of BENCH (NULL: all benches): their common number, -1 when unknown or mixed.
+static int common_shots(const struct pred_set *run, const char *bench)
 {
-	json_t *o = json_object();
-	if (alias)
-		set(o, "alias", json_string(alias));
-	set(o, "acc", jnum(row->value_pt));
-	set(o, "acc_stderr", jnum(row->stderr_));
-	set(o, "acc_ci", jci(row->lo, row->hi));
-	set(o, "n", json_integer((json_int_t)row->n));
-	set(o, "n_correct", json_integer((json_int_t)row->n_correct));
-	set(o, "unparsed", jnum(row->n ? (double)row->n_unparsed / (double)row->n : NAN));
-	set(o, "n_unparsed", json_integer((json_int_t)row->n_unparsed));
-	if (row->kind == ROW_CATEGORY)
-		set(o, "macro", json_boolean(row->macro));
-	if (row->has_paired)
-		set(o, "paired", paired_object(row));
-	return o;
-}
-
-static json_t *child(json_t *parent, const char *key)
-{
-	json_t *o = json_object_get(parent, key);
-	if (!o) {
-		o = json_object();
-		set(parent, key, o);
+	int shots = -2;
+	for (size_t i = 0; i < run->n; i++) {
+		const struct pred *p = &run->items[i];
+		if (bench && p->bench != bench && strcmp(p->bench, bench))
+			continue;
+		if (shots == -2)
+			shots = p->shots;
+		else if (shots != p->shots)
+			return -1;
 	}
-	return o;
+	return shots < 0 ? -1 : shots;
 }
 
-static json_t *opt_string(const char *s) { return s ? json_string(s) : json_null(); }
+// One results entry: its lm-eval fields (an alias without indentation: make_table indents by the depth in
+// group_subtasks), and everything the lm-eval blocks keyed by task name hold for it.
+struct task_blocks {
+	json_t *results, *groups, *group_subtasks, *configs, *versions, *n_shot, *higher, *n_samples;
+	json_t *intervals, *counts, *paired, *categories;
+	const char *output_type;
+	const struct pred_set *run;
+};
+
+static json_t *task_entry(struct task_blocks *t, const char *name, const char *alias, const char *parent,
+			  const char *bench, int is_group, size_t n)
+{
+	json_t *e = json_object_get(t->results, name);
+	if (e)
+		return e;
+	e = json_object();
+	set(e, "alias", json_string(alias));
+	set(t->results, name, e);
+	if (is_group) {
+		json_incref(e);
+		set(t->groups, name, e);   // the same object: groups repeat their results entry, as lm-eval's do
+		set(t->group_subtasks, name, json_array());
+	}
+	if (parent)
+		json_array_append_new(json_object_get(t->group_subtasks, parent), json_string(name));
+	int shots = common_shots(t->run, bench);
+	json_t *cfg = json_object();
+	set(cfg, "task", json_string(name));
+	if (parent)
+		set(cfg, "group", json_string(parent));
+	set(cfg, "output_type", json_string(t->output_type));
+	set(cfg, "num_fewshot", shots >= 0 ? json_integer(shots) : json_null());
+	set(cfg, "metric_list", json_array());
+	json_t *meta = json_object();
+	set(meta, "version", json_real(1.0));
+	set(cfg, "metadata", meta);
+	set(t->configs, name, cfg);
+	set(t->versions, name, json_real(1.0));
+	set(t->n_shot, name, shots >= 0 ? json_integer(shots) : json_null());
+	set(t->higher, name, json_object());
+	json_t *ns = json_object();
+	set(ns, "original", json_integer((json_int_t)n));
+	set(ns, "effective", json_integer((json_int_t)n));
+	set(t->n_samples, name, ns);
+	return e;
+}
+
+// Metric METRIC of task NAME: value and standard error in results (and groups), interval in "intervals",
+// higher-is-better and the metric list.
+static void add_metric(struct task_blocks *t, const char *name, const char *metric, double value, double stderr_,
+		       double lo, double hi)
+{
+	json_t *e = json_object_get(t->results, name);
+	char *key = xasprintf("%s,none", metric), *se = xasprintf("%s_stderr,none", metric);
+	set(e, key, jnum(value));
+	set(e, se, jstderr(stderr_));
+	free(key);
+	free(se);
+	set(child(t->intervals, name), metric, jci(lo, hi));
+	set(json_object_get(t->higher, name), metric, json_true());
+	json_t *m = json_object();
+	set(m, "metric", json_string(metric));
+	set(m, "aggregation", json_string("mean"));
+	set(m, "higher_is_better", json_true());
+	json_array_append_new(json_object_get(json_object_get(t->configs, name), "metric_list"), m);
+}
+
+static void add_counts(struct task_blocks *t, const char *name, const struct score_row *row)
+{
+	json_t *c = child(t->counts, name);
+	set(c, "n", json_integer((json_int_t)row->n));
+	set(c, "n_correct", json_integer((json_int_t)row->n_correct));
+	set(c, "n_unparsed", json_integer((json_int_t)row->n_unparsed));
+	set(c, "unparsed_rate", jnum(row->n ? (double)row->n_unparsed / (double)row->n : NAN));
+}
 
 void score_write_json(FILE *fp, const struct score_report *rep, const struct score_meta *meta)
 {
-	json_t *root = json_object(), *results = json_object(), *groups = json_object(), *config = json_object();
-	set(root, "results", results);
-	set(root, "groups", groups);
+	const struct pred_set *run = meta->run;
+	json_t *root = json_object();
+	struct task_blocks t = { json_object(), json_object(), json_object(), json_object(), json_object(),
+				 json_object(), json_object(), json_object(), json_object(), json_object(),
+				 json_object(), json_object(),
+				 !strcmp(run->mode, "loglik") ? "multiple_choice" :
+				 !strcmp(run->mode, "generate") ? "generate_until" : "mixed", run };
+	set(root, "results", t.results);
+	set(root, "groups", t.groups);
+	set(root, "group_subtasks", t.group_subtasks);
+	set(root, "configs", t.configs);
+	set(root, "versions", t.versions);
+	set(root, "n-shot", t.n_shot);
+	set(root, "higher_is_better", t.higher);
+	set(root, "n-samples", t.n_samples);
 	for (size_t r = 0; r < rep->n_rows; r++) {
 		const struct score_row *row = &rep->rows[r];
+		char *name = score_task_name(row), *alias = NULL;
 		switch (row->kind) {
 		case ROW_ALL:
-			set(results, "all", accuracy_object(row, "all"));
+			task_entry(&t, name, "all", NULL, NULL, 1, row->n);
+			add_metric(&t, name, "acc", row->value_pt, row->stderr_, row->lo, row->hi);
+			add_counts(&t, name, row);
 			break;
 		case ROW_BENCH:
-			set(results, row->bench, accuracy_object(row, row->bench));
+			task_entry(&t, name, row->bench, "all", row->bench, 1, row->n);
+			add_metric(&t, name, "acc", row->value_pt, row->stderr_, row->lo, row->hi);
+			add_counts(&t, name, row);
 			break;
-		case ROW_MACRO: {
-			json_t *b = child(results, row->bench);
-			set(b, "acc_macro", jnum(row->value_pt));
-			set(b, "acc_macro_ci", jci(row->lo, row->hi));
+		case ROW_MACRO:   // the CMB leaderboard's macro average, beside the micro accuracy
+			add_metric(&t, name, "acc_macro", row->value_pt, row->stderr_, row->lo, row->hi);
 			break;
-		}
-		case ROW_MULTI_EXACT: {
-			json_t *m = child(child(results, row->bench), "multi");
-			set(m, "n", json_integer((json_int_t)row->n));
-			set(m, "exact_match", jnum(row->value_pt));
-			set(m, "exact_match_stderr", jnum(row->stderr_));
-			set(m, "exact_match_ci", jci(row->lo, row->hi));
-			if (row->has_paired)
-				set(m, "paired", paired_object(row));
+		case ROW_MULTI_EXACT:
+			task_entry(&t, name, "multi-answer", row->bench, row->bench, 0, row->n);
+			add_metric(&t, name, "exact_match", row->value_pt, row->stderr_, row->lo, row->hi);
+			add_counts(&t, name, row);
 			break;
-		}
 		case ROW_MULTI_F1: {
-			json_t *m = child(child(results, row->bench), "multi");
-			set(m, "f1", jnum(row->value_pt));
-			set(m, "f1_ci", jci(row->lo, row->hi));
-			set(m, "tp", json_integer((json_int_t)row->f1.tp));
-			set(m, "fp", json_integer((json_int_t)row->f1.fp));
-			set(m, "fn", json_integer((json_int_t)row->f1.fn));
+			add_metric(&t, name, "f1", row->value_pt, row->stderr_, row->lo, row->hi);
+			json_t *c = child(t.counts, name);
+			set(c, "tp", json_integer((json_int_t)row->f1.tp));
+			set(c, "fp", json_integer((json_int_t)row->f1.fp));
+			set(c, "fn", json_integer((json_int_t)row->f1.fn));
 			break;
 		}
-		case ROW_CATEGORY:
-			set(child(child(groups, row->bench), row->key), row->value, accuracy_object(row, NULL));
+		case ROW_CATEGORY: {
+			alias = !strcmp(row->key, "subject") ? xstrdup(row->value)
+							      : xasprintf("%s=%s", row->key, row->value);
+			task_entry(&t, name, alias, row->bench, row->bench, 0, row->n);
+			// CMB's exam_type rows average their classes: named for what they are
+			add_metric(&t, name, row->macro ? "acc_macro" : "acc", row->value_pt, row->stderr_, row->lo, row->hi);
+			add_counts(&t, name, row);
+			json_t *c = child(t.categories, name);
+			set(c, "bench", json_string(row->bench));
+			set(c, "key", json_string(row->key));
+			set(c, "value", json_string(row->value));
+			set(c, "macro", json_boolean(row->macro));
 			break;
 		}
+		}
+		if (row->has_paired) {
+			json_t *pr = paired_object(row);
+			if (row->kind == ROW_MACRO)
+				json_decref(pr);   // the paired test is on the micro accuracy
+			else
+				set(t.paired, name, pr);
+		}
+		free(alias);
+		free(name);
 	}
+	// medmoe's own fields, beside lm-eval's
+	set(root, "intervals", t.intervals);
+	set(root, "counts", t.counts);
+	if (rep->has_baseline)
+		set(root, "paired", t.paired);
+	else
+		json_decref(t.paired);
+	set(root, "categories", t.categories);
+	json_t *subjects = json_object();
 	for (size_t i = 0; i < rep->n_subject_lists; i++) {
 		const struct subject_list *l = &rep->subject_lists[i];
 		json_t *a = json_array();
 		for (size_t j = 0; j < l->n; j++)
 			json_array_append_new(a, json_string(l->subjects[j]));
-		set(child(results, l->bench), "subjects", a);
+		set(subjects, l->bench, a);
 	}
-	const struct pred_set *run = meta->run;
+	set(root, "subjects", subjects);
+
+	json_t *config = json_object();
 	set(root, "config", config);
+	set(config, "model", json_string("medmoe"));
+	char *args = xasprintf("base=%s%s%s%s%s", run->model_base ? run->model_base : "", run->model_adapter ? ",adapter=" : "",
+			       run->model_adapter ? run->model_adapter : "", run->model_task ? ",task=" : "",
+			       run->model_task ? run->model_task : "");
+	set(config, "model_args", json_string(args));
+	free(args);
+	set(config, "base", opt_string(run->model_base));
+	set(config, "adapter", opt_string(run->model_adapter));
+	set(config, "task", opt_string(run->model_task));
+	set(config, "device", json_string("cpu"));
+	set(config, "limit", json_null());
+	set(config, "bootstrap_iters", json_integer((json_int_t)meta->opt->n_resamples));
+	set(config, "random_seed", json_integer((json_int_t)meta->opt->seed));
 	set(config, "program", json_string("score"));
 	set(config, "program_version", json_string(MEDMOE_VERSION));
 	set(config, "label", opt_string(meta->label));
@@ -427,19 +570,13 @@ void score_write_json(FILE *fp, const struct score_report *rep, const struct sco
 	set(config, "files", files);
 	set(config, "baseline", opt_string(meta->baseline_path));
 	set(config, "mode", json_string(run->mode));
-	json_t *model = json_object();
-	set(model, "base", opt_string(run->model_base));
-	set(model, "adapter", opt_string(run->model_adapter));
-	set(model, "task", opt_string(run->model_task));
-	set(config, "model", model);
-	set(config, "bootstrap", json_integer((json_int_t)meta->opt->n_resamples));
-	set(config, "seed", json_integer((json_int_t)meta->opt->seed));
 	set(config, "ci_level", json_real(meta->opt->level));
 	if (rep->has_baseline) {
 		set(config, "n_paired", json_integer((json_int_t)rep->n_paired));
 		set(config, "only_run", json_integer((json_int_t)rep->only_run));
 		set(config, "only_baseline", json_integer((json_int_t)rep->only_base));
 	}
+	set(root, "git_hash", json_null());
 	set(root, "date", json_real(meta->date));
 	if (json_dumpf(root, fp, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)))
 		die(EXIT_FAIL, "json: cannot write the report");

@@ -105,9 +105,20 @@ static struct score_row *new_row(struct builder *b, enum row_kind kind, const ch
 	return row;
 }
 
-static uint64_t row_seed(const struct builder *b, const struct score_row *row, uint64_t salt)
+// The bootstrap seed of a statistic over the questions ITEMS (sorted by bench and id): a hash of the question
+// set, so that two rows over the same questions (a bench with one subject and that subject, a one-bench run and
+// "all") get the same interval, and adding questions elsewhere moves no interval.  SALT tells the statistics
+// apart (accuracy 0, macro average, F1, paired difference).
+enum { SALT_ACC = 0, SALT_MACRO = 0x3ac0, SALT_F1 = 0xf1, SALT_PAIRED = 0x9a1bed };
+
+static uint64_t set_seed(const struct builder *b, const size_t *items, size_t n, uint64_t salt)
 {
-	return fnv1a(row->name, FNV_OFFSET ^ salt) ^ b->opt->seed;
+	uint64_t h = FNV_OFFSET ^ salt;
+	for (size_t i = 0; i < n; i++) {
+		const struct pred *p = &b->run->items[items[i]];
+		h = fnv1a("\x1e", fnv1a(p->id, fnv1a("\x1f", fnv1a(p->bench, h))));
+	}
+	return h ^ b->opt->seed;
 }
 
 static void count_row(struct builder *b, struct score_row *row, const size_t *items, size_t n)
@@ -127,8 +138,8 @@ static void accuracy_row(struct builder *b, struct score_row *row, const size_t 
 	row->value_pt = n ? (double)row->n_correct / (double)n : NAN;
 	row->stderr_ = mean_stderr(row->value_pt, n);
 	struct mean_ctx ctx = { b->correct };
-	bootstrap_ci(items, n, b->opt->n_resamples, row_seed(b, row, 0), b->opt->level, stat_mean, &ctx, &row->lo,
-		     &row->hi);
+	bootstrap_ci(items, n, b->opt->n_resamples, set_seed(b, items, n, SALT_ACC), b->opt->level, stat_mean, &ctx,
+		     &row->lo, &row->hi);
 	if (!b->base)
 		return;
 	size_t n_paired = 0;
@@ -153,8 +164,8 @@ static void accuracy_row(struct builder *b, struct score_row *row, const size_t 
 	row->diff = row->run_acc - row->base_acc;
 	row->p_mcnemar = mcnemar_exact_p(row->b, row->c);
 	struct mean_ctx dctx = { b->diff };
-	bootstrap_ci(b->scratch, n_paired, b->opt->n_resamples, row_seed(b, row, 0x9a1bed), b->opt->level, stat_mean,
-		     &dctx, &row->diff_lo, &row->diff_hi);
+	bootstrap_ci(b->scratch, n_paired, b->opt->n_resamples, set_seed(b, b->scratch, n_paired, SALT_PAIRED),
+		     b->opt->level, stat_mean, &dctx, &row->diff_lo, &row->diff_hi);
 }
 
 struct name_index {
@@ -209,8 +220,8 @@ static void macro_row(struct builder *b, struct score_row *row, const size_t *it
 				 xcalloc(n_classes + 1, sizeof(double)), xcalloc(n_classes + 1, sizeof(double)),
 				 xcalloc(n_types + 1, sizeof(double)), xcalloc(n_types + 1, sizeof(double)) };
 	row->value_pt = stat_macro(items, n, &ctx);
-	bootstrap_ci(items, n, b->opt->n_resamples, row_seed(b, row, 0), b->opt->level, stat_macro, &ctx, &row->lo,
-		     &row->hi);
+	bootstrap_ci(items, n, b->opt->n_resamples, set_seed(b, items, n, SALT_MACRO), b->opt->level, stat_macro, &ctx,
+		     &row->lo, &row->hi);
 	free(ctx.right);
 	free(ctx.total);
 	free(ctx.type_sum);
@@ -234,8 +245,8 @@ static void f1_row(struct builder *b, struct score_row *row, const size_t *items
 	}
 	row->value_pt = f1_value(&row->f1);
 	struct f1_ctx ctx = { b->f1 };
-	bootstrap_ci(items, n, b->opt->n_resamples, row_seed(b, row, 0), b->opt->level, stat_f1, &ctx, &row->lo,
-		     &row->hi);
+	bootstrap_ci(items, n, b->opt->n_resamples, set_seed(b, items, n, SALT_F1), b->opt->level, stat_f1, &ctx,
+		     &row->lo, &row->hi);
 }
 
 // The category keys reported for BENCH (NULL-terminated), or NULL for "every key".

@@ -15,8 +15,8 @@
 // Category keys per bench: cmb exam_type, exam_class; cmmlu and mmlu subject; medqa meta_info; medmcqa
 // subject_name (not its ~2.4k topics); any other bench every key its records carry.
 //
-// Intervals: percentile bootstrap over the row's questions (score_stats.h), seeded per row by
-// fnv1a(row name) ^ seed.  With a baseline, accuracy rows also get the paired difference (run − baseline) on
+// Intervals: percentile bootstrap over the row's questions (score_stats.h), seeded by a hash of the question
+// set (bench and id of each) and the statistic, ^ seed: rows over the same questions get the same interval.  With a baseline, accuracy rows also get the paired difference (run − baseline) on
 // the questions both runs answered, its paired-bootstrap interval, and McNemar's exact p.
 #ifndef MEDMOE_SCORE_REPORT_H
 #define MEDMOE_SCORE_REPORT_H

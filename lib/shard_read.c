@@ -200,8 +200,10 @@ static void read_sequence(struct shard_reader *r, uint64_t g, uint32_t row, stru
 	}
 }
 
-uint32_t shard_reader_next(struct shard_reader *r, struct shard_batch *b)
+uint32_t shard_reader_next_part(struct shard_reader *r, struct shard_batch *b, uint32_t part, uint32_t parts)
 {
+	if (parts == 0 || part >= parts)
+		die(EXIT_USAGE, "batch part %u is not in 0..%u", part, parts ? parts - 1 : 0);
 	uint64_t share = shard_reader_rank_sequences(r);
 	uint32_t seq_len = r->m->seq_len;
 	if (r->cur.position >= share) {
@@ -225,13 +227,19 @@ uint32_t shard_reader_next(struct shard_reader *r, struct shard_batch *b)
 	}
 	make_order(r, r->cur.epoch);
 	b->n_docs = 0;
-	for (uint32_t row = 0; row < n; row++) {
+	uint32_t lo = (uint32_t)((uint64_t)n * part / parts), hi = (uint32_t)((uint64_t)n * (part + 1) / parts);
+	for (uint32_t row = lo; row < hi; row++) {
 		uint64_t i = r->opt.rank + (r->cur.position + row) * r->opt.world;
-		read_sequence(r, r->perm ? r->perm[i] : i, row, b);
+		read_sequence(r, r->perm ? r->perm[i] : i, row - lo, b);
 	}
-	b->n_seqs = n;
+	b->n_seqs = hi - lo;
 	r->cur.position += n;
 	return n;
+}
+
+uint32_t shard_reader_next(struct shard_reader *r, struct shard_batch *b)
+{
+	return shard_reader_next_part(r, b, 0, 1);
 }
 
 struct shard_cursor shard_reader_tell(const struct shard_reader *r)

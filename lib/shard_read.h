@@ -60,6 +60,12 @@ const char *shard_reader_tokenizer_sha256(const struct shard_reader *r);
 // Fill B with the next batch; returns its number of sequences.  0 marks the end of an epoch: the cursor has
 // moved to the start of the next one.
 uint32_t shard_reader_next(struct shard_reader *r, struct shard_batch *b);
+// Data parallelism with one cursor for any number of ranks: advance by a whole batch, as shard_reader_next,
+// but fill B with only block PART of PARTS of it (contiguous rows n·PART/PARTS .. n·(PART+1)/PARTS − 1, so the
+// parts in order are the batch and their sizes differ by at most one).  Returns the whole batch's size (0: the
+// end of an epoch, the same for every part); b->n_seqs is the part's, and may be 0.  Every rank reads with
+// rank 0 of world 1 and its own part: the order, the epochs and the cursor do not depend on the rank count.
+uint32_t shard_reader_next_part(struct shard_reader *r, struct shard_batch *b, uint32_t part, uint32_t parts);
 struct shard_cursor shard_reader_tell(const struct shard_reader *r);
 // Continue from C (from shard_reader_tell); a cursor of another reader setup → exit 65.
 void shard_reader_seek(struct shard_reader *r, struct shard_cursor c);

@@ -2,6 +2,8 @@
 #include "stream.h"
 #include "die.h"
 
+#include <jansson.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -424,4 +426,36 @@ const uint8_t *rec_bin(const struct stream_reader *r, const msgpack_object *rec,
 		rec_die(r, key, "not a bin");
 	*len = v->via.bin.size;
 	return (const uint8_t *)v->via.bin.ptr;
+}
+
+// ----------------------------------------------------------------------------
+// JSON values as msgpack (object -> map, array -> array, integers stay integers)
+
+void pack_json(msgpack_packer *pk, const json_t *j)
+{
+	switch (json_typeof(j)) {
+	case JSON_OBJECT: {
+		const char *k;
+		json_t *v;
+		msgpack_pack_map(pk, json_object_size(j));
+		json_object_foreach((json_t *)j, k, v) {
+			pack_str(pk, k);
+			pack_json(pk, v);
+		}
+		break;
+	}
+	case JSON_ARRAY: {
+		size_t i;
+		json_t *v;
+		msgpack_pack_array(pk, json_array_size(j));
+		json_array_foreach(j, i, v) pack_json(pk, v);
+		break;
+	}
+	case JSON_STRING: pack_str(pk, json_string_value(j)); break;
+	case JSON_INTEGER: msgpack_pack_int64(pk, json_integer_value(j)); break;
+	case JSON_REAL: msgpack_pack_double(pk, json_real_value(j)); break;
+	case JSON_TRUE: msgpack_pack_true(pk); break;
+	case JSON_FALSE: msgpack_pack_false(pk); break;
+	default: msgpack_pack_nil(pk); break;
+	}
 }

@@ -55,6 +55,10 @@ struct tokenizer_identity {
 };
 void pack_kv_tokenizer(msgpack_packer *pk, const struct tokenizer_identity *id);
 
+// A jansson value as the same msgpack value (objects become maps in key order, integers stay integers).
+struct json_t;
+void pack_json(msgpack_packer *pk, const struct json_t *j);
+
 // ---- reading ----
 
 struct stream_reader {

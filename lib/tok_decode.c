@@ -7,7 +7,8 @@
 // returns one lossily-decoded string; Replace rewrites every match in each string; ByteFallback turns
 // runs of "<0xNN>" into their UTF-8 text (one U+FFFD per byte when the run is not valid UTF-8); Fuse
 // joins everything into one string; Strip cuts up to START leading and STOP trailing copies of a
-// character from each string.
+// character from each string; Metaspace turns its replacement character back into a space in every string
+// but the first, where (unless its prepend_scheme is "never") it drops them, as HF's Metaspace decoder does.
 #include <string.h>
 #include "tok_internal.h"
 
@@ -124,6 +125,29 @@ static void dec_strip(const struct dec_step *st, const struct toklist *in, struc
 	}
 }
 
+static void dec_metaspace(const struct dec_step *st, const struct toklist *in, struct toklist *out)
+{
+	size_t rl = st->text_len;
+	for (size_t i = 0; i < in->items.len; i++) {
+		const char *s = in->text.data + in->items.data[i].off;
+		size_t len = in->items.data[i].len, off = out->text.len, from = 0;
+		int drop = i == 0 && st->prepend != PREPEND_NEVER;
+		for (size_t j = 0; j + rl <= len;) {
+			if (memcmp(s + j, st->text, rl) != 0) {
+				j++;
+				continue;
+			}
+			bytevec_append(&out->text, s + from, j - from);
+			if (!drop)
+				bytevec_append(&out->text, " ", 1);
+			j += rl;
+			from = j;
+		}
+		bytevec_append(&out->text, s + from, len - from);
+		piecevec_push(&out->items, off, out->text.len - off);
+	}
+}
+
 int tokenizer_decode(const struct tokenizer *tok, const uint32_t *ids, size_t n, struct bytevec *out)
 {
 	struct toklist lists[2] = { 0 };
@@ -147,6 +171,7 @@ int tokenizer_decode(const struct tokenizer *tok, const uint32_t *ids, size_t n,
 		case DEC_BYTEFALLBACK: dec_byte_fallback(in, next); break;
 		case DEC_FUSE: toklist_add(next, in->text.data ? in->text.data : "", in->text.len); break;
 		case DEC_STRIP: dec_strip(st, in, next); break;
+		case DEC_METASPACE: dec_metaspace(st, in, next); break;
 		}
 		struct toklist *t = in;
 		in = next;

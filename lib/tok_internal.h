@@ -112,22 +112,29 @@ struct norm_step {
 };
 
 enum split_behavior { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS };
-enum pretok_type { PRETOK_SPLIT, PRETOK_BYTELEVEL };
+enum pretok_type { PRETOK_SPLIT, PRETOK_BYTELEVEL, PRETOK_METASPACE };
+// Metaspace's prepend_scheme: where the replacement is put before a piece that does not start with it.
+enum prepend_scheme { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER };
 struct pretok_step {
 	enum pretok_type type;
-	struct tok_pattern pattern;  // Split; ByteLevel with use_regex: the GPT-2 regex
+	struct tok_pattern pattern;  // Split; ByteLevel with use_regex: the GPT-2 regex; Metaspace: the replacement
 	enum split_behavior behavior;
 	int invert;
 	int add_prefix_space, use_regex;  // ByteLevel
+	char *replacement;                // Metaspace: one character (UTF-8), "▁" in practice
+	size_t replacement_len;
+	enum prepend_scheme prepend;      // Metaspace
+	int split;                        // Metaspace: cut before every replacement (MergedWithNext)
 };
 
-enum dec_type { DEC_BYTELEVEL, DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP };
+enum dec_type { DEC_BYTELEVEL, DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE };
 struct dec_step {
 	enum dec_type type;
 	struct tok_pattern pattern;  // Replace
-	char *text;                  // Replace: the replacement; Strip: the character stripped
-	size_t text_len;
+	char *text;                  // Replace: the replacement; Strip: the character stripped; Metaspace: the
+	size_t text_len;             // replacement character
 	size_t strip_start, strip_stop;
+	enum prepend_scheme prepend; // Metaspace
 };
 
 // An added token (HF AddedToken).
@@ -204,6 +211,9 @@ struct tok_scratch {
 	pcre2_match_data *match;
 	pcre2_match_context *match_ctx;
 	pcre2_jit_stack *jit_stack;
+	// Where the text being encoded starts, at each level (raw text, its normalized form): a piece that starts
+	// there starts at offset 0 of the original, the only one Metaspace's prepend_scheme "first" prefixes.
+	const char *raw_origin, *norm_origin;
 };
 struct tok_scratch *tok_scratch_get(void);
 
@@ -217,8 +227,10 @@ int tok_nfc_stable(uint32_t cp);
 int tok_nfkc_stable(uint32_t cp);
 // tok_pretokenize.c: splits TEXT into pre-tokens.  On return *TEXT_OUT is the buffer the pieces index
 // (TEXT or a scratch buffer) and *BYTE_LEVEL_FORM is 1 when the pieces still need the byte-level mapping.
-void tok_pretokenize(const struct tokenizer *tok, const char *text, size_t len, struct tok_scratch *scr,
-		     const char **text_out, struct piecevec **pieces_out, int *byte_level_form);
+// AT_START: TEXT begins at offset 0 of the original input (Metaspace's prepend_scheme "first").
+void tok_pretokenize(const struct tokenizer *tok, const char *text, size_t len, int at_start,
+		     struct tok_scratch *scr, const char **text_out, struct piecevec **pieces_out,
+		     int *byte_level_form);
 // tok_bpe.c: appends the ids of one pre-token.
 // BYTE_LEVEL_FORM: S is raw bytes that the model sees as GPT-2 byte characters.
 void tok_bpe_word(const struct tokenizer *tok, const char *s, size_t len, int byte_level_form,

@@ -1,5 +1,6 @@
-// tok_pretokenize.c — the pre-tokenizers: Split (pattern, behaviour, invert) and ByteLevel
-// (add_prefix_space, use_regex), applied in order to every piece (a Sequence is flattened at load).
+// tok_pretokenize.c — the pre-tokenizers: Split (pattern, behaviour, invert), ByteLevel
+// (add_prefix_space, use_regex) and Metaspace (replacement, prepend_scheme, split), applied in order to every
+// piece (a Sequence is flattened at load).
 //
 // Semantics from HF tokenizers (tokenizer/normalizer.rs `split`, pre_tokenizers/split.rs, byte_level.rs):
 // a pattern cuts a piece into matches and the text between them; the behaviour decides what becomes a
@@ -7,6 +8,10 @@
 // neighbour, Contiguous glues runs); invert swaps matches and non-matches; empty pieces are dropped.
 // ByteLevel's byte-to-character mapping is left to the model when ByteLevel is the last step (the
 // common case), so the hot path never builds the mapped string.
+// Metaspace (pre_tokenizers/metaspace.rs, the SentencePiece scheme of newer LLaMA-2/Mistral conversions):
+// every " " becomes the replacement; a piece that does not then start with the replacement gets one
+// prepended — always, never, or ("first") only the piece that starts at offset 0 of the original input; with
+// split, the piece is cut before every replacement, each joined to what follows (MergedWithNext).
 #include <string.h>
 #include "tok_internal.h"
 
@@ -108,8 +113,41 @@ static void split_piece(const struct pretok_step *st, const char *text, struct p
 	out->len = w;
 }
 
-void tok_pretokenize(const struct tokenizer *tok, const char *text, size_t len, struct tok_scratch *scr,
-		     const char **text_out, struct piecevec **pieces_out, int *byte_level_form)
+// Metaspace's rewrite of every piece of IN into BUF: spaces to the replacement, and the replacement prepended
+// where the scheme says.  *ORIGIN is the offset in the text of original offset 0 (SIZE_MAX: none), updated to
+// the rewritten text.
+static void metaspace_rewrite(const struct pretok_step *st, const char *text, struct piecevec *in,
+			      struct bytevec *buf, size_t *origin)
+{
+	const char *rep = st->replacement;
+	size_t rl = st->replacement_len, new_origin = SIZE_MAX;
+	buf->len = 0;
+	for (size_t k = 0; k < in->len; k++) {
+		struct piece pc = in->data[k];
+		const char *p = text + pc.off;
+		size_t off = buf->len;
+		int starts = p[0] == ' ' || (pc.len >= rl && memcmp(p, rep, rl) == 0);
+		if (!starts && (st->prepend == PREPEND_ALWAYS || (st->prepend == PREPEND_FIRST && pc.off == *origin)))
+			bytevec_append(buf, rep, rl);
+		size_t from = 0;
+		for (size_t j = 0; j < pc.len; j++) {
+			if (p[j] != ' ')
+				continue;
+			bytevec_append(buf, p + from, j - from);
+			bytevec_append(buf, rep, rl);
+			from = j + 1;
+		}
+		bytevec_append(buf, p + from, pc.len - from);
+		if (pc.off == *origin)
+			new_origin = off;
+		in->data[k] = (struct piece){ off, buf->len - off };
+	}
+	*origin = new_origin;
+}
+
+void tok_pretokenize(const struct tokenizer *tok, const char *text, size_t len, int at_start,
+		     struct tok_scratch *scr, const char **text_out, struct piecevec **pieces_out,
+		     int *byte_level_form)
 {
 	struct piecevec *in = &scr->pieces_a, *out = &scr->pieces_b;
 	struct bytevec *texts[2] = { &scr->pre_a, &scr->pre_b };
@@ -118,6 +156,9 @@ void tok_pretokenize(const struct tokenizer *tok, const char *text, size_t len, 
 	if (len)
 		piecevec_push(in, 0, len);
 	*byte_level_form = 0;
+	// The offset in TEXT of the original input's first byte; a rewrite of the text moves it.  The byte-level
+	// rewrites below do not track it: no tokenizer puts a Metaspace after a ByteLevel.
+	size_t origin = at_start ? 0 : SIZE_MAX;
 
 	for (size_t i = 0; i < tok->n_pretok; i++) {
 		const struct pretok_step *st = &tok->pretok[i];
@@ -125,7 +166,21 @@ void tok_pretokenize(const struct tokenizer *tok, const char *text, size_t len, 
 		if (st->type == PRETOK_SPLIT) {
 			for (size_t k = 0; k < in->len; k++)
 				split_piece(st, text, in->data[k], out, scr);
+		} else if (st->type == PRETOK_METASPACE) {
+			struct bytevec *buf = texts[next_text];
+			next_text ^= 1;
+			metaspace_rewrite(st, text, in, buf, &origin);
+			text = buf->data;
+			if (st->split) {
+				for (size_t k = 0; k < in->len; k++)
+					split_piece(st, text, in->data[k], out, scr);
+			} else {
+				struct piecevec *t = in;
+				in = out;
+				out = t;
+			}
 		} else {
+			origin = SIZE_MAX;
 			if (st->add_prefix_space) {  // a space before every piece that lacks one
 				struct bytevec *buf = texts[next_text];
 				next_text ^= 1;

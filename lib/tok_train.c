@@ -71,7 +71,7 @@ static size_t collect_words(const struct tokenizer *tok, const char *text, size_
 		const char *pre;
 		struct piecevec *pieces;
 		int byte_level_form;
-		tok_pretokenize(tok, norm, norm_len, scr, &pre, &pieces, &byte_level_form);
+		tok_pretokenize(tok, norm, norm_len, 1, scr, &pre, &pieces, &byte_level_form);
 		if (!byte_level_form)
 			die(EXIT_FAIL, "internal: BPE learning needs a tokenizer whose last pre-tokenizer is ByteLevel");
 		for (size_t k = 0; k < pieces->len; k++) {

@@ -106,6 +106,38 @@ static char *dup_json_string(json_t *s, size_t *len)
 
 // ---- normalizer, pre-tokenizer, decoder: nested Sequences flattened into step arrays ----
 
+// Metaspace's replacement (one character) and prepend_scheme, as HF deserializes them (pre_tokenizers/
+// metaspace.rs): prepend_scheme "always" unless given; the older add_prefix_space, when false, must come with
+// "never" (HF refuses the file otherwise).
+static void parse_metaspace(struct loader *ld, json_t *obj, const char *path, char **rep, size_t *rep_len,
+			    enum prepend_scheme *prepend)
+{
+	static const char *const schemes[] = { "always", "first", "never" };
+	*rep = dup_json_string(member(ld, obj, path, "replacement", JSON_STRING, 0), rep_len);
+	size_t n;
+	if (*rep_len == 0 || !utf8_valid(*rep, *rep_len) || (utf8_decode((const unsigned char *)*rep, *rep_len, &n),
+							      n != *rep_len)) {
+		char *field = xasprintf("%s.replacement", path);
+		die_data(ld->file, -1, field, "not one character");
+	}
+	const char *scheme = str_member(ld, obj, path, "prepend_scheme", 1);
+	*prepend = PREPEND_ALWAYS;
+	if (scheme) {
+		size_t k = 0;
+		while (k < 3 && strcmp(scheme, schemes[k]) != 0)
+			k++;
+		if (k == 3) {
+			char *field = xasprintf("%s.prepend_scheme", path);
+			die_data(ld->file, -1, field, "unsupported \"%s\"", scheme);
+		}
+		*prepend = (enum prepend_scheme)k;
+	}
+	if (!bool_member(ld, obj, path, "add_prefix_space", 1) && *prepend != PREPEND_NEVER) {
+		char *field = xasprintf("%s.add_prefix_space", path);
+		die_data(ld->file, -1, field, "false does not match prepend_scheme \"%s\"", schemes[*prepend]);
+	}
+}
+
 static void parse_normalizer(struct loader *ld, json_t *obj, const char *path)
 {
 	struct tokenizer *tok = ld->tok;
@@ -181,6 +213,12 @@ static void parse_pretokenizer(struct loader *ld, json_t *obj, const char *path)
 		st.behavior = SPLIT_ISOLATED;
 		if (st.use_regex)
 			tok_pattern_regex(&st.pattern, gpt2_regex, ld->file, path);
+	} else if (strcmp(type, "Metaspace") == 0) {
+		st.type = PRETOK_METASPACE;
+		parse_metaspace(ld, obj, path, &st.replacement, &st.replacement_len, &st.prepend);
+		st.split = bool_member(ld, obj, path, "split", 1);
+		st.behavior = SPLIT_MERGED_NEXT;
+		tok_pattern_literal(&st.pattern, st.replacement, st.replacement_len);
 	} else
 		unsupported(ld, path, type);
 	tok->pretok = xrealloc(tok->pretok, (tok->n_pretok + 1) * sizeof *tok->pretok);
@@ -211,6 +249,10 @@ static void parse_decoder(struct loader *ld, json_t *obj, const char *path)
 		st.type = DEC_BYTEFALLBACK;
 	else if (strcmp(type, "Fuse") == 0)
 		st.type = DEC_FUSE;
+	else if (strcmp(type, "Metaspace") == 0) {
+		st.type = DEC_METASPACE;
+		parse_metaspace(ld, obj, path, &st.text, &st.text_len, &st.prepend);
+	}
 	else if (strcmp(type, "Strip") == 0) {
 		st.type = DEC_STRIP;
 		st.text = dup_json_string(member(ld, obj, path, "content", JSON_STRING, 0), &st.text_len);
@@ -520,8 +562,10 @@ void tokenizer_free(struct tokenizer *tok)
 		tok_pattern_free(&tok->norm[i].pattern);
 	}
 	free(tok->norm);
-	for (size_t i = 0; i < tok->n_pretok; i++)
+	for (size_t i = 0; i < tok->n_pretok; i++) {
 		tok_pattern_free(&tok->pretok[i].pattern);
+		free(tok->pretok[i].replacement);
+	}
 	free(tok->pretok);
 	for (size_t i = 0; i < tok->n_dec; i++) {
 		free(tok->dec[i].text);
@@ -534,19 +578,23 @@ void tokenizer_free(struct tokenizer *tok)
 	free(tok);
 }
 
-// SentencePiece-style tokenizers (LLaMA-2, Mistral) have no pre-tokenizer: each whole normalized
-// segment is one BPE word, thousands of symbols long and never cached.  When no vocab token holds a
+// SentencePiece-style tokenizers (LLaMA-2, Mistral) have no pre-tokenizer, or a Metaspace one: each whole
+// normalized segment (or each piece of it) is one BPE word, thousands of symbols long and never cached.  When no vocab token holds a
 // "▁" right after another character, no merge can join a symbol ending in such a character to one
 // starting with "▁" (the result would be such a token), so no symbol ever spans that boundary and
 // the merges on either side never interact: cutting the word there gives the same ids, and the
 // pieces are short enough for the word cache.  Only valid without ignore_merges (which looks at the
-// whole word) and without prefix/suffix (which mark word ends).
+// whole word) and without prefix/suffix (which mark word ends), and on pieces in their plain form (no
+// ByteLevel pre-tokenizer: Metaspace pre-tokenizers only).
 static const char metaspace[] = "\xe2\x96\x81";  // U+2581
 
 static int metaspace_split_safe(const struct tokenizer *tok)
 {
-	if (tok->n_pretok || tok->ignore_merges || tok->subword_prefix || tok->word_suffix)
+	if (tok->ignore_merges || tok->subword_prefix || tok->word_suffix)
 		return 0;
+	for (size_t i = 0; i < tok->n_pretok; i++)
+		if (tok->pretok[i].type != PRETOK_METASPACE)
+			return 0;
 	for (size_t i = 0; i <= tok->vocab.mask; i++) {
 		const struct strmap_slot *sl = &tok->vocab.slots[i];
 		if (!sl->key || sl->len < 4)  // "x▁" takes at least 4 bytes
@@ -561,30 +609,41 @@ static int metaspace_split_safe(const struct tokenizer *tok)
 
 // ---- encoding ----
 
+// BPE on one pre-token S, cut before each "▁" that follows another character (see metaspace_split_safe).
+static void bpe_cut_at_metaspace(const struct tokenizer *tok, const char *s, size_t len, struct u32vec *out)
+{
+	size_t start = 0;
+	const char *hit = s;
+	while (hit + 3 <= s + len && (hit = memmem(hit, (size_t)(s + len - hit), metaspace, 3)) != NULL) {
+		size_t at = (size_t)(hit - s);
+		if (at > start && (at < 3 || memcmp(s + at - 3, metaspace, 3) != 0)) {
+			tok_bpe_word(tok, s + start, at - start, 0, out);
+			start = at;
+		}
+		hit += 3;
+	}
+	tok_bpe_word(tok, s + start, len - start, 0, out);
+}
+
 // Pre-tokenize and run BPE on normalized text that holds no added token.
 static void encode_model(const struct tokenizer *tok, const char *s, size_t len, struct u32vec *out,
 			 struct tok_scratch *scr)
 {
-	if (tok->split_at_metaspace) {  // cut before each "▁" that follows another character
-		size_t start = 0;
-		const char *hit = s;
-		while (hit + 3 <= s + len && (hit = memmem(hit, (size_t)(s + len - hit), metaspace, 3)) != NULL) {
-			size_t at = (size_t)(hit - s);
-			if (at > start && (at < 3 || memcmp(s + at - 3, metaspace, 3) != 0)) {
-				tok_bpe_word(tok, s + start, at - start, 0, out);
-				start = at;
-			}
-			hit += 3;
-		}
-		tok_bpe_word(tok, s + start, len - start, 0, out);
+	if (tok->split_at_metaspace && !tok->n_pretok) {
+		bpe_cut_at_metaspace(tok, s, len, out);
 		return;
 	}
 	const char *text;
 	struct piecevec *pieces;
 	int byte_level_form;
-	tok_pretokenize(tok, s, len, scr, &text, &pieces, &byte_level_form);
-	for (size_t i = 0; i < pieces->len; i++)
-		tok_bpe_word(tok, text + pieces->data[i].off, pieces->data[i].len, byte_level_form, out);
+	tok_pretokenize(tok, s, len, s == scr->norm_origin, scr, &text, &pieces, &byte_level_form);
+	for (size_t i = 0; i < pieces->len; i++) {
+		const char *p = text + pieces->data[i].off;
+		if (tok->split_at_metaspace)
+			bpe_cut_at_metaspace(tok, p, pieces->data[i].len, out);
+		else
+			tok_bpe_word(tok, p, pieces->data[i].len, byte_level_form, out);
+	}
 }
 
 // Raw text between non-normalized added tokens: normalize, then cut at normalized added tokens.
@@ -592,15 +651,18 @@ static void encode_plain(const struct tokenizer *tok, const char *s, size_t len,
 			 struct tok_scratch *scr)
 {
 	size_t norm_len;
+	int at_start = s == scr->raw_origin;
 	const char *norm = tok_normalize(tok, s, len, &norm_len, scr);
 	if (norm_len == 0)
 		return;
+	scr->norm_origin = at_start ? norm : NULL;
 	added_split(tok, &tok->norm_matcher, norm, norm_len, encode_model, out, scr);
 }
 
 void tokenizer_encode(const struct tokenizer *tok, const char *text, size_t len, struct u32vec *out)
 {
 	struct tok_scratch *scr = tok_scratch_get();
+	scr->raw_origin = text;
 	added_split(tok, &tok->raw_matcher, text, len, encode_plain, out, scr);
 }
 

@@ -3,8 +3,9 @@
 // Supported: model BPE (merges as "a b" strings or ["a","b"] pairs, ignore_merges, byte_fallback, fuse_unk,
 // unk_token, continuing_subword_prefix, end_of_word_suffix); normalizers NFC, NFKC, NFD, NFKD, Prepend,
 // Replace, Strip, Sequence; pre-tokenizers Split (string or regex through PCRE2, all five behaviours,
-// invert), ByteLevel (add_prefix_space, use_regex), Sequence; decoders ByteLevel, Replace, ByteFallback,
-// Fuse, Strip, Sequence; added tokens (special or not, lstrip/rstrip/single_word/normalized).  Anything
+// invert), ByteLevel (add_prefix_space, use_regex), Metaspace (replacement, prepend_scheme first/always/never,
+// split, or the older add_prefix_space), Sequence; decoders ByteLevel, Replace, ByteFallback, Fuse, Strip,
+// Metaspace, Sequence; added tokens (special or not, lstrip/rstrip/single_word/normalized).  Anything
 // else is refused by name.  post_processor, truncation and padding are not read: with
 // add_special_tokens=False they change nothing.
 //

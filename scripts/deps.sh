@@ -3,7 +3,8 @@
 # Quiet and fast (one dpkg-query) when everything is already there.
 set -eu
 PKGS="build-essential pkg-config libmsgpack-dev libutf8proc-dev libpcre2-dev libjansson-dev
-libarchive-dev libmd-dev libcsv-dev libopenblas-dev libcmocka-dev mandoc zip xz-utils zstd time jq libxml2-utils"
+libarchive-dev libmd-dev libcsv-dev libopenblas-dev libcmocka-dev mandoc zip xz-utils zstd time jq libxml2-utils
+libopenmpi-dev openmpi-bin"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

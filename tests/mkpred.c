@@ -1,7 +1,7 @@
 // mkpred.c — test helper for tests/t/score.sh: writes a predictions stream from tab-separated lines, with
 // libmsgpack alone (no medmoe code, so the stream under test is written independently of the reader).
 //
-//   mkpred [-m mode] [-s schema] OUT < lines
+//   mkpred [-m mode] [-s schema] [-n shots] OUT < lines
 //   line: bench <TAB> id <TAB> single|multi <TAB> answer <TAB> predicted|- <TAB> key=value;key=value
 // "-" as predicted writes nil with parsed false.  Not installed; compiled by the test script.
 #include <msgpack.h>
@@ -27,17 +27,19 @@ static void kv(msgpack_packer *pk, const char *k, const char *v)
 int main(int argc, char **argv)
 {
 	const char *mode = "generate", *schema = "medmoe.predictions";
-	int ch;
-	while ((ch = getopt(argc, argv, "m:s:")) != -1) {
+	int ch, shots = -1;
+	while ((ch = getopt(argc, argv, "m:s:n:")) != -1) {
 		if (ch == 'm')
 			mode = optarg;
 		else if (ch == 's')
 			schema = optarg;
+		else if (ch == 'n')
+			shots = atoi(optarg);
 		else
 			return 2;
 	}
 	if (optind != argc - 1) {
-		fprintf(stderr, "usage: mkpred [-m mode] [-s schema] OUT < lines\n");
+		fprintf(stderr, "usage: mkpred [-m mode] [-s schema] [-n shots] OUT < lines\n");
 		return 2;
 	}
 	FILE *out = fopen(argv[optind], "wb");
@@ -47,7 +49,7 @@ int main(int argc, char **argv)
 	}
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, out, msgpack_fbuffer_write);
-	msgpack_pack_map(&pk, 7);
+	msgpack_pack_map(&pk, shots >= 0 ? 8 : 7);
 	kv(&pk, "schema", schema);
 	str(&pk, "version");
 	msgpack_pack_int(&pk, 1);
@@ -64,6 +66,10 @@ int main(int argc, char **argv)
 	str(&pk, "model");
 	msgpack_pack_map(&pk, 1);
 	kv(&pk, "base", "test-model");
+	if (shots >= 0) {
+		str(&pk, "shots");
+		msgpack_pack_int(&pk, shots);
+	}
 
 	char line[4096];
 	while (fgets(line, sizeof line, stdin)) {

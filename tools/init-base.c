@@ -1,5 +1,7 @@
-// init-base — write a tiny random-weight Hugging Face checkpoint (config.json, model.safetensors,
-// tokenizer.json) for LLaMA, Qwen2 or Qwen3, deterministic by seed: for tests, benchmarks and the demo.
+// init-base — write a tiny random-weight Hugging Face checkpoint (config.json, generation_config.json,
+// model.safetensors, tokenizer.json, tokenizer_config.json) for LLaMA, Qwen2 or Qwen3, deterministic by seed:
+// for tests, benchmarks and the demo.  The special-token ids in the three JSON files come from the tokenizer
+// (hf_specials.h), so transformers and lm-evaluation-harness load it with no extra arguments.
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -8,6 +10,7 @@
 
 #include "cli.h"
 #include "die.h"
+#include "hf_specials.h"
 #include "model_config.h"
 #include "outfile.h"
 #include "rng.h"
@@ -64,8 +67,8 @@ static json_t *byte_level(void)
 }
 
 // The project's own byte-level tokenizer.json: BPE over the 256 byte characters with no merges, so a text is
-// its UTF-8 bytes, plus the specials from id 256.  Returns the number of ids.
-static int write_byte_tokenizer(const char *path)
+// its UTF-8 bytes, plus the specials from id 256.  Returns the number of ids; SPECIALS gets its special tokens.
+static int write_byte_tokenizer(const char *path, struct hf_specials *specials)
 {
 	json_t *vocab = json_object();
 	for (int b = 0; b < 256; b++) {
@@ -89,6 +92,7 @@ static int write_byte_tokenizer(const char *path)
 		die_errno("%s", path);
 	fputc('\n', out->fp);
 	outfile_commit(out);
+	hf_specials_from_json(specials, root, path);
 	json_decref(root);
 	return 256 + N_BYTE_SPECIALS;
 }
@@ -116,8 +120,9 @@ static char *read_whole_file(const char *path, size_t *len)
 // are the bytes and 256.. the specials, as in the byte tokenizer, then one id per learned token in the order
 // learned.  Its pre-tokenizer cuts words apart (GPT-2's regex, ByteLevel's use_regex) and Han characters one
 // from another, so no token spans two words or two characters.
-// Returns the number of ids.
-static int write_bpe_tokenizer(const char *path, const char *corpus_path, int max_merges)
+// Returns the number of ids; SPECIALS gets its special tokens.
+static int write_bpe_tokenizer(const char *path, const char *corpus_path, int max_merges,
+			       struct hf_specials *specials)
 {
 	// Every Han character is a pre-token of its own: Chinese has no spaces, so a merge across characters would
 	// spell a word one way inside one run of characters and another way inside the next ("治疗高血压的" vs
@@ -193,12 +198,14 @@ static int write_bpe_tokenizer(const char *path, const char *corpus_path, int ma
 		die_errno("%s", path);
 	fputc('\n', out->fp);
 	outfile_commit(out);
+	hf_specials_from_json(specials, root, path);
 	json_decref(root);
 	return n_ids;
 }
 
-// Copy a tokenizer.json and return its number of ids (largest id in model.vocab or added_tokens, plus one).
-static int copy_tokenizer(const char *src, const char *path)
+// Copy a tokenizer.json and return its number of ids (largest id in model.vocab or added_tokens, plus one);
+// SPECIALS gets its special tokens.
+static int copy_tokenizer(const char *src, const char *path, struct hf_specials *specials)
 {
 	json_error_t err;
 	json_t *root = json_load_file(src, 0, &err);
@@ -214,6 +221,7 @@ static int copy_tokenizer(const char *src, const char *path)
 	json_array_foreach(json_object_get(root, "added_tokens"), i, v)
 		if (json_integer_value(json_object_get(v, "id")) > max_id)
 			max_id = json_integer_value(json_object_get(v, "id"));
+	hf_specials_from_json(specials, root, src);
 	json_decref(root);
 	if (max_id < 0)
 		die_data(src, -1, "model.vocab", "no token ids found");
@@ -232,7 +240,8 @@ static int copy_tokenizer(const char *src, const char *path)
 	return (int)max_id + 1;
 }
 
-static void write_config(const char *path, const struct model_config *c, const char *dtype, int bytes_tokenizer)
+static void write_config(const char *path, const struct model_config *c, const char *dtype,
+			 const struct hf_specials *specials)
 {
 	json_t *root = json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:s, s:b, s:s}",
 				 "architectures", model_arch_name(c->arch), "model_type", model_arch_type(c->arch),
@@ -244,11 +253,7 @@ static void write_config(const char *path, const struct model_config *c, const c
 				 "torch_dtype", dtype);
 	if (c->arch != ARCH_LLAMA)
 		json_object_set_new(root, "use_sliding_window", json_false());
-	if (bytes_tokenizer) {
-		// <|endoftext|> (id 256) ends documents in the byte tokenizer
-		json_object_set_new(root, "bos_token_id", json_integer(256));
-		json_object_set_new(root, "eos_token_id", json_integer(256));
-	}
+	hf_config_set_specials(root, specials, 0);
 	struct outfile *out = outfile_open(path);
 	if (json_dumpf(root, out->fp, JSON_INDENT(2)) != 0)
 		die_errno("%s", path);
@@ -263,11 +268,28 @@ static void write_config(const char *path, const struct model_config *c, const c
 // base whose logits are large enough for a training test to reach a low loss.
 static double init_std = 0.02;
 
+// Normal draws take the generator's outputs in order (cheap) and transform them (log, cos: most of the time)
+// on every core, a chunk at a time: the same values as calling rng_normal n times, so that a 7B-shaped
+// checkpoint for bench/gpu.sh takes seconds of transforms instead of minutes.
 static float *fill(struct rng *r, size_t n, int kind)
 {
 	float *x = xmalloc(n * sizeof(float));
-	for (size_t i = 0; i < n; i++)
-		x[i] = kind == 'n' ? (float)(init_std * rng_normal(r)) : kind == '1' ? 1.0f : 0.0f;
+	if (kind != 'n') {
+		for (size_t i = 0; i < n; i++)
+			x[i] = kind == '1' ? 1.0f : 0.0f;
+		return x;
+	}
+	enum { CHUNK = 1 << 20 };
+	uint64_t *raw = xmalloc(2 * sizeof(uint64_t) * (n < CHUNK ? n : CHUNK));
+	for (size_t c0 = 0; c0 < n; c0 += CHUNK) {
+		size_t m = n - c0 < CHUNK ? n - c0 : CHUNK;
+		for (size_t i = 0; i < 2 * m; i++)
+			raw[i] = rng_next(r);
+#pragma omp parallel for schedule(static) if (m >= 65536)
+		for (size_t i = 0; i < m; i++)
+			x[c0 + i] = (float)(init_std * rng_normal_of(raw[2 * i], raw[2 * i + 1]));
+	}
+	free(raw);
 	return x;
 }
 
@@ -425,16 +447,24 @@ int main(int argc, char **argv)
 	int bytes = strcmp(tokenizer, "bytes") == 0;
 	if (bpe_corpus && !bytes)
 		die(EXIT_USAGE, "--bpe-corpus learns merges over the byte tokenizer; it does not go with --tokenizer FILE");
-	int n_ids = bpe_corpus ? write_bpe_tokenizer(tok_path, bpe_corpus, bpe_merges)
-		  : bytes ? write_byte_tokenizer(tok_path) : copy_tokenizer(tokenizer, tok_path);
+	struct hf_specials specials;
+	int n_ids = bpe_corpus ? write_bpe_tokenizer(tok_path, bpe_corpus, bpe_merges, &specials)
+		  : bytes ? write_byte_tokenizer(tok_path, &specials) : copy_tokenizer(tokenizer, tok_path, &specials);
 	c.vocab = vocab ? vocab : n_ids;
 	if (c.vocab < n_ids)
 		die(EXIT_USAGE, "--vocab %d is smaller than the tokenizer's %d ids", c.vocab, n_ids);
 	char *config_path = xasprintf("%s/config.json", dir->tmp_path);
 	char *weights_path = xasprintf("%s/model.safetensors", dir->tmp_path);
-	write_config(config_path, &c, dtype == ST_F32 ? "float32" : "bfloat16", bytes);
+	write_config(config_path, &c, dtype == ST_F32 ? "float32" : "bfloat16", &specials);
 	write_weights(weights_path, &c, seed, dtype);
+	char *tok_config_path = xasprintf("%s/tokenizer_config.json", dir->tmp_path);
+	char *gen_config_path = xasprintf("%s/generation_config.json", dir->tmp_path);
+	hf_write_tokenizer_config(tok_config_path, &specials, c.max_positions);
+	hf_write_generation_config(gen_config_path, &specials);
 	outdir_commit(dir);
+	hf_specials_free(&specials);
+	free(tok_config_path);
+	free(gen_config_path);
 	free(tok_path);
 	free(config_path);
 	free(weights_path);

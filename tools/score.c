@@ -15,14 +15,15 @@
 #include "score_format.h"
 #include "score_history.h"
 #include "score_report.h"
+#include "score_samples.h"
 #include "score_svg.h"
 
 static noreturn void usage(FILE *fp, int code)
 {
 	fprintf(fp,
-		"usage: %s [--json | --tsv | --markdown] [--svg file] [--baseline pred] [--bootstrap n]\n"
-		"             [--seed s] [--history file] [--plot-history file] [--fail-under x] [--label name]\n"
-		"             pred ...\n"
+		"usage: %s [--json | --tsv | --markdown] [--svg file] [--samples file] [--baseline pred]\n"
+		"             [--bootstrap n] [--seed s] [--history file] [--plot-history file] [--fail-under x]\n"
+		"             [--label name] pred ...\n"
 		"       %s --history file --plot-history file\n",
 		progname(), progname());
 	exit(code);
@@ -62,6 +63,7 @@ int main(int argc, char **argv)
 		{ "tsv", no_argument, NULL, 't' },
 		{ "markdown", no_argument, NULL, 'm' },
 		{ "svg", required_argument, NULL, 's' },
+		{ "samples", required_argument, NULL, 'L' },
 		{ "baseline", required_argument, NULL, 'b' },
 		{ "bootstrap", required_argument, NULL, 'B' },
 		{ "seed", required_argument, NULL, 'S' },
@@ -75,7 +77,7 @@ int main(int argc, char **argv)
 	};
 	enum format format = FORMAT_TEXT;
 	int n_formats = 0;
-	const char *svg_path = NULL, *baseline_path = NULL, *history_path = NULL, *plot_path = NULL, *label = NULL;
+	const char *svg_path = NULL, *samples_path = NULL, *baseline_path = NULL, *history_path = NULL, *plot_path = NULL, *label = NULL;
 	struct score_options opt = { 1000, 1, 0.95 };
 	double fail_under = -1;
 	int ch;
@@ -87,6 +89,7 @@ int main(int argc, char **argv)
 		case 't': format = FORMAT_TSV; n_formats++; break;
 		case 'm': format = FORMAT_MARKDOWN; n_formats++; break;
 		case 's': svg_path = optarg; break;
+		case 'L': samples_path = optarg; break;
 		case 'b': baseline_path = optarg; break;
 		case 'B': opt.n_resamples = cli_count("--bootstrap", optarg); break;
 		case 'S': opt.seed = cli_count("--seed", optarg); break;
@@ -109,7 +112,7 @@ int main(int argc, char **argv)
 		die(EXIT_USAGE, "--seed: at most %lld", (long long)INT64_MAX);
 	if (plot_path && !history_path)
 		die(EXIT_USAGE, "--plot-history draws the file given with --history");
-	if (argc == 0 && !(plot_path && !baseline_path && !svg_path && fail_under < 0))
+	if (argc == 0 && !(plot_path && !baseline_path && !svg_path && !samples_path && fail_under < 0))
 		usage(stderr, EXIT_USAGE);
 
 	int below = 0;
@@ -132,6 +135,11 @@ int main(int argc, char **argv)
 		case FORMAT_JSON: score_write_json(stdout, &rep, &meta); break;
 		case FORMAT_TSV: score_write_tsv(stdout, &rep); break;
 		case FORMAT_MARKDOWN: score_write_markdown(stdout, &rep, &meta); break;
+		}
+		if (samples_path) {
+			struct outfile *out = outfile_open(samples_path);
+			score_write_samples(out->fp, &run, baseline_path ? &base : NULL);
+			outfile_commit(out);
 		}
 		if (svg_path) {
 			struct outfile *out = outfile_open(svg_path);

@@ -8,6 +8,7 @@
 #include "adapter.h"
 #include "cli.h"
 #include "die.h"
+#include "dist.h"
 #include "outfile.h"
 #include "trainer.h"
 
@@ -23,6 +24,7 @@ static noreturn void usage(FILE *fp, int code)
 		"             [--beta1 B] [--beta2 B] [--eps E] [--weight-decay W] [--clip NORM]\n"
 		"  batches:   [--batch-tokens N] [--accum N] [--no-shuffle] [--recompute]\n"
 		"  eval:      [--eval-every N] [--eval-sequences N]\n"
+		"  device:    [--device cpu|cuda|cuda:N] [--dtype bf16|f16|f32]\n"
 		"       %s --help | --version\n",
 		progname(), progname());
 	exit(code);
@@ -32,7 +34,7 @@ enum {
 	O_BASE = 256, O_METHOD, O_STEPS, O_SAVE, O_STOP, O_SEED, O_RESUME, O_FORCE, O_EXPERTS, O_RANK, O_ALPHA,
 	O_RSLORA, O_TOPK, O_TARGETS, O_DROPOUT, O_TASKEMB, O_LB, O_SHARED, O_TAU, O_LAMBDA, O_PROJ, O_QUEUE, O_LR,
 	O_SCHED, O_WARMUP, O_WARMUP_RATIO, O_BETA1, O_BETA2, O_EPS, O_WD, O_CLIP, O_BATCH, O_ACCUM, O_NOSHUF,
-	O_RECOMP, O_EVAL, O_EVALSEQ, O_HELP, O_VERSION
+	O_RECOMP, O_EVAL, O_EVALSEQ, O_DEVICE, O_DTYPE, O_HELP, O_VERSION
 };
 
 int main(int argc, char **argv)
@@ -51,7 +53,8 @@ int main(int argc, char **argv)
 		{"eps", 1, 0, O_EPS}, {"weight-decay", 1, 0, O_WD}, {"clip", 1, 0, O_CLIP},
 		{"batch-tokens", 1, 0, O_BATCH}, {"accum", 1, 0, O_ACCUM}, {"no-shuffle", 0, 0, O_NOSHUF},
 		{"recompute", 0, 0, O_RECOMP}, {"eval-every", 1, 0, O_EVAL}, {"eval-sequences", 1, 0, O_EVALSEQ},
-		{"help", 0, 0, O_HELP}, {"version", 0, 0, O_VERSION}, {0, 0, 0, 0}};
+		{"device", 1, 0, O_DEVICE}, {"dtype", 1, 0, O_DTYPE}, {"help", 0, 0, O_HELP}, {"version", 0, 0, O_VERSION},
+		{0, 0, 0, 0}};
 	// The method's preset must come first and every other option overrides it: find --method before the rest.
 	enum adapter_method method = ADAPTER_LORA;
 	int have_method = 0;
@@ -119,8 +122,10 @@ int main(int argc, char **argv)
 		case O_RECOMP: o.recompute = 1; break;
 		case O_EVAL: o.eval_every = cli_count("--eval-every", optarg); break;
 		case O_EVALSEQ: o.eval_sequences = cli_count("--eval-sequences", optarg); break;
+		case O_DEVICE: cli_device(optarg, &o.model, &o.device_index); break;
+		case O_DTYPE: cli_weight_dtype(optarg, &o.model); break;
 		case O_HELP: usage(stdout, EXIT_OK);
-		case O_VERSION: printf("train-experts %s\n", MEDMOE_VERSION); return 0;
+		case O_VERSION: printf("train-experts %s (data parallel: %s)\n", MEDMOE_VERSION, dist_build()); return 0;
 		default: usage(stderr, EXIT_USAGE);
 		}
 	}

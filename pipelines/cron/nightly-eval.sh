@@ -75,7 +75,7 @@ if [ -n "$previous" ] && [ -d "$previous" ]; then
 		base="$previous/$(basename "$p")"
 		[ -f "$base" ] || continue
 		${P}score --json --baseline "$base" "$p" > "$p.paired.json"
-		verdict=$(jq -r --argjson alpha "$ALPHA" '.results.all.paired as $q
+		verdict=$(jq -r --argjson alpha "$ALPHA" '.paired.all as $q
 			| if ($q.diff < 0 and $q.mcnemar_p < $alpha) then "regression \($q.diff) p=\($q.mcnemar_p)"
 			  else "ok \($q.diff) p=\($q.mcnemar_p)" end' "$p.paired.json")
 		log "$(basename "$p"): $verdict"

@@ -37,6 +37,25 @@ for s in cmb cmb_val_chatml cmexam cmexam_zh; do
 			  ([range(0; \$y.scores | length) as \$k | ((\$x.scores[\$k] - \$y.scores[\$k]) | fabs) <= 1e-5] | all))]
 			| all' | grep -qx true"
 done
+
+# --- large weights and a large vocabulary (init std 0.2, 151,936 ids): the LM head's log-sum-exp must not drift
+# (tests/fixtures/eval/large_weights.json from tests/reference/make_loglik_fixtures.py: transformers in fp32 and
+# in fp64; a plain fp32 running sum of exp over the vocabulary was 2e-5 off here, 1e-4 on bigger models)
+LW=$EV/large_weights.json
+for arch in llama qwen2 qwen3; do
+	ok "$arch, init std 0.2: option scores within 1e-5 of transformers' (fp32 and fp64), every stream" "
+		init-base \$(jq -r '.cases.$arch.init_base | join(\" \")' $LW) -o lw-$arch &&
+		for s in cmb cmb_val_chatml cmexam cmexam_zh; do
+			eval-exam -q --base lw-$arch -o lw.pred $EV/\$s.mpk &&
+			stream2json -N lw.pred | jq -c '{id, scores}' > got.json &&
+			jq -c --arg s \$s '.cases.$arch.streams[\$s][]' $LW > want.json &&
+			jq -n -e --slurpfile a got.json --slurpfile b want.json '
+				[range(0; \$a | length) as \$i | \$a[\$i] as \$x | \$b[\$i] as \$y | range(0; \$x.scores | length) as \$k |
+				 \$x.id == \$y.id and ((\$x.scores[\$k] - \$y.scores[\$k]) | fabs) <= 1e-5
+				 and ((\$x.scores[\$k] - \$y.scores_fp64[\$k]) | fabs) <= 1e-5] | all' > /dev/null ||
+			{ echo \"\$s: differs\"; paste got.json want.json | head -5; exit 1; }
+		done && rm -rf lw-$arch"
+done
 ok "the header names the mode and the model, and keeps the exam stream's tokenizer" "
 	stream2json cmb.pred | head -1 | jq -e '.mode == \"loglik\" and .model.base == \"$EV/model\"' &&
 	test \"\$(stream2json cmb.pred | head -1 | jq -c .tokenizer)\" = \"\$(stream2json $EV/cmb.mpk | head -1 | jq -c .tokenizer)\""
@@ -72,6 +91,23 @@ ok "generate: greedy, so 3 tokens give a prefix of what 8 tokens give" "
 	jq -n --slurpfile a g3.json --slurpfile b gen.json '
 		[range(0; \$b | length) as \$i | (\$a[\$i].generated | sub(\"\\ufffd+\$\"; \"\")) as \$x |
 		 \$b[\$i].generated | startswith(\$x)] | all' | grep -qx true"
+ok "generate: --gen-batch 1, 2 and 16 (several questions decoded together) give the same bytes" "
+	for s in cmb cmb_val_chatml cmexam cmexam_zh; do
+		for b in 1 2 16; do
+			eval-exam -q --base $EV/model --mode generate --max-new-tokens 12 --gen-batch \$b -o b\$b.pred \
+				$EV/\$s.mpk || exit 1
+		done
+		cmp b1.pred b2.pred && cmp b1.pred b16.pred || { echo \"\$s differs\"; exit 1; }
+	done"
+ok "generate: --gen-batch 1 and 3 with the LoRA run and a stop string: the same bytes" "
+	eval-exam -q --base $EV/model --adapter $EV/lora_run --mode generate --max-new-tokens 12 --stop 'e' \
+		--gen-batch 1 -o l1.pred $EV/cmb.mpk &&
+	eval-exam -q --base $EV/model --adapter $EV/lora_run --mode generate --max-new-tokens 12 --stop 'e' \
+		--gen-batch 3 -o l3.pred $EV/cmb.mpk &&
+	cmp l1.pred l3.pred"
+ok_fails 2 "--gen-batch 0" "eval-exam --base $EV/model --mode generate --gen-batch 0 $EV/cmb.mpk"
+ok_fails 2 "--gen-batch 65 (more than the CPU keeps token-identical)" "
+	eval-exam --base $EV/model --mode generate --gen-batch 65 $EV/cmb.mpk"
 ok "generate: a stop string cuts the text before it" "
 	eval-exam -q --base $EV/model --mode generate --max-new-tokens 16 $EV/cmexam.mpk | stream2json -N |
 		jq -r .generated > full.txt &&
@@ -173,8 +209,8 @@ for f in $(find "$DATA/medqa" -name '*.jsonl' | sort); do exam medqa "$f"; done
 exam medmcqa "$DATA/medmcqa/dev.json"
 ok "score reads the predictions: its medmcqa count of correct answers is the predictions' own" "
 	score --json e.pred > s.json &&
-	test \$(jq .results.medmcqa.n s.json) -eq \$(jq -s length e.json) &&
-	test \$(jq .results.medmcqa.n_correct s.json) -eq \$(jq -s '[.[] | select(.predicted == .answer)] | length' e.json)"
+	test \$(jq .counts.medmcqa.n s.json) -eq \$(jq -s length e.json) &&
+	test \$(jq .counts.medmcqa.n_correct s.json) -eq \$(jq -s '[.[] | select(.predicted == .answer)] | length' e.json)"
 ok "generate on 24 CMMLU and 24 MedQA-USMLE questions: 24 records each, the first 24 ids" "
 	f=\$(ls $DATA/cmmlu/data/test/*.csv | head -1) &&
 	tokenize -q --exam cmmlu --tokenizer q3 -o c.mpk \$f &&
@@ -183,5 +219,15 @@ ok "generate on 24 CMMLU and 24 MedQA-USMLE questions: 24 records each, the firs
 	tokenize -q --exam medqa --tokenizer q3 -o u.mpk $DATA/medqa/data_clean/questions/US/dev.jsonl &&
 	eval-exam -q --base q3 --mode generate --max-new-tokens 8 --stop '\n\n' --limit 24 -o u.pred u.mpk &&
 	stream2json --validate -N u.pred | jq -r .id > u.ids && ids u.mpk | head -24 | cmp - u.ids"
+ok "generate on 40 MedQA-USMLE and 40 CMMLU questions: --gen-batch 1 and 8 give the same bytes" "
+	f=\$(ls $DATA/cmmlu/data/test/*.csv | head -1) &&
+	tokenize -q --exam cmmlu --tokenizer q3 -o c40.mpk \$f &&
+	for e in u c40; do
+		for b in 1 8; do
+			eval-exam -q --base q3 --mode generate --max-new-tokens 16 --stop '\n\n' --limit 40 \
+				--gen-batch \$b -o \$e.\$b.pred \$e.mpk || exit 1
+		done
+		test \$(stream2json -N \$e.1.pred | wc -l) -eq 40 && cmp \$e.1.pred \$e.8.pred || exit 1
+	done"
 echo "# $n_files exam files"
 done_testing

@@ -3,8 +3,8 @@
 . "$MEDMOE_TOP/tests/lib.sh"
 
 for arch in llama qwen2 qwen3; do
-	ok "$arch: writes config.json, model.safetensors, tokenizer.json" \
-		"init-base --arch $arch --seed 3 -o $arch && test -s $arch/config.json && test -s $arch/model.safetensors && test -s $arch/tokenizer.json"
+	ok "$arch: writes config.json, generation_config.json, model.safetensors, tokenizer.json, tokenizer_config.json" \
+		"init-base --arch $arch --seed 3 -o $arch && for f in config.json generation_config.json model.safetensors tokenizer.json tokenizer_config.json; do test -s $arch/\$f || exit 1; done"
 done
 ok "config names the architecture" 'grep -q "\"Qwen3ForCausalLM\"" qwen3/config.json && grep -q "\"model_type\": \"qwen3\"" qwen3/config.json'
 ok "qwen2 checkpoint carries q/k/v biases" 'grep -q "self_attn.q_proj.bias" qwen2/model.safetensors'
@@ -48,5 +48,28 @@ ok "learned tokens shorten the corpus several times over bytes" '
 ok "--bpe-merges 0 gives the byte ids" 'init-base --arch qwen3 --bpe-corpus "$FIXTURES/bpe/corpus.txt" --bpe-merges 0 -o bpe0 && grep -q "\"vocab_size\": 265" bpe0/config.json'
 ok_fails 2 "--bpe-corpus with a copied tokenizer is refused" 'init-base --arch qwen3 --tokenizer llama/tokenizer.json --bpe-corpus "$FIXTURES/bpe/corpus.txt" -o bpex'
 ok_fails 65 "--bpe-corpus that is not UTF-8" 'printf "\\377\\376bad\\n" > bad.txt && init-base --arch qwen3 --bpe-corpus bad.txt -o bpebad'
+# The special tokens in config.json, generation_config.json and tokenizer_config.json are what transformers reads
+# from them in tests/reference/make_checkpoint_fixtures.py, which also checked there that generate stops at the
+# tokenizer's eos and that lm-eval runs on the checkpoint with no extra arguments.
+CK=$FIXTURES/checkpoint/expected.json
+hf_files() {  # hf_files CASE DIR: prints "same" or the differences
+	jq -n -r --arg case "$1" --slurpfile want "$CK" --slurpfile cfg "$2/config.json" \
+		--slurpfile gen "$2/generation_config.json" --slurpfile tok "$2/tokenizer_config.json" \
+		-f "$MEDMOE_TOP/tests/helpers/hf-files.jq"
+}
+for case in $(jq -r '.cases | to_entries[] | select(.value.init_base) | .key' "$CK"); do
+	if jq -e --arg c "$case" '.cases[$c].init_base | any(contains("$SHARED"))' "$CK" > /dev/null &&
+	   [ ! -d "$SHARED/tokenizers" ]; then
+		skip "$case: special tokens as transformers reads them" "MEDMOE_SHARED=$SHARED is absent"
+		continue
+	fi
+	args=$(jq -r --arg c "$case" --arg shared "$SHARED" '.cases[$c].init_base | map(sub("\\$SHARED"; $shared)) | join(" ")' "$CK")
+	ok "$case: special tokens in the three JSON files as transformers reads them (generate stops at the eos)" \
+		"init-base \$args -o ck-$case && test \"\$(hf_files $case ck-$case)\" = same || hf_files $case ck-$case"
+done
+ok "a LLaMA config around Qwen3's vocabulary does not fall back to LlamaConfig's ids 1 and 2" \
+	'test ! -d "$SHARED/tokenizers" || jq -e ".bos_token_id == 151643 and .eos_token_id == 151643" ck-llama_qwen3tok/config.json'
+ok "tokenizer_config.json uses the tokenizer.json as it is (PreTrainedTokenizerFast)" \
+	'jq -e ".tokenizer_class == \"PreTrainedTokenizerFast\" and .model_max_length == 2048" ck-llama_bytes/tokenizer_config.json'
 ok "--help prints the usage" 'init-base --help | grep -q "usage: init-base --arch"'
 done_testing

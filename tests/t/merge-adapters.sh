@@ -81,4 +81,15 @@ ok_fails 1 "an existing OUT is not replaced without --force" 'merge-adapters --b
 ok "... and is with --force" \
 	'merge-adapters --base base --adapter run-lora --peft --force -o m-lora &&
 	 [ -f m-lora/adapter_config.json ] && [ ! -f m-lora/model.safetensors ]'
+# A base written before init-base wrote tokenizer_config.json and generation_config.json (tests/fixtures/eval/model):
+# the merged checkpoint gets them, and the pad id its config.json lacked, as transformers reads them in
+# tests/reference/make_checkpoint_fixtures.py (which also checked that generate stops at the eos and that lm-eval
+# runs on it with no extra arguments).
+ok "a base without tokenizer_config.json: the merged checkpoint gets the files transformers reads its specials from" \
+	'merge-adapters --base "$FIXTURES/eval/model" --adapter "$FIXTURES/eval/lora_run" -o m-old &&
+	 jq -n -r --arg case merged_lora --slurpfile want "$FIXTURES/checkpoint/expected.json" --slurpfile cfg m-old/config.json \
+		--slurpfile gen m-old/generation_config.json --slurpfile tok m-old/tokenizer_config.json \
+		-f "$MEDMOE_TOP/tests/helpers/hf-files.jq" > diff.txt && cat diff.txt && test "$(cat diff.txt)" = same'
+ok "the base's own tokenizer_config.json and generation_config.json are copied as they are" \
+	'cmp base/tokenizer_config.json m-lora2/tokenizer_config.json && cmp base/generation_config.json m-lora2/generation_config.json'
 done_testing

@@ -37,7 +37,7 @@ gen() {  # gen SEED
 }
 gen 12345 > run.tsv
 gen 777 > base.tsv
-ok "write the run and baseline streams" './mkpred run.mpk < run.tsv && ./mkpred -m loglik base.mpk < base.tsv'
+ok "write the run and baseline streams" './mkpred -n 5 run.mpk < run.tsv && ./mkpred -m loglik base.mpk < base.tsv'
 ok "mkpred streams pass stream2json --validate" 'stream2json --validate run.mpk > /dev/null'
 
 # ---- accuracies against awk ----
@@ -73,21 +73,109 @@ ok "multi-answer F1 equals the awk count" '
 ok "every interval holds its point estimate" '
 	awk -F "\t" "NR > 1 && (\$10 > \$8 + 1e-9 || \$11 < \$8 - 1e-9) { print; bad = 1 } END { exit bad }" run.out.tsv'
 
-# ---- JSON ----
-ok "score --json is lm-eval-like" '
+# ---- JSON: lm-evaluation-harness's results layout, field by field ----
+# What lm_eval.utils.make_table and lm-eval's own writers rely on: every block keyed by task name, the metric keys
+# "METRIC,FILTER" holding numbers, their "METRIC_stderr,FILTER" numbers or "N/A", string aliases, flat groups.
+ok "score --json writes lm-eval's top-level blocks" '
 	score --json --label nightly run.mpk > run.json &&
-	jq -e ".results.all.n == 600 and (.results.all.acc_ci | length) == 2 and .results.cmb.acc_macro != null
-		and .results.cmb.multi.n == 60 and (.results.cmmlu.subjects | length) == 4
-		and (.groups.cmb.exam_type | keys | length) == 3 and .groups.cmb.exam_type[\"医师考试\"].macro == true
-		and .groups.medqa.meta_info.step1.n == 50 and .config.bootstrap == 1000 and .config.label == \"nightly\"
-		and .config.mode == \"generate\" and .config.model.base == \"test-model\" and .date == 1790000000" run.json'
+	jq -e "(keys - [\"results\", \"groups\", \"group_subtasks\", \"configs\", \"versions\", \"n-shot\",
+		\"higher_is_better\", \"n-samples\", \"config\", \"git_hash\", \"date\", \"intervals\", \"counts\",
+		\"categories\", \"subjects\"]) == [] and
+		([\"results\", \"groups\", \"group_subtasks\", \"configs\", \"versions\", \"n-shot\", \"higher_is_better\",
+		  \"n-samples\", \"config\"] | all(. as \$k | \$ARGS.named.j | has(\$k)))" --argjson j "$(cat run.json)" run.json'
+ok "results: an alias and METRIC,none numbers with METRIC_stderr,none numbers or \"N/A\", nothing else" '
+	jq -e "[.results | to_entries[] | .value | to_entries[] |
+		if .key == \"alias\" then (.value | type) == \"string\"
+		elif (.key | test(\"^[a-z0-9_]+_stderr,none\$\")) then ((.value | type) == \"number\" or .value == \"N/A\")
+		elif (.key | test(\"^[a-z0-9_]+,none\$\")) then ((.value | type) == \"number\")
+		else false end] | all" run.json'
+ok "every result has a version, an n-shot, higher_is_better for each metric, n-samples and a config" '
+	jq -e ". as \$r | [.results | to_entries[] | .key as \$k | .value as \$e |
+		(\$r.versions[\$k] | type) == \"number\" and (\$r[\"n-shot\"] | has(\$k)) and
+		(\$r[\"n-shot\"][\$k] | type) == \"number\" and
+		([\$e | keys[] | select(endswith(\",none\") and (endswith(\"_stderr,none\") | not)) | sub(\",none\$\"; \"\")] - (\$r.higher_is_better[\$k] | keys)) == [] and
+		([\$r.higher_is_better[\$k][]] | all(. == true)) and
+		(\$r[\"n-samples\"][\$k].original | type) == \"number\" and \$r[\"n-samples\"][\$k].effective == \$r[\"n-samples\"][\$k].original and
+		\$r.configs[\$k].task == \$k and (\$r.configs[\$k].metric_list | length) >= 1 and
+		(\$r.configs[\$k].metadata.version | type) == \"number\"] | all" run.json'
+ok "groups are flat (all and each bench, the same entries as in results); group_subtasks lists their members" '
+	jq -e "(.groups | keys) == [\"all\", \"cmb\", \"cmmlu\", \"medqa\"] and
+		([.groups | to_entries[] | .value == \$ARGS.named.r.results[.key]] | all) and
+		.group_subtasks.all == [\"cmb\", \"cmmlu\", \"medqa\"] and
+		(.group_subtasks.cmmlu | sort) == [\"cmmlu_anatomy\", \"cmmlu_clinical_knowledge\", \"cmmlu_genetics\", \"cmmlu_virology\"] and
+		([.group_subtasks[][] | in(\$ARGS.named.r.results)] | all)" --argjson r "$(cat run.json)" run.json'
+ok "task names: lm-eval's cmmlu_SUBJECT, BENCH_KEY_VALUE, BENCH_multi_answer; the CMB macro and multi-answer metrics" '
+	jq -e ".results.all[\"acc,none\"] == .results.all[\"acc,none\"] and .results.all.alias == \"all\" and
+		.results.cmmlu_anatomy.alias == \"anatomy\" and .results.medqa_meta_info_step1.alias == \"meta_info=step1\" and
+		(.results.cmb[\"acc_macro,none\"] | type) == \"number\" and .results.cmb[\"acc_macro_stderr,none\"] == \"N/A\" and
+		(.results[\"cmb_exam_type_医师考试\"] | has(\"acc_macro,none\") and (has(\"acc,none\") | not)) and
+		(.results.cmb_multi_answer | has(\"exact_match,none\") and has(\"f1,none\")) and
+		.results.cmb_multi_answer[\"f1_stderr,none\"] == \"N/A\"" run.json'
+ok "n-shot comes from the predictions header; config names the model the lm-eval way" '
+	jq -e "([.[\"n-shot\"][]] | all(. == 5)) and .config.model == \"medmoe\" and .config.model_args == \"base=test-model\"
+		and .config.bootstrap_iters == 1000 and .config.random_seed == 1 and .config.label == \"nightly\"
+		and .config.mode == \"generate\" and .configs.all.output_type == \"generate_until\" and .date == 1790000000" run.json'
+ok "medmoe's own fields under their own keys: intervals, counts (unparsed rate), categories, subjects" '
+	jq -e ".counts.all.n == 600 and (.intervals.all.acc | length) == 2 and .counts.cmb_multi_answer.n == 60 and
+		(.subjects.cmmlu | length) == 4 and .categories[\"cmb_exam_type_医师考试\"].macro == true and
+		.categories.medqa_meta_info_step1 == {\"bench\": \"medqa\", \"key\": \"meta_info\", \"value\": \"step1\", \"macro\": false} and
+		.counts.medqa_meta_info_step1.n == 50 and .[\"n-samples\"].medqa_meta_info_step1.original == 50 and
+		(.counts.all.unparsed_rate - .counts.all.n_unparsed / 600 | fabs) < 1e-9 and (has(\"paired\") | not)" run.json'
 ok "JSON accuracy equals the TSV one" '
-	test "$(jq -r ".results.cmmlu.acc" run.json | xargs printf "%.6f")" = \
+	test "$(jq -r ".results.cmmlu[\"acc,none\"]" run.json | xargs printf "%.6f")" = \
 	     "$(awk -F "\t" "\$1 == \"bench\" && \$2 == \"cmmlu\" { print \$8 }" run.out.tsv)"'
+ok "stderr as lm-eval: sqrt(p(1-p)/(n-1))" '
+	jq -e "(.results.cmmlu[\"acc_stderr,none\"] - ((.results.cmmlu[\"acc,none\"] * (1 - .results.cmmlu[\"acc,none\"]) / 199) | sqrt) | fabs) < 1e-9" run.json'
+# one question set, one interval: a bench of one subject, that subject, and "all" of a one-bench run
+awk -F '\t' '$1 == "cmmlu" && $6 ~ /subject=genetics/' run.tsv > one.tsv
+ok "the same questions get the same interval wherever they appear (bench, its one subject, all)" '
+	./mkpred one.mpk < one.tsv && score --json one.mpk > one.json &&
+	jq -e ".intervals.cmmlu.acc == .intervals.cmmlu_genetics.acc and .intervals.all.acc == .intervals.cmmlu.acc and
+		.intervals.cmmlu.acc != null" one.json &&
+	test "$(jq -c .intervals.cmmlu_genetics.acc run.json)" = "$(jq -c .intervals.cmmlu_genetics.acc one.json)"'
 ok "same seed, same output; another seed, other intervals" '
 	score --json --label nightly run.mpk > again.json && cmp run.json again.json &&
 	score --json --seed 99 run.mpk > other.json && ! cmp -s run.json other.json'
-ok "--bootstrap 0: no intervals (null)" 'score --json --bootstrap 0 run.mpk | jq -e ".results.all.acc_ci == null"'
+ok "--bootstrap 0: no intervals (null), the rest unchanged" '
+	score --json --bootstrap 0 run.mpk | jq -e ".intervals.all.acc == null and .results.all[\"acc,none\"] != null"'
+# lm-eval itself, when a Python with it is at hand (never needed: the checks above are the contract); make bench
+# installs one into bench/venv
+: "${MEDMOE_LM_EVAL_PY:=$MEDMOE_TOP/bench/venv/bin/python}"
+if [ -x "$MEDMOE_LM_EVAL_PY" ] && "$MEDMOE_LM_EVAL_PY" -c 'import lm_eval.utils' 2> /dev/null; then
+	cat > make_table.py <<'EOF'
+import json
+import sys
+from lm_eval.utils import make_table
+d = json.load(open(sys.argv[1]))
+print(make_table(d))
+print(make_table(d, "groups"))
+EOF
+	ok "lm_eval.utils.make_table reads it (MEDMOE_LM_EVAL_PY)" \
+		'"$MEDMOE_LM_EVAL_PY" make_table.py run.json > table.md && grep -q "anatomy" table.md && grep -q "^|all " table.md'
+else
+	skip "lm_eval.utils.make_table reads it" "no Python with lm_eval (MEDMOE_LM_EVAL_PY, or bench/venv after make bench)"
+fi
+
+# ---- samples (lm-eval's --log_samples) ----
+ok "--samples: one line per question, in bench and id order, with lm-eval's sample fields" '
+	score --samples samples.jsonl --baseline base.mpk run.mpk > /dev/null && test $(wc -l < samples.jsonl) -eq 600 &&
+	jq -e -s "[.[] | (keys - [\"task\", \"doc_id\", \"doc\", \"target\", \"resps\", \"filtered_resps\", \"filter\",
+		\"metrics\", \"acc\", \"predicted\", \"parsed\", \"shots\", \"baseline\"]) == [] and .filter == \"none\" and
+		.metrics == [\"acc\"] and (.acc == 1.0 or .acc == 0.0) and .shots == 5] | all" samples.jsonl &&
+	jq -s -e "map(.task) == (map(.task) | sort) and (map(select(.task == \"cmb\") | .doc_id) == [range(0; 300)])" samples.jsonl'
+ok "--samples: acc, target, predicted and the baseline agree with the input lines" '
+	jq -r "[.doc.id, .target, (.predicted // \"-\"), .acc, .baseline.predicted // \"-\"] | @tsv" samples.jsonl | sort > got.samples &&
+	paste run.tsv base.tsv | awk -F "\t" "{ print \$2 \"\t\" \$4 \"\t\" \$5 \"\t\" (\$5 == \$4 ? 1 : 0) \"\t\" \$11 }" | sort > want.samples &&
+	diff want.samples got.samples'
+ok "--samples on loglik predictions: the option scores as resps, the argmax as predicted" '
+	eval-exam -q --base "$FIXTURES/eval/model" -o ll.pred "$FIXTURES/eval/cmb.mpk" &&
+	score --samples ll.jsonl ll.pred > /dev/null &&
+	stream2json -N ll.pred | jq -c "{id, scores, predicted}" > want.ll &&
+	jq -c "{id: .doc.id, scores: .filtered_resps, predicted}" ll.jsonl > got.ll &&
+	jq -n -e --slurpfile a want.ll --slurpfile b got.ll "(\$a | length) == 3 and
+		([range(0; \$a | length) as \$i | \$a[\$i].id == \$b[\$i].id and \$a[\$i].predicted == \$b[\$i].predicted and
+		  ([range(0; \$a[\$i].scores | length) as \$k | ((\$a[\$i].scores[\$k] - \$b[\$i].scores[\$k]) | fabs) < 1e-6] | all)] | all)" &&
+	jq -e -s "[.[] | (.resps | map(length) | all(. == 1))] | all" ll.jsonl'
 
 # ---- text and Markdown ----
 ok "text table: every row has the same display width (CJK counted double)" '
@@ -138,9 +226,9 @@ awk 'BEGIN { OFS = "\t"; for (i = 1; i <= 17; i++) print "mmlu", "anatomy_test/"
 ok "McNemar exact p for b=10, c=2 is 0.0386" '
 	./mkpred mc_run.mpk < mc_run.tsv && ./mkpred mc_base.mpk < mc_base.tsv &&
 	score --json --baseline mc_base.mpk mc_run.mpk > mc.json &&
-	jq -e ".results.all.paired.b == 10 and .results.all.paired.c == 2
-		and (.results.all.paired.mcnemar_p - 0.0385742188 | fabs) < 1e-9
-		and (.results.all.paired.diff - 8/17 | fabs) < 1e-9" mc.json'
+	jq -e ".paired.all.b == 10 and .paired.all.c == 2
+		and (.paired.all.mcnemar_p - 0.0385742188 | fabs) < 1e-9
+		and (.paired.all.diff - 8/17 | fabs) < 1e-9 and .paired.mmlu_anatomy == .paired.all" mc.json'
 ok "paired columns in the text table" 'score --baseline mc_base.mpk mc_run.mpk | grep -q "McNemar p"'
 printf 'cmb\tother-1\tsingle\tA\tA\texam_type=x;exam_class=y\n' > other.tsv
 ok_fails 65 "a baseline with other ids is refused" './mkpred other.mpk < other.tsv && score --baseline other.mpk run.mpk'

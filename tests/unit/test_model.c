@@ -99,6 +99,49 @@ static void check_row(const char *name, int64_t t, const float *got, const float
 			 (long long)b);
 }
 
+static void check_batched_decode(const char *name, struct model *m, const struct expected *e, const float *single)
+{
+	int n_docs = e->n_docs;
+	struct kv_cache *cache = kv_cache_new(m, e->T, n_docs);
+	int64_t *next = malloc((size_t)n_docs * sizeof *next);
+	int *slots = malloc((size_t)n_docs * sizeof *slots), *docs = malloc((size_t)n_docs * sizeof *docs);
+	int32_t *ids = malloc((size_t)n_docs * sizeof *ids);
+	float *logits = malloc((size_t)(n_docs * e->V) * sizeof(float));
+	for (int d = 0; d < n_docs; d++) {
+		int64_t a = e->doc_offsets[d], b = e->doc_offsets[d + 1], prefill = (b - a + 1) / 2;
+		model_decode(m, cache, n_docs - 1 - d, e->ids + a, prefill, NULL);
+		next[d] = a + prefill;
+	}
+	int steps = 0;
+	for (;;) {
+		int n = 0;
+		for (int d = 0; d < n_docs; d++)
+			if (next[d] < e->doc_offsets[d + 1]) {
+				docs[n] = d;
+				slots[n] = n_docs - 1 - d;
+				ids[n++] = e->ids[next[d]];
+			}
+		if (n == 0)
+			break;
+		model_decode_batch(m, cache, n, slots, ids, logits);
+		for (int i = 0; i < n; i++) {
+			int64_t t = next[docs[i]]++;
+			if (memcmp(logits + i * e->V, single + t * e->V, (size_t)e->V * sizeof(float)) != 0)
+				fail_msg("%s: batched step %d, document %d, position %lld: logits differ from decoding the "
+					 "document alone", name, steps, docs[i], (long long)t);
+		}
+		steps++;
+	}
+	for (int d = 0; d < n_docs; d++)
+		assert_int_equal(cache->len[n_docs - 1 - d], e->doc_offsets[d + 1] - e->doc_offsets[d]);
+	kv_cache_free(cache);
+	free(next);
+	free(slots);
+	free(docs);
+	free(ids);
+	free(logits);
+}
+
 static void parity(const char *name)
 {
 	char dir[512];
@@ -125,22 +168,26 @@ static void parity(const char *name)
 
 	// KV cache: each document decoded on its own — a prefill of its first half, then one token at a time —
 	// must give transformers' logits at every decoded position.
-	struct kv_cache *cache = kv_cache_new(m, e.T);
-	float *row = malloc((size_t)e.V * sizeof(float));
+	struct kv_cache *cache = kv_cache_new(m, e.T, 1);
+	float *single = malloc((size_t)(e.T * e.V) * sizeof(float));
 	for (int d = 0; d < e.n_docs; d++) {
 		int64_t a = e.doc_offsets[d], b = e.doc_offsets[d + 1], prefill = (b - a + 1) / 2;
 		kv_cache_reset(cache);
-		model_decode(m, cache, e.ids + a, prefill, row);
+		float *row = single + (a + prefill - 1) * e.V;
+		model_decode(m, cache, 0, e.ids + a, prefill, row);
 		check_row(name, a + prefill - 1, row, e.logits + (a + prefill - 1) * e.V, e.V, &max_diff);
 		for (int64_t t = a + prefill; t < b; t++) {
-			model_decode(m, cache, e.ids + t, 1, row);
-			check_row(name, t, row, e.logits + t * e.V, e.V, &max_diff);
+			model_decode(m, cache, 0, e.ids + t, 1, single + t * e.V);
+			check_row(name, t, single + t * e.V, e.logits + t * e.V, e.V, &max_diff);
 		}
-		assert_int_equal(cache->len, b - a);
+		assert_int_equal(cache->len[0], b - a);
 	}
+	// All documents together, each in its own slot (in reverse order), after the same prefills: batched steps
+	// of the documents that still have tokens give each the bits of its own decoding above.
+	check_batched_decode(name, m, &e, single);
 	printf("# %s (%s): max |Δlogit| %.2e, loss %.6f vs %.6f (%lld targets)\n", name,
 	       model_arch_name(m->cfg.arch), max_diff, loss, e.loss, (long long)n_targets);
-	free(row);
+	free(single);
 	kv_cache_free(cache);
 	free(logits);
 	model_free(m);
@@ -190,12 +237,12 @@ static void test_init_base_kv_cache(void **state)
 		ids[t] = (int32_t)((t * 37 + 11) % V);
 	float *logits = malloc((size_t)(T * V) * sizeof(float)), *row = malloc((size_t)V * sizeof(float));
 	model_forward(m, ids, T, offsets, 1, NULL, logits, NULL);
-	struct kv_cache *cache = kv_cache_new(m, T);
+	struct kv_cache *cache = kv_cache_new(m, T, 1);
 	double max_diff = 0.0;
-	model_decode(m, cache, ids, 100, row);
+	model_decode(m, cache, 0, ids, 100, row);
 	check_row("init-base qwen3", 99, row, logits + 99 * V, V, &max_diff);
 	for (int64_t t = 100; t < T; t++) {
-		model_decode(m, cache, ids + t, 1, row);
+		model_decode(m, cache, 0, ids + t, 1, row);
 		check_row("init-base qwen3", t, row, logits + t * V, V, &max_diff);
 	}
 	printf("# init-base qwen3: decoding vs full forward over %lld tokens: max |Δlogit| %.2e\n", (long long)T,

@@ -4,7 +4,6 @@
 #include "unit.h"
 
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "ops.h"
@@ -25,23 +24,24 @@ static void assert_close(const char *what, const float *got, const double *want,
 			fail_msg("%s[%zu]: got %.7g, want %.7g", what, i, got[i], want[i]);
 }
 
-// Cross-entropy with 13 rows and a vocabulary of 50 through 5×7 tiles: partial tiles on both axes.
+// Cross-entropy with 130 rows and a vocabulary of 8200 through the CPU backend's 128 × 8192 tiles: partial
+// tiles on both axes.
 static void test_lmhead_ce_tiles(void **state)
 {
 	(void)state;
 	struct rng r;
 	rng_seed(&r, 1, 0);
-	int T = 13, C = 9, V = 50;
+	enum { T = 130, C = 9, V = 8200 };
 	float *x = randn(&r, (size_t)T * C, 1.0f), *w = randn(&r, (size_t)V * C, 1.0f);
-	int32_t targets[13];
+	int32_t targets[T];
 	for (int t = 0; t < T; t++)
 		targets[t] = (int32_t)(rng_next(&r) % (uint64_t)V);
-	float losses[13], lse[13], scratch[5 * 7];
-	lmhead_ce_forward(tensor1(losses, T), tensor1(lse, T), tensor2(x, T, C), tensor2(w, V, C), targets,
-			  tensor2(scratch, 5, 7));
-	double want_loss[13], want_lse[13];
+	float losses[T], lse[T];
+	lmhead_ce_forward(tensor1(losses, T), tensor1(lse, T), tensor2(x, T, C), tensor2(w, V, C), tensor_i32(targets, T));
+	double want_loss[T], want_lse[T];
+	static double logits[V];
 	for (int t = 0; t < T; t++) {
-		double logits[50], m = -INFINITY, s = 0.0;
+		double m = -INFINITY, s = 0.0;
 		for (int v = 0; v < V; v++) {
 			logits[v] = 0.0;
 			for (int c = 0; c < C; c++)
@@ -92,47 +92,48 @@ static void naive_attention(const float *q, const float *k, const float *v, int 
 }
 
 // Attention over three packed documents with GQA (6 query heads on 2 kv heads), against the masked softmax
-// written out in doubles; and the q_offset form (queries after cached keys) against the same rows.
-static void test_attention_documents(void **state)
+// written out in doubles; and the q_offset form (queries after cached keys) against the same rows.  T = 12 takes
+// the streaming path, T = 40 the matrix-product one (blocks of 64 queries, documents cut inside them).
+static void check_attention_documents(int T, const int32_t offsets[4], int tail)
 {
-	(void)state;
 	struct rng r;
 	rng_seed(&r, 2, 0);
-	int T = 12, NH = 6, NKV = 2, HD = 4;
-	int32_t offsets[4] = {0, 5, 6, 12};   // documents of 5, 1 and 6 tokens
+	int NH = 6, NKV = 2, HD = 4;
 	float *q = randn(&r, (size_t)T * NH * HD, 2.0f), *k = randn(&r, (size_t)T * NKV * HD, 2.0f),
 	      *v = randn(&r, (size_t)T * NKV * HD, 1.0f);
-	float *out = malloc((size_t)T * NH * HD * sizeof(float)), lse[6 * 12];
-	double *want = calloc((size_t)T * NH * HD, sizeof(double)), want_lse[6 * 12];
+	float *out = calloc((size_t)T * NH * HD, sizeof(float)), *lse = malloc((size_t)NH * T * sizeof(float));
+	double *want = calloc((size_t)T * NH * HD, sizeof(double)), *want_lse = malloc((size_t)NH * T * sizeof(double));
 	naive_attention(q, k, v, T, NH, NKV, HD, offsets, 3, want, want_lse);
-	// both paths: streaming (no scratch) and GEMM with blocks of 4 queries (partial blocks in every document)
-	int P = omp_get_max_threads();
-	float *scratch = malloc((size_t)P * 4 * 12 * sizeof(float));
-	struct tensor scratches[2] = {TENSOR_NONE, tensor3(scratch, P, 4, 12)};
-	for (int path = 0; path < 2; path++) {
-		memset(out, 0, (size_t)T * NH * HD * sizeof(float));
-		attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD),
-				  tensor3(k, T, NKV, HD), tensor3(v, T, NKV, HD), offsets, 3, 0, scratches[path]);
-		assert_close(path ? "gemm attention lse" : "attention lse", lse, want_lse, (size_t)NH * T, 1e-5);
-		assert_close(path ? "gemm attention out" : "attention out", out, want, (size_t)T * NH * HD, 1e-5);
-	}
+	attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD), tensor3(k, T, NKV, HD),
+			  tensor3(v, T, NKV, HD), tensor_i32((int32_t *)offsets, 4), TENSOR_NONE, 3, 0);
+	assert_close("attention lse", lse, want_lse, (size_t)NH * T, 1e-5);
+	assert_close("attention out", out, want, (size_t)T * NH * HD, 1e-5);
 
-	// the last 4 queries of the last document, given after 8 keys (as from a KV cache)
-	float *out_tail = malloc((size_t)4 * NH * HD * sizeof(float));
-	int32_t one_doc[2] = {0, 6};
-	for (int path = 0; path < 2; path++) {
-		attention_forward(tensor3(out_tail, 4, NH, HD), TENSOR_NONE, tensor3(q + 8 * NH * HD, 4, NH, HD),
-				  tensor3(k + 6 * NKV * HD, 6, NKV, HD), tensor3(v + 6 * NKV * HD, 6, NKV, HD), one_doc,
-				  1, 2, path ? tensor3(scratch, P, 3, 6) : TENSOR_NONE);
-		assert_close("attention with q_offset", out_tail, want + 8 * NH * HD, (size_t)4 * NH * HD, 1e-5);
-	}
+	// the last TAIL queries of the last document, given after its first keys (as from a KV cache)
+	int a = offsets[2], n = T - a;
+	float *out_tail = malloc((size_t)tail * NH * HD * sizeof(float));
+	int32_t one_doc[2] = {0, n};
+	attention_forward(tensor3(out_tail, tail, NH, HD), TENSOR_NONE, tensor3(q + (T - tail) * NH * HD, tail, NH, HD),
+			  tensor3(k + a * NKV * HD, n, NKV, HD), tensor3(v + a * NKV * HD, n, NKV, HD),
+			  tensor_i32(one_doc, 2), TENSOR_NONE, 1, n - tail);
+	assert_close("attention with q_offset", out_tail, want + (T - tail) * NH * HD, (size_t)tail * NH * HD, 1e-5);
 	free(out_tail);
-	free(scratch);
 	free(want);
+	free(want_lse);
+	free(lse);
 	free(out);
 	free(q);
 	free(k);
 	free(v);
+}
+
+static void test_attention_documents(void **state)
+{
+	(void)state;
+	int32_t short_docs[4] = {0, 5, 6, 12};   // documents of 5, 1 and 6 tokens
+	check_attention_documents(12, short_docs, 4);
+	int32_t long_docs[4] = {0, 17, 18, 40};  // 17, 1 and 22
+	check_attention_documents(40, long_docs, 20);
 }
 
 // Documents longer than one key block of the online softmax (ATT_BLOCK = 128 in ops_cpu.c), with scores
@@ -148,17 +149,20 @@ static void test_attention_long_documents(void **state)
 	      *v = randn(&r, (size_t)T * NKV * HD, 1.0f);
 	float *out = malloc((size_t)T * NH * HD * sizeof(float)), *lse = malloc((size_t)NH * T * sizeof(float));
 	double *want = malloc((size_t)T * NH * HD * sizeof(double)), *want_lse = malloc((size_t)NH * T * sizeof(double));
-	int P = omp_get_max_threads();
-	float *scratch = malloc((size_t)P * 64 * T * sizeof(float));
 	naive_attention(q, k, v, T, NH, NKV, HD, offsets, 2, want, want_lse);
-	for (int path = 0; path < 2; path++) {
-		attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD),
-				  tensor3(k, T, NKV, HD), tensor3(v, T, NKV, HD), offsets, 2, 0,
-				  path ? tensor3(scratch, P, 64, T) : TENSOR_NONE);
-		assert_close("long attention out", out, want, (size_t)T * NH * HD, 1e-5);
-		assert_close("long attention lse", lse, want_lse, (size_t)NH * T, 1e-5);
+	attention_forward(tensor3(out, T, NH, HD), tensor2(lse, NH, T), tensor3(q, T, NH, HD), tensor3(k, T, NKV, HD),
+			  tensor3(v, T, NKV, HD), tensor_i32(offsets, 3), TENSOR_NONE, 2, 0);
+	assert_close("long attention out", out, want, (size_t)T * NH * HD, 1e-5);
+	assert_close("long attention lse", lse, want_lse, (size_t)NH * T, 1e-5);
+	// one query at a time after its cached keys: the streaming path over several key blocks
+	for (int t = 300; t < T; t += 37) {
+		int32_t doc[2] = {0, t + 1 - 130};
+		float row[2 * 8];
+		attention_forward(tensor3(row, 1, NH, HD), TENSOR_NONE, tensor3(q + t * NH * HD, 1, NH, HD),
+				  tensor3(k + 130 * NKV * HD, t + 1 - 130, NKV, HD), tensor3(v + 130 * NKV * HD, t + 1 - 130, NKV, HD),
+				  tensor_i32(doc, 2), TENSOR_NONE, 1, t - 130);
+		assert_close("long attention, one query", row, want + t * NH * HD, (size_t)NH * HD, 1e-5);
 	}
-	free(scratch);
 	free(q);
 	free(k);
 	free(v);
@@ -191,7 +195,7 @@ static void test_rmsnorm_rope_swiglu(void **state)
 	float inv_freq[3] = {1.0f, 0.1f, 0.01f}, rot[36];
 	float *z = randn(&r, 36, 1.0f);
 	memcpy(rot, z, sizeof rot);
-	rope_forward(tensor3(rot, 3, 2, 6), pos, tensor1(inv_freq, 3));
+	rope_forward(tensor3(rot, 3, 2, 6), tensor_i32(pos, 3), tensor1(inv_freq, 3));
 	double want_rot[36];
 	for (int t = 0; t < 3; t++)
 		for (int h = 0; h < 2; h++)

@@ -33,7 +33,8 @@ static void test_adamw(void **state)
 	for (int t = 1; t <= 5; t++) {
 		float g[3] = {0.1f * t, -0.3f, 1.0f / t};
 		double lr = 1e-2 * t;
-		adamw_update(&o, lr, (uint64_t)t, p, g, m, v, 3);
+		struct adamw_step st = adamw_at(&o, lr, (uint64_t)t);
+		adamw_update(tensor1(p, 3), tensor1(g, 3), tensor1(m, 3), tensor1(v, 3), &st);
 		for (int i = 0; i < 3; i++) {
 			// torch.optim.AdamW (decoupled decay first, then the bias-corrected step)
 			P[i] *= 1 - lr * o.weight_decay;
@@ -52,11 +53,11 @@ static void test_clip(void **state)
 {
 	(void)state;
 	float g[2] = {3, 4};
-	double n = grad_global_norm(g, 2);
+	double n = grad_global_norm(tensor1(g, 2));
 	assert_true(fabs(n - 5) < 1e-12);
-	grad_clip(g, 2, n, 10);   // below the limit: unchanged
+	grad_clip(tensor1(g, 2), n, 10);   // below the limit: unchanged
 	assert_true(g[0] == 3 && g[1] == 4);
-	grad_clip(g, 2, n, 1);    // factor 1/(5 + 1e-6)
+	grad_clip(tensor1(g, 2), n, 1);    // factor 1/(5 + 1e-6)
 	assert_true(fabs(g[0] - 3 / (5 + 1e-6)) < 1e-7 && fabs(g[1] - 4 / (5 + 1e-6)) < 1e-7);
 }
 

@@ -519,9 +519,17 @@ static void test_refusals(void **state)
 {
 	(void)state;
 	expect_refusal("metaspace.json",
-		       "{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"_\"},"
+		       "{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"__\"},"
 		       "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
-		       "pre_tokenizer.type: unsupported \"Metaspace\"");
+		       "pre_tokenizer.replacement: not one character");
+	expect_refusal("metaspace_scheme.json",
+		       "{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"_\",\"prepend_scheme\":\"last\"},"
+		       "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
+		       "pre_tokenizer.prepend_scheme: unsupported \"last\"");
+	expect_refusal("metaspace_prefix.json",
+		       "{\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"_\",\"add_prefix_space\":false},"
+		       "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
+		       "decoder.add_prefix_space: false does not match prepend_scheme \"always\"");
 	expect_refusal("nested.json",
 		       "{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"ByteLevel\"},"
 		       "{\"type\":\"Digits\"}]},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
