@@ -9,11 +9,11 @@
 #                  exactly the prompt `tokenize --exam medqa` writes (docs/exam-prompts.md: CMMLU style in
 #                  Chinese, MMLU style in English) and the reply is the bare letter, which is what eval-exam's
 #                  loglik mode scores: the letter as the first token of the assistant's turn (`--template
-#                  chatml` on both sides).  Each question is drawn with DEMO_MC_SHUFFLES (default 2) option
+#                  chatml` on both sides).  Each question is drawn with DEMO_MC_SHUFFLES (default 1) option
 #                  orders, each order written in two phrasings.
 # The same training questions in MedQA's format: seen-zh.jsonl, seen-en.jsonl (what the model was taught).
 # The held-out exam in MedQA's JSON Lines format (read by `tokenize --exam medqa`): exam-zh.jsonl and
-# exam-en.jsonl, 168 questions each, whose meta_info names the kind of question (56 of each):
+# exam-en.jsonl, six questions per fact each, whose meta_info names the kind of question (two per fact each):
 #   rephrased  a trained question (disease → drug, disease → department) in a phrasing no training example
 #              uses, with the options of its first training draw, in the same order
 #   reordered  the same new phrasing with options drawn and ordered afresh (another draw of the generator: it
@@ -21,12 +21,10 @@
 #   reversed   the facts asked the other way round (drug → disease, symptom → disease): an answer no training
 #              example gives
 # Deterministic: the options are shuffled by a fixed linear congruential generator, not awk's rand().
-# DEMO_MC_STYLE=cot writes exam_mc replies as " TEXT。答案是：L" / " TEXT. The answer is L" instead (an
-# experiment: the option's text, then its letter, for eval-exam --mode generate).
 set -eu
 facts=$1 out=$2
 mkdir -p "$out"
-awk -F '\t' -v out="$out" -v shuffles="${DEMO_MC_SHUFFLES:-2}" -v style="${DEMO_MC_STYLE:-letter}" '
+awk -F '\t' -v out="$out" -v shuffles="${DEMO_MC_SHUFFLES:-1}" '
 function lcg() { seed = (seed * 1103515245 + 12345) % 2147483648; return seed }
 function pick(n) { return int(lcg() / 2147483648 * n) + 1 }
 # Four options: the right one at a random letter, three others from different rows (distinct texts).
@@ -54,12 +52,10 @@ function medqa(file, q, letter, meta,    k, s) {
 }
 # A training multiple-choice question: the chat example, and the same question in MedQA format (seen-zh.jsonl,
 # seen-en.jsonl: the training questions themselves, to tell memorising from generalising).
-function mc(lang, col, row, q1, q2, meta,    letter, a, k) {
+function mc(lang, col, row, q1, q2, meta,    letter, k) {
 	letter = options(col, row)
-	a = letter
-	if (style == "cot") a = lang == "zh" ? " " F[row, col] "。答案是：" letter : " " F[row, col] ". The answer is " letter
-	chat(out "/exam_mc.jsonl", lang == "zh" ? prompt_zh(q1) : prompt_en(q1), a)
-	chat(out "/exam_mc.jsonl", lang == "zh" ? prompt_zh(q2) : prompt_en(q2), a)
+	chat(out "/exam_mc.jsonl", lang == "zh" ? prompt_zh(q1) : prompt_en(q1), letter)
+	chat(out "/exam_mc.jsonl", lang == "zh" ? prompt_zh(q2) : prompt_en(q2), letter)
 	medqa(out "/seen-" lang ".jsonl", q1, letter, meta)
 	medqa(out "/seen-" lang ".jsonl", q2, letter, meta)
 	if (!((lang, col, row) in kept_letter)) {   # the first option order of each question, for the exam

@@ -1,8 +1,8 @@
 #!/bin/sh
-# demo-report.sh OUT STEPS LR SECONDS CPU_SECONDS REPORT_DIR — the demo's Markdown report, from the files demo.sh
-# left in OUT.  Every number and every verdict in it is read from those files.
+# demo-report.sh OUT STEPS LR SECONDS CPU_SECONDS REPORT_DIR BATCH_TOKENS — the demo's Markdown report, from the
+# files demo.sh left in OUT.  Every number and every verdict in it is read from those files.
 set -eu
-out=$1 steps=$2 lr=$3 seconds=$4 cpu=$5 report_dir=$6
+out=$1 steps=$2 lr=$3 seconds=$4 cpu=$5 report_dir=$6 batch=$7
 rel=$(realpath --relative-to="$report_dir" "$out")
 models=$(cat "$out/models")
 methods=$(echo "$models" | tr ' ' '\n' | grep -v -e '^base$' -e '^merged-' | tr '\n' ' ')
@@ -34,7 +34,7 @@ downloaded.
   department (\`triage\`), and multiple-choice exam questions on the drug and the department of each disease
   (\`exam_mc\`), each in Chinese and English. An \`exam_mc\` example is the exam prompt exactly as
   \`tokenize --exam medqa\` writes it, in a chat turn, answered with the bare letter: the token eval-exam scores.
-- **Held-out exam**: 168 Chinese and 168 English four-option questions in MedQA's format, three kinds of 56:
+- **Held-out exam**: $((6 * n_facts)) Chinese and $((6 * n_facts)) English four-option questions in MedQA's format, three kinds of $((2 * n_facts)):
   - *rephrased*: a trained question in words no training example uses, with the options it was trained on;
   - *reordered*: the same new wording with options drawn and ordered afresh, so the right letter is new;
   - *reversed*: the facts asked the other way round (drug → disease, symptom → disease).
@@ -42,8 +42,8 @@ downloaded.
   Also the *seen* exam: the $(stream2json -N "$out/exam/seen-zh.exam" | wc -l) Chinese and $(stream2json -N "$out/exam/seen-en.exam" | wc -l) English training questions themselves.
   Scored by the next-token log-likelihood of the option letters; chance is 25%.
 - **Training**: each method with its reference defaults (DESIGN §4) except the learning rate ($lr, for minutes
-  instead of days) and SparseDoctor's memory queue (32 entries per expert instead of 4096, in scale with this
-  corpus), for $steps steps of 2048 tokens (512-token packed sequences), two methods at a time on one thread
+  instead of days), no dropout (the adapters are asked to memorise facts) and SparseDoctor's memory queue (32 entries per expert instead of 4096, in scale with this
+  corpus), for $steps steps of $batch tokens (512-token packed sequences), two methods at a time on one thread
   each; every training example is in the shards once (\`mix-tasks --proportional\`, no validation split).
 
 | task | examples in | examples out | tokens out |
@@ -197,8 +197,10 @@ echo "- **Merging**: the merged checkpoints give the same answer as base + adapt
 echo
 if [ "$(n_above rephrased)" -eq "$(n_pairs rephrased)" ]; then
 	cat <<EOF
-Training works: every method learned the answer to each question it was taught, in each option order it
-was taught, and keeps that answer when the question is worded in a way it never saw.
+Training works: every method learned the answer to the questions it was taught, and keeps that answer when the
+question is worded in a way it never saw. What it learned is the letter of each trained question with its
+trained options: a *rephrased* question keeps those options, in the same order, so the option list alone
+names the question and the model need not read the new wording at all.
 EOF
 else
 	cat <<EOF
@@ -209,15 +211,12 @@ fi
 echo
 if [ "$(n_above reordered)" -eq 0 ] && [ "$(n_above reversed)" -eq 0 ]; then
 	cat <<EOF
-What no method learned is to *read* the options. Asked about the same fact with the options drawn and ordered
-afresh, a model has to find the line that holds the answer and give that line's letter (multiple-choice symbol
-binding); at chance on *reordered*, these models show they cannot. That is a skill of pretrained models, which
-a random 4-layer model trained for minutes does not acquire: in our measurements (README, "The demo") LoRA did
-not learn even the bare skill ("which option is X?") in up to 1000 steps at the learning rates, weight scales
-and architectures we tried, and neither did PyTorch in 200 steps with the embeddings and LM head trained too
-(PEFT's \`modules_to_save\`) or in 400 with every weight trained. *Reversed* questions need that skill as well as an answer
-no training example gives (a model taught "A is treated with B" does not thereby learn "B treats A": the
-reversal curse, Berglund et al. 2023).
+What no method learned is to *read* the options. A *reordered* question asks a trained fact with the options
+drawn and ordered afresh: to answer it a model must know the answer, find the line that holds it and give
+that line's letter (multiple-choice symbol binding), a skill pretrained models bring and a random 4-layer
+model adapted for a few minutes does not acquire, so these stay at chance. *Reversed* questions need that
+skill as well as an answer no training example gives (a model taught "A is treated with B" does not thereby
+learn "B treats A": the reversal curse, Berglund et al. 2023). The README's demo section gives what was tried.
 EOF
 else
 	echo "Some methods answer *reordered* or *reversed* questions above chance (see above): more than memorised letters."

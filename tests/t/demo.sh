@@ -10,7 +10,7 @@ ok "a reduced demo runs end to end (12 facts, lora, 300 steps)" "
 		MEDMOE_BIN=$MEDMOE_BIN sh $MEDMOE_TOP/scripts/demo.sh 2> demo.log && test -s report.md"
 ok "the training questions are the exam's prompts: exam_mc's user turn tokenizes as the seen exam's prompt" "
 	stream2json -N out/exam/seen-zh.exam | head -1 | jq -c .prompt > exam_prompt &&
-	stream2json -N out/tokens/exam_mc.mpk | head -1 | jq -c '.ids[:(\$(jq length exam_prompt))]' > train_prompt &&
+	stream2json -N out/tokens/exam_mc.mpk | head -1 | jq -c --argjson n \$(jq length exam_prompt) '.ids[:\$n]' > train_prompt &&
 	cmp exam_prompt train_prompt"
 # paired.tsv: method, baseline, exam, group, difference, lo, hi, b, c, McNemar p
 for lang in zh en; do
