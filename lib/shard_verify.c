@@ -1,6 +1,7 @@
 // shard_verify.c — recompute every checksum and count of a shard directory and compare with its manifest.
 #include "shard_verify.h"
 #include "die.h"
+#include "infile.h"
 #include "shard_manifest.h"
 #include "stream.h"
 #include "vec.h"
@@ -38,11 +39,7 @@ static void add_task(struct totals *t, uint32_t id, uint64_t tokens)
 
 static int file_sha(const char *path, char out[65], uint64_t *size)
 {
-	struct stat st;
-	if (stat(path, &st) != 0 || !SHA256File(path, out))
-		return -1;
-	*size = (uint64_t)st.st_size;
-	return 0;
+	return infile_sha256(path, out, size);
 }
 
 static int check_count(const char *path, const char *what, uint64_t have, uint64_t want)
@@ -88,7 +85,7 @@ static int verify_records(const struct shard_manifest *m, const char *split, con
 			break;
 		}
 		size_t n_ids, n_mask;
-		rec_bin(r, &rec, "ids", &n_ids);
+		const uint8_t *ids = rec_bin(r, &rec, "ids", &n_ids);
 		const uint8_t *mask = rec_bin(r, &rec, "mask", &n_mask);
 		rec_u32bin(r, &rec, "doc_offsets", &offsets);
 		rec_u32bin(r, &rec, "doc_task_ids", &task_ids);
@@ -109,6 +106,14 @@ static int verify_records(const struct shard_manifest *m, const char *split, con
 		for (uint32_t i = used; !why && i < m->seq_len; i++)
 			if (mask[i])
 				why = "a padding position carries loss";
+		for (uint32_t i = 0; !why && i < m->seq_len; i++) {
+			uint32_t id = (uint32_t)ids[4 * i] | (uint32_t)ids[4 * i + 1] << 8 | (uint32_t)ids[4 * i + 2] << 16 |
+				      (uint32_t)ids[4 * i + 3] << 24;
+			if (id >= m->vocab_size)
+				why = "a token id is outside the vocabulary";
+			else if (mask[i] > 1)
+				why = "a mask byte is neither 0 nor 1";
+		}
 		if (why) {
 			warn_data(path, r->record, NULL, "%s", why);
 			bad++;
@@ -145,7 +150,7 @@ static int verify_records(const struct shard_manifest *m, const char *split, con
 static uint64_t *read_index(const char *path, size_t *n)
 {
 	*n = 0;
-	FILE *fp = fopen(path, "rb");
+	FILE *fp = infile_fopen(path);
 	if (!fp)
 		return xcalloc(1, sizeof(uint64_t));
 	uint64_t *idx = NULL;
