@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "die.h"
+#include "eval_finite.h"
 #include "extract.h"
 
 struct eval_generator {
@@ -133,6 +134,7 @@ int eval_generate(struct eval_generator *g, struct eval_question *q)
 
 	model_decode(g->m, g->cache, g->ids, (int64_t)q->prompt.len, g->logits);
 	while (n < (size_t)g->max_new) {
+		eval_require_finite_logits(g->m, q, g->logits, g->n_ids, (int64_t)n);   // a NaN is never an answer
 		uint32_t next = argmax(g->logits, g->n_ids);
 		if (tokenizer_is_special(g->tok, next))
 			break;

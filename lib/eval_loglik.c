@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "die.h"
+#include "eval_finite.h"
 
 // For each option, the option whose document serves it (itself when it roots a document).
 static int plan(const struct eval_question *q, int root_of[EVAL_MAX_OPTIONS])
@@ -124,6 +125,7 @@ void eval_loglik_score(struct model *m, struct eval_question *qs, int n)
 			}
 			q->scores[j] = score;
 		}
+		eval_require_finite_scores(m, q);   // a NaN is an error, never an answer
 	}
 	free(ids);
 	free(mask);

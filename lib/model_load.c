@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "die.h"
+#include "infile.h"
 #include "model_internal.h"
 #include "ops.h"
 #include "safetensors.h"
@@ -171,6 +172,7 @@ struct model *model_load(const char *dir)
 	free(config_path);
 
 	struct safetensors *st = safetensors_open(dir);
+	model_config_check_fits(&m->cfg, safetensors_total_elems(st), dir);   // before the weights are allocated
 	load_weights(m, st);
 	safetensors_close(st);
 
@@ -183,7 +185,8 @@ struct model *model_load(const char *dir)
 
 	ops_cpu_check_blas();
 	char *tok_path = xasprintf("%s/tokenizer.json", dir);
-	if (access(tok_path, R_OK) == 0 && !SHA256File(tok_path, m->tokenizer_sha256))
+	uint64_t tok_size;
+	if (access(tok_path, R_OK) == 0 && infile_sha256(tok_path, m->tokenizer_sha256, &tok_size) != 0)
 		die_errno("%s", tok_path);
 	free(tok_path);
 	return m;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "die.h"
+#include "infile.h"
 #include "outfile.h"
 
 // The reference reader's limit (safetensors/src/tensor.rs MAX_HEADER_SIZE).
@@ -204,14 +205,10 @@ static void open_file(struct safetensors *st, const char *path)
 	struct st_file *f = &st->files[st->n_files++];
 	memset(f, 0, sizeof *f);
 	f->path = xstrdup(path);
-	int fd = open(path, O_RDONLY);
+	struct stat sb;
+	int fd = infile_open(path, &sb);   // a FIFO is refused, not waited on
 	if (fd < 0)
 		die_errno("%s", path);
-	struct stat sb;
-	if (fstat(fd, &sb) != 0)
-		die_errno("%s", path);
-	if (!S_ISREG(sb.st_mode))
-		die_data(path, -1, NULL, "not a regular file");
 	f->size = (size_t)sb.st_size;
 	if (f->size < 8)
 		die_data(path, -1, "header", "file is %zu bytes, too short for the 8-byte header length", f->size);
@@ -295,7 +292,7 @@ static int cmp_str(const void *a, const void *b)
 static void open_index(struct safetensors *st, const char *index_path)
 {
 	json_error_t err;
-	json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &err);
+	json_t *root = infile_json(index_path, JSON_REJECT_DUPLICATES, INFILE_MAX_CONFIG, &err);
 	if (!root)
 		die_data(index_path, -1, NULL, "line %d: %s", err.line, err.text);
 	json_t *map = json_object_get(root, "weight_map");
@@ -398,6 +395,14 @@ const struct st_tensor *safetensors_find(const struct safetensors *st, const cha
 {
 	struct st_tensor key = {.name = (char *)name};
 	return bsearch(&key, st->tensors, st->n_tensors, sizeof key, cmp_name);
+}
+
+uint64_t safetensors_total_elems(const struct safetensors *st)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < st->n_tensors; i++)
+		n += (uint64_t)st->tensors[i].nelem;   // each ≤ the mapped bytes: no overflow
+	return n;
 }
 
 const char *safetensors_metadata(const struct safetensors *st, const char *key)

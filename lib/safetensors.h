@@ -42,6 +42,8 @@ size_t safetensors_count(const struct safetensors *st);
 const struct st_tensor *safetensors_at(const struct safetensors *st, size_t i);  // sorted by name
 // NULL when absent.
 const struct st_tensor *safetensors_find(const struct safetensors *st, const char *name);
+// The number of elements of every tensor together (what a config's sizes are checked against).
+uint64_t safetensors_total_elems(const struct safetensors *st);
 // The value of KEY in the first file's __metadata__, or NULL.
 const char *safetensors_metadata(const struct safetensors *st, const char *key);
 

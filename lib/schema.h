@@ -2,7 +2,8 @@
 //
 // A spec lists the header's and a record's fields with a type (str, int, uint, float, bool, bin_u32, bin_u8,
 // map, array, array_str, array_bin_u32, any), "required", "nullable" and, for bins, "same_length_as" another
-// field.  Specs are found in $MEDMOE_SCHEMAS, else next to the program (../schemas, then
+// field; value checks "token_ids" (ids below the header's tokenizer.vocab_size), "max" (bin_u8 bytes, uint
+// values) and "finite" (float, or every number of an array).  Specs are found in $MEDMOE_SCHEMAS, else next to the program (../schemas, then
 // ../share/medmoe/schemas).
 #ifndef MEDMOE_SCHEMA_H
 #define MEDMOE_SCHEMA_H
