@@ -180,9 +180,10 @@ static void open_data(struct run *r)
 void train_run(const struct train_opts *o)
 {
 	struct run r = {.o = o};
-	run_prepare_dir(o);
+	run_check_dir(o);
 	r.m = model_load(o->base);
 	open_data(&r);
+	run_prepare_dir(o);   // only now, with every input checked, is RUN created or an old run (--force) removed
 	model_set_adapter(r.m, r.a, 0);
 	model_train_set_recompute(r.m, o->recompute);
 	r.warmup = o->warmup_given ? o->warmup : (uint64_t)ceil(o->warmup_ratio * (double)o->steps);

@@ -1,6 +1,8 @@
 // trainer_checkpoint.c — a run directory's life: created, checkpointed, resumed (trainer.h has the layout).
+#include <errno.h>
 #include <ftw.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +11,9 @@
 
 #include "adapter_io.h"
 #include "die.h"
+#include "infile.h"
 #include "outfile.h"
+#include "stream.h"
 #include "trainer_internal.h"
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -18,27 +22,46 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 	return remove(path);
 }
 
-void run_prepare_dir(const struct train_opts *o)
+void run_check_dir(const struct train_opts *o)
 {
 	struct stat st;
-	char *state = xasprintf("%s/state", o->run), *metrics = xasprintf("%s/metrics.mpk", o->run);
+	char *state = xasprintf("%s/state", o->run);
 	if (stat(o->run, &st) != 0) {
 		if (o->resume)
 			die(EXIT_FAIL, "--resume: %s: no such run directory", o->run);
-		if (mkdir(o->run, 0777) != 0)
-			die_errno("%s", o->run);
+	} else if (!S_ISDIR(st.st_mode)) {
+		die(EXIT_FAIL, "%s: not a directory", o->run);
 	} else if (!o->resume) {
+		outdir_recover(state);   // a state/ half-replaced by a killed checkpoint counts as a run
 		if (stat(state, &st) == 0 && !o->force)
 			die(EXIT_FAIL, "%s: holds a run already (use --resume to continue it or --force to start over)", o->run);
-		char *cmd[] = {state, metrics};
-		for (int i = 0; i < 2; i++)
-			if (stat(cmd[i], &st) == 0 && S_ISREG(st.st_mode))
-				unlink(cmd[i]);
-		if (stat(state, &st) == 0 && nftw(state, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-			die_errno("%s", state);
 	}
 	free(state);
-	free(metrics);
+}
+
+void run_prepare_dir(const struct train_opts *o)
+{
+	struct stat st;
+	if (stat(o->run, &st) != 0) {
+		if (mkdir(o->run, 0777) != 0)
+			die_errno("%s", o->run);
+		return;
+	}
+	if (o->resume)
+		return;
+	// --force, and every input has been checked: the old run goes (its state, metrics and adapter, so that no
+	// file of it is read as part of the new run).
+	const char *const files[] = {"metrics.mpk", "adapter.safetensors", "adapter_config.json"};
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		char *path = xasprintf("%s/%s", o->run, files[i]);
+		if (lstat(path, &st) == 0 && !S_ISDIR(st.st_mode) && unlink(path) != 0)
+			die_errno("%s", path);
+		free(path);
+	}
+	char *state = xasprintf("%s/state", o->run);
+	if (lstat(state, &st) == 0 && nftw(state, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+		die_errno("%s", state);
+	free(state);
 }
 
 void run_checkpoint(struct run *r)
@@ -71,22 +94,58 @@ void run_checkpoint(struct run *r)
 	adapter_save(r->a, r->m, o->run, r->tasks, r->training);
 }
 
-static json_int_t jint(const json_t *obj, const char *path, const char *key)
+// An integer field of trainer.json in [LO, HI], checked before it is narrowed.
+static json_int_t jint(const json_t *obj, const char *path, const char *key, json_int_t lo, json_int_t hi)
 {
 	const json_t *v = json_object_get(obj, key);
 	if (!json_is_integer(v))
 		die_data(path, -1, key, "missing or not an integer");
-	return json_integer_value(v);
+	json_int_t x = json_integer_value(v);
+	if (x < lo || x > hi)
+		die_data(path, -1, key, "%lld is not in %lld..%lld", (long long)x, (long long)lo, (long long)hi);
+	return x;
+}
+
+// The metrics stream of the run must end, at METRICS_BYTES, with the record of STEP (or, at step 0, with its
+// header): anything else (a length past the end of the file, inside a record, of another step) is refused
+// before the stream is cut back or extended.
+static void check_metrics(const struct train_opts *o, const char *state_path, uint64_t step, uint64_t metrics_bytes)
+{
+	char *path = xasprintf("%s/metrics.mpk", o->run);
+	FILE *fp = infile_fopen(path);
+	if (!fp)
+		die(EXIT_DATA, "--resume: %s: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fileno(fp), &st) != 0)
+		die_errno("%s", path);
+	if (metrics_bytes > (uint64_t)st.st_size)
+		die_data(state_path, -1, "metrics_bytes", "%llu, but %s is %llu bytes", (unsigned long long)metrics_bytes,
+			 path, (unsigned long long)st.st_size);
+	struct stream_reader *r = stream_open_fp(fp, path, "medmoe.metrics", 1);
+	uint64_t last_step = 0;
+	msgpack_object rec;
+	while (r->object_end < metrics_bytes && stream_next(r, &rec))
+		last_step = (uint64_t)rec_int(r, &rec, "step");
+	if (r->object_end != metrics_bytes || last_step != step)
+		die_data(state_path, -1, "metrics_bytes", "%llu is not the end of step %llu's record in %s",
+			 (unsigned long long)metrics_bytes, (unsigned long long)step, path);
+	stream_close(r);
+	free(path);
 }
 
 long run_resume(struct run *r)
 {
 	const struct train_opts *o = r->o;
+	char *state = xasprintf("%s/state", o->run);
+	outdir_recover(state);   // a checkpoint killed between its two renames left state.bak
+	free(state);
 	char *path = xasprintf("%s/state/trainer.json", o->run);
 	json_error_t err;
-	json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+	json_t *j = infile_json(path, JSON_REJECT_DUPLICATES, INFILE_MAX_CONFIG, &err);
 	if (!j)
 		die(EXIT_FAIL, "--resume: %s: %s (no checkpoint to resume from?)", path, err.text);
+	if (!json_is_object(j))
+		die_data(path, -1, NULL, "not a JSON object");
 	const json_t *saved = json_object_get(j, "training");
 	if (!json_equal((json_t *)saved, r->training)) {
 		// name the first setting that differs (everything freed first: die exits at once)
@@ -107,14 +166,27 @@ long run_resume(struct run *r)
 		free(path);
 		die(EXIT_USAGE, "--resume: %s", msg);
 	}
-	r->step = (uint64_t)jint(j, path, "step");
-	long metrics_bytes = (long)jint(j, path, "metrics_bytes");
+	// Every saved number is checked against what this run can have written before it is used.
+	r->step = (uint64_t)jint(j, path, "step", 0, (json_int_t)o->steps);
+	uint64_t metrics_bytes = (uint64_t)jint(j, path, "metrics_bytes", 1, LONG_MAX);
 	const json_t *c = json_object_get(j, "cursor");
+	if (!json_is_object(c))
+		die_data(path, -1, "cursor", "missing or not an object");
 	struct shard_cursor cur = {
-		.epoch = (uint64_t)jint(c, path, "epoch"), .position = (uint64_t)jint(c, path, "position"),
-		.sequences = (uint64_t)jint(c, path, "sequences"), .seed = (uint64_t)jint(c, path, "seed"),
-		.rank = (uint32_t)jint(c, path, "rank"), .world = (uint32_t)jint(c, path, "world"),
-		.shuffle = (uint32_t)jint(c, path, "shuffle")};
+		// an epoch ends at least every (steps · accum · 3) micro-batches (next_train's retries)
+		.epoch = (uint64_t)jint(c, path, "epoch", 0, INT64_MAX),
+		.position = (uint64_t)jint(c, path, "position", 0, UINT32_MAX),
+		.sequences = (uint64_t)jint(c, path, "sequences", 0, UINT32_MAX),
+		.seed = (uint64_t)jint(c, path, "seed", INT64_MIN, INT64_MAX),
+		.rank = (uint32_t)jint(c, path, "rank", 0, UINT32_MAX - 1),
+		.world = (uint32_t)jint(c, path, "world", 1, UINT32_MAX),
+		.shuffle = (uint32_t)jint(c, path, "shuffle", 0, 1)};
+	if (cur.rank >= cur.world)
+		die_data(path, -1, "cursor", "rank %u is not below world %u", cur.rank, cur.world);
+	if (cur.epoch > r->step * (uint64_t)o->accum * 3 + 1)
+		die_data(path, -1, "cursor.epoch", "%llu epochs in %llu steps is more than the trainer can have read",
+			 (unsigned long long)cur.epoch, (unsigned long long)r->step);
+	check_metrics(o, path, r->step, metrics_bytes);
 	shard_reader_seek(r->train, cur);
 	json_decref(j);
 	free(path);
@@ -127,5 +199,5 @@ long run_resume(struct run *r)
 	path = xasprintf("%s/state/optimizer.safetensors", o->run);
 	adapter_state_load(r->a, path);
 	free(path);
-	return metrics_bytes;
+	return (long)metrics_bytes;
 }

@@ -32,11 +32,16 @@ struct run {
 	size_t cap_tok, cap_docs;
 };
 
-// A new run: RUN is created, or (--force) its old state and metrics are removed; with --resume RUN must exist.
+// Before anything is read: with --resume RUN must exist; without it RUN must hold no run unless --force.
+// Nothing is created or removed.
+void run_check_dir(const struct train_opts *o);
+// Once every input has been checked: RUN is created, or (--force) the old run's state, metrics and adapter
+// files are removed.  A refused run leaves no RUN directory and the old run intact.
 void run_prepare_dir(const struct train_opts *o);
 // Write a checkpoint: state/ (optimizer state, trainer.json) as a whole, then the adapter files.
 void run_checkpoint(struct run *r);
-// Load RUN/state (settings checked against this run's); returns the metrics length saved with it.
+// Load RUN/state (settings checked against this run's; every saved number range-checked; the metrics length
+// must end the saved step's record in RUN/metrics.mpk); returns that length.
 long run_resume(struct run *r);
 
 // Open RUN/metrics.mpk: new (header written) or, resuming, cut back to RESUME_BYTES (>= 0) and appended to.
