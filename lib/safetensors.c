@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -78,6 +79,52 @@ uint16_t st_f32_to_bf16(float x)
 	return (uint16_t)(bits >> 16);
 }
 
+#if defined(__clang__) && __clang_major__ < 15
+// clang before 15 has no _Float16 on x86 (the fuzz build, tests/fuzz): the same IEEE binary16 conversions by
+// hand, round to nearest even, subnormals and NaN kept.
+float st_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+	if (exp == 0 && mant == 0) {
+		bits = sign;
+	} else if (exp == 0) {   // subnormal: normalise
+		exp = 127 - 15 + 1;
+		while (!(mant & 0x400)) {
+			mant <<= 1;
+			exp--;
+		}
+		bits = sign | exp << 23 | (mant & 0x3ff) << 13;
+	} else if (exp == 31) {
+		bits = sign | 0x7f800000u | mant << 13;
+	} else {
+		bits = sign | (exp + 112) << 23 | mant << 13;
+	}
+	float f;
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+uint16_t st_f32_to_f16(float x)
+{
+	uint32_t bits;
+	memcpy(&bits, &x, 4);
+	uint16_t sign = (uint16_t)((bits >> 16) & 0x8000);
+	uint32_t a = bits & 0x7fffffffu;
+	if (a > 0x7f800000u)
+		return sign | 0x7e00 | (uint16_t)((a >> 13) & 0x3ff);
+	if (a >= 0x477ff000u)   // 65520 and up round to infinity
+		return sign | 0x7c00;
+	if (a < 0x38800000u) {  // below 2^-14: a multiple of 2^-24, rounded to nearest even (exact scaling)
+		float f;
+		memcpy(&f, &a, 4);
+		return sign | (uint16_t)rintf(f * 16777216.0f);
+	}
+	uint32_t h = ((a >> 23) - 112) << 10 | (a & 0x7fffff) >> 13, rem = a & 0x1fff;
+	if (rem > 0x1000 || (rem == 0x1000 && (h & 1)))
+		h++;
+	return sign | (uint16_t)h;
+}
+#else
 // The compiler's _Float16 (IEEE binary16) does the rounding and the subnormals right.
 float st_f16_to_f32(uint16_t h)
 {
@@ -93,6 +140,7 @@ uint16_t st_f32_to_f16(float x)
 	memcpy(&h, &v, 2);
 	return h;
 }
+#endif
 
 void st_tensor_to_f32(const struct st_tensor *t, float *out)
 {

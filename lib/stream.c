@@ -16,8 +16,12 @@
 #define MEDMOE_VERSION "0"
 #endif
 
-// Bytes read from the input per refill.  Records bigger than this still work: the unpacker grows.
-#define READ_CHUNK (1u << 20)
+// Bytes read from the input per refill.  Records bigger than this still work: the unpacker grows.  (The fuzz
+// build makes it small, so that refills happen inside records.)
+#ifndef STREAM_READ_CHUNK
+#define STREAM_READ_CHUNK (1u << 20)
+#endif
+#define READ_CHUNK STREAM_READ_CHUNK
 
 // ---- writing ----
 
@@ -243,6 +247,13 @@ struct stream_reader *stream_open(const char *path, const char *schema, int max_
 
 struct stream_reader *stream_open_fp(FILE *fp, const char *path, const char *schema, int max_version)
 {
+	struct stream_reader *r = stream_reader_new(fp, path);
+	stream_read_header(r, schema, max_version);
+	return r;
+}
+
+struct stream_reader *stream_reader_new(FILE *fp, const char *path)
+{
 	struct stream_reader *r = xcalloc(1, sizeof *r);
 	r->path = xstrdup(path);
 	r->fp = fp;
@@ -250,6 +261,12 @@ struct stream_reader *stream_open_fp(FILE *fp, const char *path, const char *sch
 		die(EXIT_FAIL, "out of memory");
 	msgpack_unpacked_init(&r->header_msg);
 	msgpack_unpacked_init(&r->record_msg);
+	return r;
+}
+
+void stream_read_header(struct stream_reader *r, const char *schema, int max_version)
+{
+	const char *path = r->path;
 	if (!next_object(r, &r->header_msg))
 		die_data(path, 0, NULL, "empty stream (no header record)");
 	r->header = r->header_msg.data;
@@ -277,7 +294,6 @@ struct stream_reader *stream_open_fp(FILE *fp, const char *path, const char *sch
 	if (max_version > 0 && r->version > max_version)
 		die_data(path, 0, "version", "%s version %d is newer than this program reads (%d)", r->schema,
 			 r->version, max_version);
-	return r;
 }
 
 int stream_next(struct stream_reader *r, msgpack_object *rec)

@@ -133,6 +133,31 @@ static void check_metrics(const struct train_opts *o, const char *state_path, ui
 	free(path);
 }
 
+void run_saved_parse(const json_t *j, const char *path, uint64_t steps, uint32_t accum, struct run_saved *sv)
+{
+	// Every saved number is checked against what this run can have written before it is used.
+	sv->step = (uint64_t)jint(j, path, "step", 0, steps > INT64_MAX ? INT64_MAX : (json_int_t)steps);
+	sv->metrics_bytes = (uint64_t)jint(j, path, "metrics_bytes", 1, LONG_MAX);
+	const json_t *c = json_object_get(j, "cursor");
+	if (!json_is_object(c))
+		die_data(path, -1, "cursor", "missing or not an object");
+	struct shard_cursor cur = {
+		.epoch = (uint64_t)jint(c, path, "epoch", 0, INT64_MAX),
+		.position = (uint64_t)jint(c, path, "position", 0, UINT32_MAX),
+		.sequences = (uint64_t)jint(c, path, "sequences", 0, UINT32_MAX),
+		.seed = (uint64_t)jint(c, path, "seed", INT64_MIN, INT64_MAX),
+		.rank = (uint32_t)jint(c, path, "rank", 0, UINT32_MAX - 1),
+		.world = (uint32_t)jint(c, path, "world", 1, UINT32_MAX),
+		.shuffle = (uint32_t)jint(c, path, "shuffle", 0, 1)};
+	if (cur.rank >= cur.world)
+		die_data(path, -1, "cursor", "rank %u is not below world %u", cur.rank, cur.world);
+	// an epoch ends at most 3 times per micro-batch (next_train's retries), and never more often
+	if (cur.epoch / 3 > sv->step * (uint64_t)accum)
+		die_data(path, -1, "cursor.epoch", "%llu epochs in %llu steps is more than the trainer can have read",
+			 (unsigned long long)cur.epoch, (unsigned long long)sv->step);
+	sv->cursor = cur;
+}
+
 long run_resume(struct run *r)
 {
 	const struct train_opts *o = r->o;
@@ -166,26 +191,11 @@ long run_resume(struct run *r)
 		free(path);
 		die(EXIT_USAGE, "--resume: %s", msg);
 	}
-	// Every saved number is checked against what this run can have written before it is used.
-	r->step = (uint64_t)jint(j, path, "step", 0, (json_int_t)o->steps);
-	uint64_t metrics_bytes = (uint64_t)jint(j, path, "metrics_bytes", 1, LONG_MAX);
-	const json_t *c = json_object_get(j, "cursor");
-	if (!json_is_object(c))
-		die_data(path, -1, "cursor", "missing or not an object");
-	struct shard_cursor cur = {
-		// an epoch ends at least every (steps · accum · 3) micro-batches (next_train's retries)
-		.epoch = (uint64_t)jint(c, path, "epoch", 0, INT64_MAX),
-		.position = (uint64_t)jint(c, path, "position", 0, UINT32_MAX),
-		.sequences = (uint64_t)jint(c, path, "sequences", 0, UINT32_MAX),
-		.seed = (uint64_t)jint(c, path, "seed", INT64_MIN, INT64_MAX),
-		.rank = (uint32_t)jint(c, path, "rank", 0, UINT32_MAX - 1),
-		.world = (uint32_t)jint(c, path, "world", 1, UINT32_MAX),
-		.shuffle = (uint32_t)jint(c, path, "shuffle", 0, 1)};
-	if (cur.rank >= cur.world)
-		die_data(path, -1, "cursor", "rank %u is not below world %u", cur.rank, cur.world);
-	if (cur.epoch > r->step * (uint64_t)o->accum * 3 + 1)
-		die_data(path, -1, "cursor.epoch", "%llu epochs in %llu steps is more than the trainer can have read",
-			 (unsigned long long)cur.epoch, (unsigned long long)r->step);
+	struct run_saved sv;
+	run_saved_parse(j, path, o->steps, o->accum, &sv);
+	r->step = sv.step;
+	uint64_t metrics_bytes = sv.metrics_bytes;
+	struct shard_cursor cur = sv.cursor;
 	check_metrics(o, path, r->step, metrics_bytes);
 	shard_reader_seek(r->train, cur);
 	json_decref(j);

@@ -40,6 +40,13 @@ void run_check_dir(const struct train_opts *o);
 void run_prepare_dir(const struct train_opts *o);
 // Write a checkpoint: state/ (optimizer state, trainer.json) as a whole, then the adapter files.
 void run_checkpoint(struct run *r);
+// The numbers of RUN/state/trainer.json, each range-checked (exit 65 naming PATH and the field) for a run of
+// STEPS steps of ACCUM micro-batches.
+struct run_saved {
+	uint64_t step, metrics_bytes;
+	struct shard_cursor cursor;
+};
+void run_saved_parse(const json_t *j, const char *path, uint64_t steps, uint32_t accum, struct run_saved *sv);
 // Load RUN/state (settings checked against this run's; every saved number range-checked; the metrics length
 // must end the saved step's record in RUN/metrics.mpk); returns that length.
 long run_resume(struct run *r);
