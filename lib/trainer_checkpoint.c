@@ -209,5 +209,9 @@ long run_resume(struct run *r)
 	path = xasprintf("%s/state/optimizer.safetensors", o->run);
 	adapter_state_load(r->a, path);
 	free(path);
+	// A checkpoint replaces state/ first and the adapter files after it: a run killed in between has the new
+	// state and the older adapter (and perhaps a temporary of it).  The adapter is rewritten from the state, so
+	// the two agree even when nothing is left to train.
+	adapter_save(r->a, r->m, o->run, r->tasks, r->training);
 	return (long)metrics_bytes;
 }
