@@ -101,10 +101,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_A) $(wildcard lib/*.h) tests/unit/unit.h 
 	@echo "  LINK    $@"
 	@$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS) -lcmocka
 
-$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(LIB_A) \
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/common.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(LIB_A) \
 		$(wildcard lib/*.h) | $(BUILD)/fuzz
 	@echo "  LINK    $@"
-	@$(CC) $(CFLAGS) -Itests/fuzz $(LDFLAGS) -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/fuzz_common.c tests/fuzz/replay.c \
+	@$(CC) $(CFLAGS) -Itests/fuzz $(LDFLAGS) -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/common.c tests/fuzz/replay.c \
 		$(LIB_A) $(LDLIBS)
 
 # LD_PRELOAD shim that makes chosen renames, fsyncs and writes fail (tests/helpers/faultshim.c).
@@ -123,9 +123,9 @@ $(FUZZ_BUILD)/libmedmoe.a: $(FUZZ_LIB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.c tests/fuzz/fuzz.h $(FUZZ_BUILD)/libmedmoe.a
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/common.c tests/fuzz/fuzz.h $(FUZZ_BUILD)/libmedmoe.a
 	@echo "  FUZZLD  $@"
-	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/fuzz_common.c \
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/common.c \
 		$(FUZZ_BUILD)/libmedmoe.a $(PKG_LIBS) $(EXTRA_LIBS) -lpthread -lm
 
 # Not part of `make test`: FUZZ_SECONDS per target (FUZZ_TARGETS picks some), one at a time, niced.

@@ -1,4 +1,4 @@
-// fuzz_common.c — the shared part of the fuzz targets (fuzz.h).
+// common.c — the shared part of the fuzz targets (fuzz.h).
 #include "fuzz.h"
 
 #include <dirent.h>
