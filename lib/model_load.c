@@ -75,11 +75,13 @@ static void load_tensor(const struct safetensors *st, const char *dir, const cha
 #ifdef MEDMOE_DOUBLE
 	float *tmp = xmalloc((size_t)t->nelem * sizeof(float));
 	st_tensor_to_f32(t, tmp);
+	st_require_finite(t, tmp);   // a NaN weight is a damaged checkpoint (exit 65 naming the tensor)
 	for (int64_t i = 0; i < t->nelem; i++)
 		dst[i] = tmp[i];
 	free(tmp);
 #else
 	st_tensor_to_f32(t, dst);
+	st_require_finite(t, dst);   // a NaN weight is a damaged checkpoint (exit 65 naming the tensor)
 #endif
 }
 

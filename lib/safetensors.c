@@ -170,6 +170,14 @@ void st_tensor_to_f32(const struct st_tensor *t, float *out)
 	}
 }
 
+void st_require_finite(const struct st_tensor *t, const float *values)
+{
+	for (int64_t i = 0; i < t->nelem; i++)
+		if (!isfinite(values[i]))
+			die_data(t->file, -1, t->name, "element %lld is %s: a damaged checkpoint (a weight is never NaN or "
+				 "infinite)", (long long)i, isnan(values[i]) ? "NaN" : "infinite");
+}
+
 // ----------------------------------------------------------------------------
 // reader
 

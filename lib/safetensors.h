@@ -50,6 +50,9 @@ const char *safetensors_metadata(const struct safetensors *st, const char *key);
 // Convert T's elements to fp32 (OUT holds t->nelem floats).  BF16 and F16 widen exactly.
 void st_tensor_to_f32(const struct st_tensor *t, float *out);
 
+// Refuse (exit 65 naming T's file and name) a NaN or infinite value among T's VALUES (t->nelem, converted).
+void st_require_finite(const struct st_tensor *t, const float *values);
+
 size_t st_dtype_size(enum st_dtype dtype);
 const char *st_dtype_name(enum st_dtype dtype);
 // fp32 → bf16 rounding to nearest even (as torch's .to(torch.bfloat16)); NaN stays NaN.

@@ -25,6 +25,8 @@ struct shard_reader {
 	uint64_t **offsets;          // per shard: sequences + 1 record offsets
 	char **paths;
 	int *fds;                    // per shard, opened on first use
+	uint64_t *verified_ino;      // per shard: the file verify_shards checked
+	struct timespec *verified_ctime;
 	uint32_t *perm;              // the current epoch's order (NULL: shard order)
 	uint64_t perm_epoch;
 	struct shard_cursor cur;
@@ -89,33 +91,81 @@ static uint64_t *load_index(const struct shard_manifest *m, const char *path, co
 	return idx;
 }
 
+// ---- verification: every shard's size, sha256 and header, before the run uses any of them ----
+//
+// Hashing every shard at every start would cost a full read of the data; DIR/.medmoe-verified remembers the
+// shards already found to match: one line "SHA256 SIZE INODE CTIME_S CTIME_NS FILE" each.  A shard is taken as
+// verified only when its size, inode and ctime are the ones recorded and the recorded sha256 is the manifest's:
+// any write to the file, or a replacement, changes its ctime (which no user can set), so a changed shard is
+// hashed again.  The cache is advisory: unreadable or malformed lines are ignored, and a directory that cannot
+// be written to just goes without it.
+
+#define VERIFIED_NAME ".medmoe-verified"
+
+struct verified {
+	char sha[65];
+	uint64_t size, ino;
+	int64_t ctime_s, ctime_ns;
+	char file[256];
+};
+
+static size_t load_verified(const char *dir, struct verified **out)
+{
+	char *path = xasprintf("%s/%s", dir, VERIFIED_NAME);
+	size_t len, n = 0;
+	struct stat st;
+	*out = NULL;
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > INFILE_MAX_CONFIG) {
+		free(path);
+		return 0;
+	}
+	char *text = infile_read(path, INFILE_MAX_CONFIG, &len);
+	free(path);
+	if (!text)
+		return 0;
+	for (char *line = text, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		struct verified v;
+		unsigned long long size, ino;
+		long long cs, cns;
+		if (sscanf(line, "%64s %llu %llu %lld %lld %255s", v.sha, &size, &ino, &cs, &cns, v.file) != 6)
+			continue;
+		v.size = size, v.ino = ino, v.ctime_s = cs, v.ctime_ns = cns;
+		*out = xrealloc(*out, (n + 1) * sizeof **out);
+		(*out)[n++] = v;
+	}
+	free(text);
+	return n;
+}
+
+static void save_verified(const char *dir, const struct verified *v, size_t n)
+{
+	char *path = xasprintf("%s/%s", dir, VERIFIED_NAME), *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	FILE *fp = fopen(tmp, "w");
+	int ok = fp != NULL;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = fprintf(fp, "%s %llu %llu %lld %lld %s\n", v[i].sha, (unsigned long long)v[i].size,
+			     (unsigned long long)v[i].ino, (long long)v[i].ctime_s, (long long)v[i].ctime_ns, v[i].file) > 0;
+	if (fp && fclose(fp) != 0)
+		ok = 0;
+	if (!ok || rename(tmp, path) != 0)
+		unlink(tmp);   // a read-only shard directory: verified again next time
+	free(tmp);
+	free(path);
+}
+
 static int str_is(const msgpack_object *o, const char *s)
 {
 	return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
 	       memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
 }
 
-// Shard LO, opened for the first time in this run: its size and sha256 are the manifest's, and its header says
-// what the manifest says.  Only then do its tokens reach the model (a truncated shard, bytes appended, or a
-// manifest whose checksum does not match are refused, exit 65).  One sequential read per shard and run.
-static void open_shard(struct shard_reader *r, size_t lo)
+// The header of shard LO (open as FD) says what the manifest says.
+static void check_header(struct shard_reader *r, size_t lo, int fd)
 {
-	const struct shard_file_entry *f = &r->split->shards[lo];
 	const char *path = r->paths[lo];
-	struct stat st;
-	int fd = infile_open(path, &st);
-	if (fd < 0)
-		die(EXIT_DATA, "%s: %s", path, strerror(errno));
-	if ((uint64_t)st.st_size != f->bytes)
-		die_data(path, -1, NULL, "%llu bytes, the manifest says %llu (truncated, or bytes added?)",
-			 (unsigned long long)st.st_size, (unsigned long long)f->bytes);
-	char sha[65];
-	uint64_t size;
-	infile_sha256_fd(fd, path, sha, &size);
-	if (size != f->bytes || strcmp(sha, f->sha256) != 0)
-		die_data(path, -1, NULL, "sha256 %.12s… (%llu bytes), the manifest says %.12s… (%llu bytes): the shard is "
-			 "damaged (shard --verify lists every difference)", sha, (unsigned long long)size, f->sha256,
-			 (unsigned long long)f->bytes);
 	uint64_t hlen = r->offsets[lo][0];
 	char *hbuf = xmalloc((size_t)hlen);
 	if (pread(fd, hbuf, (size_t)hlen, 0) != (ssize_t)hlen)
@@ -136,6 +186,82 @@ static void open_shard(struct shard_reader *r, size_t lo)
 	if (!str_is(sha_o, r->m->tokenizer_sha256))
 		die_data(path, 0, "tokenizer.sha256", "differs from the manifest's %.12s…", r->m->tokenizer_sha256);
 	free(hbuf);
+}
+
+// Every shard of the split: its size and sha256 are the manifest's (hashed, or found in the cache), and its
+// header says what the manifest says.  Only then may any token reach the model: a truncated shard, bytes
+// appended, or a manifest whose checksum does not match are refused (exit 65) before the run writes anything.
+static void verify_shards(struct shard_reader *r)
+{
+	struct verified *cache;
+	size_t n_cache = load_verified(r->m->dir, &cache), n_new = 0;
+	struct verified *fresh = xcalloc(r->split->n_shards ? r->split->n_shards : 1, sizeof *fresh);
+	for (size_t lo = 0; lo < r->split->n_shards; lo++) {
+		const struct shard_file_entry *f = &r->split->shards[lo];
+		const char *path = r->paths[lo];
+		struct stat st;
+		int fd = infile_open(path, &st);
+		if (fd < 0)
+			die(EXIT_DATA, "%s: %s", path, strerror(errno));
+		if ((uint64_t)st.st_size != f->bytes)
+			die_data(path, -1, NULL, "%llu bytes, the manifest says %llu (truncated, or bytes added?)",
+				 (unsigned long long)st.st_size, (unsigned long long)f->bytes);
+		struct verified v = {.size = (uint64_t)st.st_size, .ino = (uint64_t)st.st_ino,
+				     .ctime_s = (int64_t)st.st_ctim.tv_sec, .ctime_ns = (int64_t)st.st_ctim.tv_nsec};
+		snprintf(v.file, sizeof v.file, "%s", f->file);
+		int known = 0;
+		for (size_t i = 0; i < n_cache && !known; i++)
+			known = cache[i].size == v.size && cache[i].ino == v.ino && cache[i].ctime_s == v.ctime_s &&
+				cache[i].ctime_ns == v.ctime_ns && strcmp(cache[i].file, v.file) == 0 &&
+				strcmp(cache[i].sha, f->sha256) == 0;
+		if (!known) {
+			uint64_t size;
+			infile_sha256_fd(fd, path, v.sha, &size);
+			if (size != f->bytes || strcmp(v.sha, f->sha256) != 0)
+				die_data(path, -1, NULL, "sha256 %.12s… (%llu bytes), the manifest says %.12s… (%llu bytes): the "
+					 "shard is damaged (shard --verify lists every difference)", v.sha,
+					 (unsigned long long)size, f->sha256, (unsigned long long)f->bytes);
+			n_new++;
+		} else {
+			memcpy(v.sha, f->sha256, sizeof v.sha);
+		}
+		check_header(r, lo, fd);
+		close(fd);
+		fresh[lo] = v;
+		r->verified_ino[lo] = v.ino;
+		r->verified_ctime[lo] = (struct timespec){(time_t)v.ctime_s, (long)v.ctime_ns};
+	}
+	if (n_new) {
+		// what was known of other shards (the other split) is kept
+		struct verified *all = xmalloc((n_cache + r->split->n_shards) * sizeof *all);
+		size_t n_all = 0;
+		for (size_t i = 0; i < n_cache; i++) {
+			int mine = 0;
+			for (size_t lo = 0; lo < r->split->n_shards && !mine; lo++)
+				mine = strcmp(cache[i].file, r->split->shards[lo].file) == 0;
+			if (!mine)
+				all[n_all++] = cache[i];
+		}
+		for (size_t lo = 0; lo < r->split->n_shards; lo++)
+			all[n_all++] = fresh[lo];
+		save_verified(r->m->dir, all, n_all);
+		free(all);
+	}
+	free(cache);
+	free(fresh);
+}
+
+// Shard LO, opened for reading: still the file verified when the run started.
+static void open_shard(struct shard_reader *r, size_t lo)
+{
+	const char *path = r->paths[lo];
+	struct stat st;
+	int fd = infile_open(path, &st);
+	if (fd < 0)
+		die(EXIT_DATA, "%s: %s", path, strerror(errno));
+	if ((uint64_t)st.st_size != r->split->shards[lo].bytes || (uint64_t)st.st_ino != r->verified_ino[lo] ||
+	    st.st_ctim.tv_sec != r->verified_ctime[lo].tv_sec || st.st_ctim.tv_nsec != r->verified_ctime[lo].tv_nsec)
+		die_data(path, -1, NULL, "changed since it was verified at the start of this run");
 	r->fds[lo] = fd;
 }
 
@@ -158,6 +284,8 @@ struct shard_reader *shard_reader_open(const char *dir, const struct shard_reade
 	r->offsets = xcalloc(ns ? ns : 1, sizeof *r->offsets);
 	r->paths = xcalloc(ns ? ns : 1, sizeof *r->paths);
 	r->fds = xmalloc((ns ? ns : 1) * sizeof *r->fds);
+	r->verified_ino = xcalloc(ns ? ns : 1, sizeof *r->verified_ino);
+	r->verified_ctime = xcalloc(ns ? ns : 1, sizeof *r->verified_ctime);
 	uint64_t total = 0;
 	for (size_t i = 0; i < ns; i++) {
 		const struct shard_file_entry *f = &r->split->shards[i];
@@ -172,6 +300,7 @@ struct shard_reader *shard_reader_open(const char *dir, const struct shard_reade
 		die_data(r->m->path, -1, "sequences", "the shards hold %llu, the split says %llu", (unsigned long long)total,
 			 (unsigned long long)r->n);
 	msgpack_unpacked_init(&r->msg);
+	verify_shards(r);
 	return r;
 }
 
@@ -377,6 +506,8 @@ void shard_reader_close(struct shard_reader *r)
 	free(r->offsets);
 	free(r->paths);
 	free(r->fds);
+	free(r->verified_ino);
+	free(r->verified_ctime);
 	free(r->perm);
 	free(r->buf);
 	msgpack_unpacked_destroy(&r->msg);

@@ -167,8 +167,10 @@ long run_resume(struct run *r)
 	char *path = xasprintf("%s/state/trainer.json", o->run);
 	json_error_t err;
 	json_t *j = infile_json(path, JSON_REJECT_DUPLICATES, INFILE_MAX_CONFIG, &err);
-	if (!j)
+	if (!j && access(path, F_OK) != 0)
 		die(EXIT_FAIL, "--resume: %s: %s (no checkpoint to resume from?)", path, err.text);
+	if (!j)
+		die_data(path, -1, NULL, "line %d: %s", err.line, err.text);
 	if (!json_is_object(j))
 		die_data(path, -1, NULL, "not a JSON object");
 	const json_t *saved = json_object_get(j, "training");
@@ -203,8 +205,13 @@ long run_resume(struct run *r)
 	// the adapter's own settings must match too
 	json_t *cfg = adapter_config_read(o->run);
 	const char *method = json_string_value(json_object_get(cfg, "method"));
-	if (!method || strcmp(method, adapter_method_name(o->adapter.method)) != 0)
-		die(EXIT_USAGE, "--resume: the run used --method %s", method ? method : "?");
+	enum adapter_method saved_method;
+	if (!method || adapter_method_parse(method, &saved_method) != 0) {
+		char *cpath = xasprintf("%s/adapter_config.json", o->run);
+		die_data(cpath, -1, "method", "%s is not a method", method ? method : "missing");
+	}
+	if (saved_method != o->adapter.method)
+		die(EXIT_USAGE, "--resume: the run used --method %s", method);
 	json_decref(cfg);
 	path = xasprintf("%s/state/optimizer.safetensors", o->run);
 	adapter_state_load(r->a, path);
