@@ -258,6 +258,20 @@ static void parse_config(const json_t *root, const char *path, struct adapter_co
 	}
 	if (!c->targets)
 		die_data(path, -1, "target_modules", "empty");
+	// the task table: ids within the gate's rows, each once, each with a name (eval-exam --task and
+	// merge-adapters --task look names up here)
+	const json_t *tasks = json_object_get(root, "tasks"), *task;
+	if (!json_is_array(tasks))
+		die_data(path, -1, "tasks", "missing or not an array");
+	json_array_foreach(tasks, i, task) {
+		const json_t *name = json_object_get(task, "name");
+		int64_t id = get_int(task, path, "id", 0, c->n_tasks - 1);
+		if (!json_is_string(name) || !*json_string_value(name))
+			die_data(path, -1, "tasks", "entry %zu has no name", i);
+		for (size_t k = 0; k < i; k++)
+			if (json_integer_value(json_object_get(json_array_get(tasks, k), "id")) == id)
+				die_data(path, -1, "tasks", "task id %lld listed twice", (long long)id);
+	}
 }
 
 // Every value of every tensor of A finite (a NaN adapter is refused, not merged or evaluated), naming the first
