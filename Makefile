@@ -143,8 +143,12 @@ test check: deps
 # The long fault-injection run: more kill points and seeds than the quick one inside `make test`.
 test-faults: deps
 	@$(MAKE) --no-print-directory $(BINS) $(FAULT_SHIM)
-	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_BUILD=$(CURDIR)/$(BUILD) MEDMOE_FAULTS=long MEDMOE_TOP=$(CURDIR) \
-		sh tests/t/faults.sh
+	@for t in faults hostile; do \
+		MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_BUILD=$(CURDIR)/$(BUILD) MEDMOE_FAULTS=long MEDMOE_TOP=$(CURDIR) \
+			OMP_WAIT_POLICY=passive sh tests/t/$$t.sh > $(BUILD)/test-faults-$$t.log 2>&1; \
+		echo "$$t: $$(grep -c '^ok' $(BUILD)/test-faults-$$t.log) ok, $$(grep -c '^not ok' $(BUILD)/test-faults-$$t.log) not ok" \
+			"(log: $(BUILD)/test-faults-$$t.log)"; \
+	done; ! grep -q '^not ok' $(BUILD)/test-faults-faults.log $(BUILD)/test-faults-hostile.log
 
 bench: deps
 	@$(MAKE) --no-print-directory $(BINS)

@@ -76,7 +76,8 @@ void run_checkpoint(struct run *r)
 	adapter_state_save(r->a, path);
 	free(path);
 	struct shard_cursor c = shard_reader_tell(r->train);
-	json_t *j = json_pack("{s:I, s:I, s:{s:I, s:I, s:I, s:I, s:i, s:i, s:i}, s:O}", "step", (json_int_t)r->step,
+	json_t *j = json_pack("{s:s, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:i, s:i, s:i}, s:O}", "method",
+			      adapter_method_name(r->a->cfg.method), "step", (json_int_t)r->step,
 			      "metrics_bytes", (json_int_t)metrics_bytes, "cursor", "epoch", (json_int_t)c.epoch,
 			      "position", (json_int_t)c.position, "sequences", (json_int_t)c.sequences, "seed",
 			      (json_int_t)c.seed, "rank", (int)c.rank, "world", (int)c.world, "shuffle", (int)c.shuffle,
@@ -200,19 +201,25 @@ long run_resume(struct run *r)
 	struct shard_cursor cur = sv.cursor;
 	check_metrics(o, path, r->step, metrics_bytes);
 	shard_reader_seek(r->train, cur);
-	json_decref(j);
-	free(path);
-	// the adapter's own settings must match too
-	json_t *cfg = adapter_config_read(o->run);
-	const char *method = json_string_value(json_object_get(cfg, "method"));
-	enum adapter_method saved_method;
-	if (!method || adapter_method_parse(method, &saved_method) != 0) {
-		char *cpath = xasprintf("%s/adapter_config.json", o->run);
-		die_data(cpath, -1, "method", "%s is not a method", method ? method : "missing");
+	// the method must match too: trainer.json records it; older checkpoints only have adapter_config.json
+	// (which a run killed during its first checkpoint may not have written yet: then the state's sizes decide)
+	json_t *cfg = NULL;
+	const char *method = json_string_value(json_object_get(j, "method")), *from = path;
+	char *cpath = xasprintf("%s/adapter_config.json", o->run);
+	if (!method && access(cpath, F_OK) == 0) {
+		cfg = adapter_config_read(o->run);
+		method = json_string_value(json_object_get(cfg, "method"));
+		from = cpath;
 	}
-	if (saved_method != o->adapter.method)
+	enum adapter_method saved_method;
+	if ((method || cfg) && (!method || adapter_method_parse(method, &saved_method) != 0))
+		die_data(from, -1, "method", "%s is not a method", method ? method : "missing");
+	if (method && saved_method != o->adapter.method)
 		die(EXIT_USAGE, "--resume: the run used --method %s", method);
 	json_decref(cfg);
+	free(cpath);
+	json_decref(j);
+	free(path);
 	path = xasprintf("%s/state/optimizer.safetensors", o->run);
 	adapter_state_load(r->a, path);
 	free(path);
