@@ -73,7 +73,7 @@ static uint64_t *load_index(const struct shard_manifest *m, const char *path, co
 	SHA256Update(&ctx, raw, (size_t)want * 8);
 	SHA256End(&ctx, sha);
 	if (strcmp(sha, f->index_sha256) != 0)
-		die_data(path, -1, NULL, "sha256 %.12s…, the manifest says %.12s…: the index is damaged", sha,
+		die_data(path, -1, NULL, "sha256 %.12s…, %s says %.12s…: the index is damaged", sha, m->path,
 			 f->index_sha256);
 	uint64_t *idx = xmalloc((size_t)want * sizeof *idx);
 	for (uint64_t i = 0; i < want; i++) {
@@ -87,7 +87,6 @@ static uint64_t *load_index(const struct shard_manifest *m, const char *path, co
 		die_data(path, -1, NULL, "ends at %llu, but %s is %llu bytes", (unsigned long long)idx[want - 1], f->file,
 			 (unsigned long long)f->bytes);
 	free(raw);
-	(void)m;
 	return idx;
 }
 
@@ -204,8 +203,8 @@ static void verify_shards(struct shard_reader *r)
 		if (fd < 0)
 			die(EXIT_DATA, "%s: %s", path, strerror(errno));
 		if ((uint64_t)st.st_size != f->bytes)
-			die_data(path, -1, NULL, "%llu bytes, the manifest says %llu (truncated, or bytes added?)",
-				 (unsigned long long)st.st_size, (unsigned long long)f->bytes);
+			die_data(path, -1, NULL, "%llu bytes, %s says %llu (truncated, or bytes added?)",
+				 (unsigned long long)st.st_size, r->m->path, (unsigned long long)f->bytes);
 		struct verified v = {.size = (uint64_t)st.st_size, .ino = (uint64_t)st.st_ino,
 				     .ctime_s = (int64_t)st.st_ctim.tv_sec, .ctime_ns = (int64_t)st.st_ctim.tv_nsec};
 		snprintf(v.file, sizeof v.file, "%s", f->file);
@@ -218,9 +217,9 @@ static void verify_shards(struct shard_reader *r)
 			uint64_t size;
 			infile_sha256_fd(fd, path, v.sha, &size);
 			if (size != f->bytes || strcmp(v.sha, f->sha256) != 0)
-				die_data(path, -1, NULL, "sha256 %.12s… (%llu bytes), the manifest says %.12s… (%llu bytes): the "
+				die_data(path, -1, NULL, "sha256 %.12s… (%llu bytes), %s says %.12s… (%llu bytes): the "
 					 "shard is damaged (shard --verify lists every difference)", v.sha,
-					 (unsigned long long)size, f->sha256, (unsigned long long)f->bytes);
+					 (unsigned long long)size, r->m->path, f->sha256, (unsigned long long)f->bytes);
 			n_new++;
 		} else {
 			memcpy(v.sha, f->sha256, sizeof v.sha);

@@ -42,11 +42,11 @@ static int file_sha(const char *path, char out[65], uint64_t *size)
 	return infile_sha256(path, out, size);
 }
 
-static int check_count(const char *path, const char *what, uint64_t have, uint64_t want)
+static int check_count(const char *path, const char *manifest_path, const char *what, uint64_t have, uint64_t want)
 {
 	if (have == want)
 		return 0;
-	warn_data(path, -1, NULL, "%s: %llu, the manifest says %llu", what, (unsigned long long)have,
+	warn_data(path, -1, NULL, "%s: %llu, %s says %llu", what, (unsigned long long)have, manifest_path,
 		  (unsigned long long)want);
 	return 1;
 }
@@ -63,7 +63,7 @@ static int verify_records(const struct shard_manifest *m, const char *split, con
 	const msgpack_object *sp = stream_header_get(r, "split");
 	int bad = 0;
 	if (strcmp(sha, m->tokenizer_sha256) != 0) {
-		warn_data(path, 0, "tokenizer.sha256", "%.12s…, the manifest says %.12s…", sha, m->tokenizer_sha256);
+		warn_data(path, 0, "tokenizer.sha256", "%.12s…, %s says %.12s…", sha, m->path, m->tokenizer_sha256);
 		bad++;
 	}
 	if (!seq_len || seq_len->type != MSGPACK_OBJECT_POSITIVE_INTEGER || seq_len->via.u64 != m->seq_len) {
@@ -136,10 +136,10 @@ static int verify_records(const struct shard_manifest *m, const char *split, con
 	free(task_ids.data);
 	if (bad)
 		return bad;
-	bad += check_count(path, "sequences", sequences, f->sequences);
-	bad += check_count(path, "documents", documents, f->documents);
-	bad += check_count(path, "tokens", tokens, f->tokens);
-	bad += check_count(path, "loss tokens", loss, f->loss_tokens);
+	bad += check_count(path, m->path, "sequences", sequences, f->sequences);
+	bad += check_count(path, m->path, "documents", documents, f->documents);
+	bad += check_count(path, m->path, "tokens", tokens, f->tokens);
+	bad += check_count(path, m->path, "loss tokens", loss, f->loss_tokens);
 	t->sequences += sequences;
 	t->documents += documents;
 	t->tokens += tokens;
@@ -185,15 +185,15 @@ static int verify_split(const struct shard_manifest *m, const struct shard_split
 			warn_data(path, -1, NULL, "%s", strerror(errno));
 			shard_bad++;
 		} else if (strcmp(sha, f->sha256) != 0 || size != f->bytes) {
-			warn_data(path, -1, NULL, "sha256 %.12s… (%llu bytes), the manifest says %.12s… (%llu bytes)", sha,
-				  (unsigned long long)size, f->sha256, (unsigned long long)f->bytes);
+			warn_data(path, -1, NULL, "sha256 %.12s… (%llu bytes), %s says %.12s… (%llu bytes)", sha,
+				  (unsigned long long)size, m->path, f->sha256, (unsigned long long)f->bytes);
 			shard_bad++;
 		}
 		if (file_sha(ipath, isha, &isize) != 0) {
 			warn_data(ipath, -1, NULL, "%s", strerror(errno));
 			shard_bad++;
 		} else if (strcmp(isha, f->index_sha256) != 0) {
-			warn_data(ipath, -1, NULL, "sha256 %.12s…, the manifest says %.12s…", isha, f->index_sha256);
+			warn_data(ipath, -1, NULL, "sha256 %.12s…, %s says %.12s…", isha, m->path, f->index_sha256);
 			shard_bad++;
 		}
 		if (!shard_bad) {
@@ -208,10 +208,10 @@ static int verify_split(const struct shard_manifest *m, const struct shard_split
 	}
 	if (!bad) {
 		char *what = xasprintf("%s split", s->name);
-		bad += check_count(m->path, what, t.sequences, s->sequences);
-		bad += check_count(m->path, what, t.documents, s->documents);
-		bad += check_count(m->path, what, t.tokens, s->tokens);
-		bad += check_count(m->path, what, t.loss_tokens, s->loss_tokens);
+		bad += check_count(m->path, m->path, what, t.sequences, s->sequences);
+		bad += check_count(m->path, m->path, what, t.documents, s->documents);
+		bad += check_count(m->path, m->path, what, t.tokens, s->tokens);
+		bad += check_count(m->path, m->path, what, t.loss_tokens, s->loss_tokens);
 		size_t n_listed = json_array_size(s->tasks);
 		if (n_listed != t.n_tasks) {
 			warn_data(m->path, -1, "tasks", "%s split: %zu tasks in the shards, %zu listed", s->name, t.n_tasks,
