@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum field_type {
@@ -97,6 +98,22 @@ static void load_part(const char *file, json_t *root, const char *part_name, str
 		json_t *max = json_object_get(val, "max");
 		f->max = json_is_integer(max) ? json_integer_value(max) : -1;
 	}
+}
+
+struct schema *schema_load_stream(const struct stream_reader *r)
+{
+	// the name comes from the stream: a known schema's name, never a path
+	const char *n = r->schema;
+	int plain = strncmp(n, "medmoe.", 7) == 0 && strlen(n) < 64;
+	for (const char *c = n; plain && *c; c++)
+		plain = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '.' || *c == '_';
+	char *file = plain ? find_schema_file(n) : NULL;
+	struct stat st;
+	if (!plain || stat(file, &st) != 0)
+		die_data(r->path, 0, "schema", "\"%s\" is not a schema this program knows (no %s)", n,
+			 file ? file : "spec by that name");
+	free(file);
+	return schema_load(n);
 }
 
 struct schema *schema_load(const char *name)

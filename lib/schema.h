@@ -15,6 +15,9 @@ struct schema;
 
 // Load the spec named NAME (e.g. "medmoe.tokens"); dies (exit 65) when it is missing or malformed.
 struct schema *schema_load(const char *name);
+// The spec of stream R's own schema: a name that is not one of ours (or not a plain name at all: the header
+// is input) → exit 65 naming the stream.
+struct schema *schema_load_stream(const struct stream_reader *r);
 void schema_free(struct schema *s);
 int schema_version(const struct schema *s);
 // Check a header (record 0) or a record against the spec; dies naming file, record and field.
