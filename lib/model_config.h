@@ -57,8 +57,8 @@ void model_config_load(struct model_config *cfg, const char *path);
 // The number of weights C describes (embedding, every layer, final norm, lm_head unless tied) into *TOTAL;
 // -1 when it overflows 64 bits.
 int model_config_weight_elems(const struct model_config *c, uint64_t *total);
-// Refuse (exit 65, naming DIR's config.json) sizes that ask for more weights than the checkpoint stores
-// (STORED_ELEMS, safetensors_total_elems): called before the weights are allocated.
+// Refuse (exit 65, naming DIR's config.json) sizes that ask for far more weights than the checkpoint stores
+// (more than twice STORED_ELEMS, safetensors_total_elems, plus 2^20): called before the weights are allocated.
 void model_config_check_fits(const struct model_config *c, uint64_t stored_elems, const char *dir);
 
 // Inverse frequencies for rotate-half RoPE, head_dim/2 of them, with the scaling applied, computed the way

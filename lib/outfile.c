@@ -40,6 +40,7 @@ static void remove_pending(void)
 }
 
 static void sync_dir_of(const char *path);
+static int is_pending_dir(const char *dir);
 
 static void on_signal(int sig)
 {
@@ -91,6 +92,13 @@ static void remove_stale_temporaries(const char *path)
 {
 	char *copy_d = xstrdup(path), *copy_b = xstrdup(path);
 	const char *dir = dirname(copy_d), *base = basename(copy_b);
+	// Inside a directory this process is building (an outdir's temporary) nothing can be stale, and shard
+	// writes thousands of files there: no scan.
+	if (is_pending_dir(dir)) {
+		free(copy_d);
+		free(copy_b);
+		return;
+	}
 	char *prefix = xasprintf("%s.tmp.", base);
 	size_t plen = strlen(prefix);
 	DIR *d = opendir(dir);
@@ -180,16 +188,32 @@ void outfile_abort(struct outfile *out)
 	free(out);
 }
 
-// fsync a directory so that the renames in it survive a power cut.
+// fsync directory DIR so that the renames in it survive a power cut.
+static void sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
+			die_errno("fsync %s", dir);
+		close(fd);
+	}
+}
+
+static int is_pending_dir(const char *dir)
+{
+	for (int i = 0; i < MAX_PENDING; i++)
+		if (pending[i] && pending_is_dir[i] && strcmp(pending[i], dir) == 0)
+			return 1;
+	return 0;
+}
+
+// fsync the directory PATH is in; inside an outdir's temporary it is done once, at outdir_commit.
 static void sync_dir_of(const char *path)
 {
 	char *copy = xstrdup(path);
-	int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
-			die_errno("fsync %s", path);
-		close(fd);
-	}
+	const char *dir = dirname(copy);
+	if (!is_pending_dir(dir))
+		sync_dir(dir);
 	free(copy);
 }
 
@@ -247,7 +271,7 @@ void outdir_commit(struct outdir *dir)
 {
 	struct stat st;
 	// everything written inside reaches the disk before the directory is put in place
-	sync_dir_of(dir->tmp_path);
+	sync_dir(dir->tmp_path);
 	if (lstat(dir->path, &st) != 0) {
 		if (rename(dir->tmp_path, dir->path) != 0)
 			die_errno("rename %s to %s", dir->tmp_path, dir->path);
