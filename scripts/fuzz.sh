@@ -7,8 +7,8 @@
 # The working corpus lives in $FUZZ_BUILD/corpus/NAME, seeded from tests/fuzz/corpus/NAME and
 # tests/fuzz/regress/NAME; findings go to $FUZZ_BUILD/artifacts/NAME/ (crash-*, timeout-*, oom-*).  One process at
 # a time, under nice: the machines are shared.  A summary table goes to stdout and $FUZZ_BUILD/results.tsv:
-# runs (inputs tried), seconds (wall), CPU seconds, crashes, hangs (timeouts), out-of-memory; the exit status is 1
-# when any target found something.
+# runs (inputs tried), seconds (wall), CPU seconds, inputs refused cleanly (exit 65 in a program) and accepted,
+# crashes, hangs (timeouts), out-of-memory; the exit status is 1 when any target found something.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 : "${FUZZ_BUILD:=$top/build-fuzz}" "${FUZZ_SECONDS:=60}" "${FUZZ_ROUND:=60}" "${FUZZ_MAX_LEN:=65536}"
@@ -17,7 +17,7 @@ results=$FUZZ_BUILD/results.tsv
 # leaks at exit are not findings here (see above); the rest of ASan stays on
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 export ASAN_OPTIONS
-printf 'target\truns\tseconds\tcpu_seconds\tcrashes\thangs\tooms\n' > "$results"
+printf 'target\truns\tseconds\tcpu_seconds\trefused\taccepted\tcrashes\thangs\tooms\n' > "$results"
 found=0
 for name in "$@"; do
 	bin=$FUZZ_BUILD/fuzz_$name
@@ -54,10 +54,14 @@ for name in "$@"; do
 		cpus=$(awk '/^[0-9.]+ [0-9.]+$/ { s += $1 + $2 } END { printf "%d", s }' "$cpu")
 	done
 	secs=$(( $(date +%s) - start ))
+	# the targets count the inputs that ran to the end and those refused (fuzz-counts lines, one per round)
+	counts=$(awk '/^fuzz-counts:/ { i += $3; r += $5 } END { printf "%d %d", i, r }' "$log")
+	refused=${counts#* } accepted=$((${counts% *} - ${counts#* }))
 	crashes=$(find "$art" -name 'crash-*' | wc -l)
 	hangs=$(find "$art" -name 'timeout-*' | wc -l)
 	ooms=$(find "$art" -name 'oom-*' -o -name 'malloc-limit-*' | wc -l)
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$runs" "$secs" "$cpus" "$crashes" "$hangs" "$ooms" >> "$results"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$runs" "$secs" "$cpus" "$refused" "$accepted" "$crashes" "$hangs" \
+		"$ooms" >> "$results"
 	[ $((crashes + hangs + ooms)) -gt 0 ] && found=1
 done
 column -t -s "$(printf '\t')" "$results"

@@ -17,6 +17,7 @@
 jmp_buf fuzz_jmp;
 static char scratch[256];
 static int died;          // a die() came back through longjmp during this input
+static unsigned long n_inputs, n_refused;   // inputs that reached fuzz_end, and those refused by a die()
 static int first_free_fd; // the lowest descriptor not open once fuzz_init is done
 
 // jansson's allocations are tracked, so that the JSON a dying parser held is freed at the end of the input
@@ -59,6 +60,8 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 static void remove_scratch(void)
 {
 	nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	// scripts/fuzz.sh adds these up: the inputs tried, and how many ended in a clean refusal
+	fprintf(stderr, "fuzz-counts: inputs %lu refused %lu\n", n_inputs, n_refused);
 }
 
 static void back_to_target(int code)
@@ -70,6 +73,8 @@ static void back_to_target(int code)
 
 void fuzz_end(void)
 {
+	n_inputs++;
+	n_refused += died != 0;
 	while (live.next != &live)
 		tracked_free(live.next + 1);
 	if (died) {
