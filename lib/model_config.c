@@ -226,8 +226,11 @@ void model_config_check_fits(const struct model_config *c, uint64_t stored_elems
 	// allocation they would ask for.
 	uint64_t need;
 	if (model_config_weight_elems(c, &need) != 0 || need > 2 * stored_elems + (1u << 20))
-		die_data(dir, -1, "config.json", "the sizes ask for %llu weights but the checkpoint holds %llu: config.json "
-			 "does not describe these safetensors", (unsigned long long)need, (unsigned long long)stored_elems);
+	{
+		char *path = xasprintf("%s/config.json", dir);
+		die_data(path, -1, NULL, "the sizes ask for %llu weights but the checkpoint holds %llu: config.json does "
+			 "not describe these safetensors", (unsigned long long)need, (unsigned long long)stored_elems);
+	}
 }
 
 void model_config_rope_inv_freq(const struct model_config *cfg, float *inv_freq)
