@@ -219,7 +219,7 @@ static void sync_dir_of(const char *path)
 
 void outdir_recover(const char *path)
 {
-	char *bak = xasprintf("%s.bak", path);
+	char *bak = xasprintf("%s.medmoe-old", path);
 	struct stat st;
 	if (lstat(bak, &st) == 0) {
 		if (lstat(path, &st) != 0) {
@@ -281,10 +281,10 @@ void outdir_commit(struct outdir *dir)
 		sync_dir_of(dir->path);
 		remove_tree(dir->tmp_path);
 	} else if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) {
-		// No RENAME_EXCHANGE here: DIR → DIR.bak, new → DIR, then the backup goes.  A kill between the two
-		// renames leaves DIR.bak complete and no DIR: outdir_recover (run by the next outdir_open, and by
+		// No RENAME_EXCHANGE here: DIR → DIR.medmoe-old, new → DIR, then the backup goes.  A kill between the two
+		// renames leaves DIR.medmoe-old complete and no DIR: outdir_recover (run by the next outdir_open, and by
 		// readers of a run's state) puts it back.
-		char *bak = xasprintf("%s.bak", dir->path);
+		char *bak = xasprintf("%s.medmoe-old", dir->path);
 		remove_tree(bak);
 		if (rename(dir->path, bak) != 0)
 			die_errno("rename %s to %s", dir->path, bak);

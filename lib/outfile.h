@@ -24,10 +24,12 @@ void outfile_abort(struct outfile *out);
 // Directories get the same treatment: build in "DIR.tmp.PID", rename when complete.
 // outdir_open refuses an existing DIR unless force is set (then the old one is replaced at commit).
 // Replacing is crash-safe: renameat2(RENAME_EXCHANGE) swaps old and new in one step where the file system
-// supports it; elsewhere DIR → DIR.bak, new → DIR, then DIR.bak is removed, and a kill between the two renames
-// is repaired by outdir_recover (DIR.bak back to DIR), which outdir_open runs first.  At every instant DIR is
-// either the old or the new directory, complete (or, for that one window, DIR.bak, found again on the next
-// run).  Both outfile_open and outdir_open first remove "PATH.tmp.PID" leftovers of processes that are gone.
+// supports it; elsewhere DIR → DIR.medmoe-old, new → DIR, then DIR.medmoe-old is removed, and a kill between the two renames
+// is repaired by outdir_recover (DIR.medmoe-old back to DIR), which outdir_open runs first.  At every instant DIR is
+// either the old or the new directory, complete (or, for that one window, DIR.medmoe-old, found again on the next
+// run).  The backup's name, DIR.medmoe-old, is one no user picks for a directory of their own (it is removed
+// when DIR is complete).  Both outfile_open and outdir_open first remove "PATH.tmp.PID" leftovers of processes
+// that are gone.
 struct outdir {
 	char *path;
 	char *tmp_path;

@@ -163,7 +163,7 @@ long run_resume(struct run *r)
 {
 	const struct train_opts *o = r->o;
 	char *state = xasprintf("%s/state", o->run);
-	outdir_recover(state);   // a checkpoint killed between its two renames left state.bak
+	outdir_recover(state);   // a checkpoint killed between its two renames left state.medmoe-old
 	free(state);
 	char *path = xasprintf("%s/state/trainer.json", o->run);
 	json_error_t err;

@@ -35,8 +35,8 @@ for name in "$@"; do
 	cpu=$FUZZ_BUILD/logs/$name.cpu
 	: > "$cpu"
 	# FUZZ_SECONDS of CPU time (the machines are shared: a niced process gets less than the wall clock), at most
-	# four times as much wall time
-	while [ "$cpus" -lt "$FUZZ_SECONDS" ] && [ $(( $(date +%s) - start )) -lt $((4 * FUZZ_SECONDS)) ]; do
+	# FUZZ_WALL_FACTOR (default 4) times as much wall time
+	while [ "$cpus" -lt "$FUZZ_SECONDS" ] && [ $(( $(date +%s) - start )) -lt $((${FUZZ_WALL_FACTOR:-4} * FUZZ_SECONDS)) ]; do
 		t=$((FUZZ_SECONDS - cpus))
 		[ "$t" -gt "$FUZZ_ROUND" ] && t=$FUZZ_ROUND
 		[ "$t" -lt 5 ] && t=5

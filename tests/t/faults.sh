@@ -2,7 +2,7 @@
 # faults: every program that writes, killed (SIGKILL) at seeded points of its run, with failing renames and
 # fsyncs around every directory swap, on a full disk, a read-only target, /dev/full, a closed stdout and a
 # broken pipe.  After each fault: nothing partial at the target path (it is absent, the old output, or the
-# complete new one), the next run leaves no leftovers (PATH.tmp.PID, PATH.bak) and gives the same bytes as a
+# complete new one), the next run leaves no leftovers (PATH.tmp.PID, PATH.medmoe-old) and gives the same bytes as a
 # run without faults; an interrupted training run resumes to the same adapter.
 #
 # Kill points come from tests/helpers/faultshim.c (LD_PRELOAD): a dry run counts the calls that change files
@@ -34,9 +34,9 @@ counts() {
 events() {
 	counts "$@" | cut -d' ' -f1
 }
-# leftovers DIR: list PATH.tmp.PID and PATH.bak names under DIR
+# leftovers DIR: list PATH.tmp.PID and PATH.medmoe-old names under DIR
 leftovers() {
-	find "$1" -name '*.tmp.[0-9]*' -o -name '*.bak' -o -name 'shuffle-*.tmp' | grep . && return 1
+	find "$1" -name '*.tmp.[0-9]*' -o -name '*.medmoe-old' -o -name 'shuffle-*.tmp' | grep . && return 1
 	return 0
 }
 # same A B: files or directories with the same content
@@ -74,14 +74,14 @@ kill_test() {
 	n=$(events "$@")
 	[ -n "$n" ] && [ "$n" -gt 0 ] || { echo "# $name: no events counted"; return 1; }
 	for k in $(points "$n" "$name"); do
-		rm -rf "$target" "$target".tmp.* "$target".bak
+		rm -rf "$target" "$target".tmp.* "$target".medmoe-old
 		[ -n "$old" ] && cp -r "$old" "$target"
 		FAULT_KILL_AT=$k LD_PRELOAD=$SHIM "$@" > /dev/null 2>&1
 		if [ -e "$target" ] && ! same "$target" ref.out && { [ -z "$old" ] || ! same "$target" "$old"; }; then
 			echo "# $name: killed at event $k of $n: $target is partial"
 			return 1
 		fi
-		if [ ! -e "$target" ] && [ -n "$old" ] && [ ! -e "$target.bak" ]; then
+		if [ ! -e "$target" ] && [ -n "$old" ] && [ ! -e "$target.medmoe-old" ]; then
 			echo "# $name: killed at event $k of $n: $target and its backup are both gone"
 			return 1
 		fi
@@ -117,7 +117,7 @@ train_kill() {
 	for k in $(points "$n" train); do
 		rm -rf tk
 		FAULT_KILL_AT=$k LD_PRELOAD=$SHIM train-experts $train_opts -o tk shards > /dev/null 2>&1
-		if [ -d tk/state ] || [ -d tk/state.bak ]; then
+		if [ -d tk/state ] || [ -d tk/state.medmoe-old ]; then
 			train-experts $train_opts --resume -o tk shards > /dev/null 2>&1 || { echo "# resume after $k failed"; return 1; }
 		else
 			train-experts $train_opts --force -o tk shards > /dev/null 2>&1 || { echo "# restart after $k failed"; return 1; }
@@ -134,7 +134,7 @@ ok "train-experts: kill -9 at seeded points, then --resume: the same adapter, st
 # ---- failing renames and fsyncs around every directory swap, both ways of swapping ----
 # swap_test NAME TARGET OLD CMD: with the Nth rename (or fsync) failing, CMD fails, TARGET is OLD or the new
 # output, complete, and nothing is left behind; with a SIGKILL at the Nth rename of the two-rename swap, the
-# next run finds the old or the new directory (outdir_recover puts DIR.bak back).
+# next run finds the old or the new directory (outdir_recover puts DIR.medmoe-old back).
 swap_test() {
 	name=$1 target=$2 old=$3
 	shift 3
@@ -147,14 +147,14 @@ swap_test() {
 			n=$nr
 			[ $fault = FSYNC_FAIL ] && n=$nf
 			for k in $(seq 1 "$n"); do
-				rm -rf "$target" "$target".tmp.* "$target".bak && cp -r "$old" "$target"
+				rm -rf "$target" "$target".tmp.* "$target".medmoe-old && cp -r "$old" "$target"
 				env MEDMOE_NO_EXCHANGE=$exch FAULT_$fault=$k LD_PRELOAD=$SHIM "$@" > /dev/null 2> err.txt
 				rc=$?
 				if [ $rc -ne 0 ] && [ $fault != RENAME_KILL ] && ! grep -q . err.txt; then
 					echo "# $name: $fault=$k exchange=$exch: exit $rc without a message"; return 1
 				fi
 				if [ $fault = RENAME_KILL ] && [ ! -e "$target" ]; then
-					[ -d "$target.bak" ] || { echo "# $name: kill at rename $k: no $target and no backup"; return 1; }
+					[ -d "$target.medmoe-old" ] || { echo "# $name: kill at rename $k: no $target and no backup"; return 1; }
 				elif ! same "$target" "$old" && ! same "$target" ref.out; then
 					echo "# $name: $fault=$k exchange=$exch: $target is neither the old nor the new output"; return 1
 				fi
@@ -179,7 +179,7 @@ state_swap() {
 			for k in 1 2 3 4; do
 				rm -rf ts && train-experts $train_opts --stop-after 2 -o ts shards > /dev/null 2>&1 || return 1
 				env MEDMOE_NO_EXCHANGE=$exch FAULT_$fault=$k LD_PRELOAD=$SHIM train-experts $train_opts --resume -o ts shards > /dev/null 2>&1
-				[ -d ts/state ] || [ -d ts/state.bak ] || { echo "# $fault=$k: no state at all"; return 1; }
+				[ -d ts/state ] || [ -d ts/state.medmoe-old ] || { echo "# $fault=$k: no state at all"; return 1; }
 				train-experts $train_opts --resume -o ts shards > /dev/null 2>&1 || { echo "# $fault=$k exchange=$exch: resume failed"; return 1; }
 				cmp -s ts/adapter.safetensors tref/adapter.safetensors || { echo "# $fault=$k: another adapter"; return 1; }
 				leftovers ts > /dev/null || { echo "# $fault=$k: leftovers $(leftovers ts)"; return 1; }

@@ -106,9 +106,9 @@ ok "--force with a damaged shard directory leaves the old run as it was" \
 ok "a refused train-experts leaves no run directory" '! train-experts $T -o f2 d-truncated 2> /dev/null && [ ! -e f2 ]'
 ok "a failed mix-tasks --stats commits no -o output" \
 	'! mix-tasks -q --stats nodir/stats.json -o mx.mpk tokens.mpk 2> /dev/null && [ ! -e mx.mpk ] && ! ls | grep -q "mx.mpk.tmp"'
-ok "a state/ half-replaced (state.bak, no state) is recovered by --resume" \
-	'cp -r run w1 && mv w1/state w1/state.bak && train-experts $T --resume -o w1 shards &&
-	 train-experts $T -o w2 shards && cmp w1/adapter.safetensors w2/adapter.safetensors && [ ! -e w1/state.bak ]'
+ok "a state/ half-replaced (state.medmoe-old, no state) is recovered by --resume" \
+	'cp -r run w1 && mv w1/state w1/state.medmoe-old && train-experts $T --resume -o w1 shards &&
+	 train-experts $T -o w2 shards && cmp w1/adapter.safetensors w2/adapter.safetensors && [ ! -e w1/state.medmoe-old ]'
 
 # 6. blocking inputs
 ok_fails 65 "a FIFO where trainer.json is expected is refused at once, not waited on" \

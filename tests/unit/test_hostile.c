@@ -237,7 +237,7 @@ static void replace_dir(const char *path)
 static void directory_replacement_and_recovery(void **state)
 {
 	(void)state;
-	char *out = in_dir("out"), *bak = in_dir("out.bak"), *stale = in_dir("out.tmp.999999");
+	char *out = in_dir("out"), *bak = in_dir("out.medmoe-old"), *stale = in_dir("out.tmp.999999");
 	for (int exchange = 0; exchange < 2; exchange++) {
 		setenv("MEDMOE_NO_EXCHANGE", exchange ? "0" : "1", 1);
 		put(out, "old");
@@ -246,7 +246,7 @@ static void directory_replacement_and_recovery(void **state)
 		assert_false(has(bak));
 	}
 	unsetenv("MEDMOE_NO_EXCHANGE");
-	// killed between the two renames: no DIR, a complete DIR.bak → the old one comes back
+	// killed between the two renames: no DIR, a complete DIR.medmoe-old → the old one comes back
 	assert_int_equal(rename(out, bak), 0);
 	outdir_recover(out);
 	assert_true(holds(out, "new"));
