@@ -284,10 +284,17 @@ static void require_finite(const struct adapter *a, const char *path)
 		size_t cnt = (size_t)(ts[k].shape[0] * ts[k].shape[1]);
 		float *buf = xmalloc((cnt ? cnt : 1) * sizeof(float));
 		adapter_tensor_get(&ts[k], a->params, buf);
-		for (size_t i = 0; i < cnt; i++)
-			if (!isfinite(buf[i]))
-				die_data(path, -1, ts[k].name, "value %zu is %s: a damaged or diverged adapter is refused", i,
-					 isnan(buf[i]) ? "NaN" : "infinite");
+		for (size_t i = 0; i < cnt; i++) {
+			if (!isfinite(buf[i])) {
+				// freed first: die exits at once (and LeakSanitizer would report them)
+				char name[sizeof ts[k].name];
+				memcpy(name, ts[k].name, sizeof name);
+				const char *what = isnan(buf[i]) ? "NaN" : "infinite";
+				free(buf);
+				free(ts);
+				die_data(path, -1, name, "value %zu is %s: a damaged or diverged adapter is refused", i, what);
+			}
+		}
 		free(buf);
 	}
 	free(ts);

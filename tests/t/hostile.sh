@@ -52,6 +52,10 @@ check() {
 	if [ "$rc" = 2 ] && grep -q -- "--resume: .* was .* in this run" err.txt; then
 		# a damaged setting in trainer.json reads as another setting: refused as a mismatch, naming it
 		echo refused
+	elif [ "$rc" = 1 ] && grep -q "step [0-9]*: the .* is \(NaN\|infinite\): stopping; the last checkpoint" err.txt; then
+		# a finite value changed into a huge one (a weight, a moment) makes training diverge: it stops at the
+		# first non-finite loss, naming the step, with the checkpoint intact
+		echo refused
 	elif [ "$rc" = 65 ]; then
 		if ! grep -q "$(basename "$file")" err.txt; then echo "bad:65 without naming $(basename "$file"): $(head -1 err.txt)"
 		elif [ "$out" != - ] && [ -e "$out" ]; then echo "bad:output $out left behind"
