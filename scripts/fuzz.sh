@@ -52,6 +52,9 @@ for name in "$@"; do
 			r=$(grep -E '^stat::number_of_executed_units' "$log" | tail -1 | awk '{print $2}')
 		runs=$((runs + ${r:-0}))
 		cpus=$(awk '/^[0-9.]+ [0-9.]+$/ { s += $1 + $2 } END { printf "%d", s }' "$cpu")
+		# a finding stops the target: libFuzzer stops at it, and it stays in the corpus (fix it, add it to
+		# tests/fuzz/regress/NAME, run again)
+		[ -n "$(find "$art" -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'malloc-limit-*')" ] && break
 	done
 	secs=$(( $(date +%s) - start ))
 	# the targets count the inputs that ran to the end and those refused (fuzz-counts lines, one per round)
