@@ -48,6 +48,10 @@ same() {
 	if [ -d "$1" ]; then diff -r "$1" "$2" > /dev/null; else cmp -s "$1" "$2"; fi
 }
 
+# The counts of every fault tried go to faults.tsv in the scratch directory (docs/hostile-input.md records a
+# long run's): program, fault, how many were injected, and the events the program makes in a clean run.
+printf 'program\tfault\tinjected\tevents\n' > faults.tsv
+
 # ---- inputs: a tiny base, two tasks of tokens, shards, a short run, an exam ----
 ok "build the helpers" \
 	'cc -std=c11 -O1 -D_GNU_SOURCE -o mklearn "$MEDMOE_TOP/tests/helpers/mklearn.c" $(pkg-config --cflags --libs msgpack)'
@@ -94,6 +98,7 @@ kill_test() {
 		leftovers . > /dev/null || { echo "# $name: leftovers after the kill at $k: $(leftovers .)"; return 1; }
 	done
 	echo "# $name: $n events, killed at $(points "$n" "$name" | tr '\n' ' ')"
+	printf '%s\tkill -9\t%d\t%d\n' "$name" "$(points "$n" "$name" | wc -l)" "$n" >> faults.tsv
 }
 
 ok "tokenize: kill -9 at seeded points" 'kill_test tokenize t.mpk "" tokenize -q --tokenizer base --task a -o t.mpk c.jsonl'
@@ -132,6 +137,7 @@ train_kill() {
 		leftovers tk > /dev/null || { echo "# killed at $k: leftovers $(leftovers tk)"; return 1; }
 	done
 	echo "# train-experts: $n events, killed at $(points "$n" train | tr '\n' ' ')"
+	printf 'train-experts\tkill -9, then --resume\t%d\t%d\n' "$(points "$n" train | wc -l)" "$n" >> faults.tsv
 }
 ok "train-experts: kill -9 at seeded points, then --resume: the same adapter, state and metrics" train_kill
 
@@ -166,6 +172,7 @@ swap_test() {
 				same "$target" ref.out || { echo "# $name: after $fault=$k the next run differs"; return 1; }
 				leftovers . > /dev/null || { echo "# $name: $fault=$k: leftovers $(leftovers .)"; return 1; }
 			done
+			printf '%s\t%s (exchange %s)\t%d\t\n' "$name" "$fault" $((1 - exch)) "$n" >> faults.tsv
 		done
 	done
 	echo "# $name: every rename failed, every fsync failed, killed at every rename, with and without RENAME_EXCHANGE"
@@ -188,6 +195,7 @@ state_swap() {
 				cmp -s ts/adapter.safetensors tref/adapter.safetensors || { echo "# $fault=$k: another adapter"; return 1; }
 				leftovers ts > /dev/null || { echo "# $fault=$k: leftovers $(leftovers ts)"; return 1; }
 			done
+			printf 'train-experts state/\t%s (exchange %s)\t4\t\n' "$fault" $((1 - exch)) >> faults.tsv
 		done
 	done
 }
@@ -252,5 +260,6 @@ ok "stale temporaries of dead processes are removed by the next run" \
 	'mkdir -p st && echo partial > st/t.mpk.tmp.999999 && mkdir st/d.tmp.999998 && echo x > st/d.tmp.999998/f &&
 	 tokenize -q --tokenizer base --task a -o st/t.mpk c.jsonl && shard -q --seq-len 32 -o st/d learn.mpk &&
 	 [ ! -e st/t.mpk.tmp.999999 ] && [ ! -e st/d.tmp.999998 ] && leftovers st'
+ok "the counts" 'sed "s/^/# /" faults.tsv; awk -F"\t" "NR > 1 { n += \$3 } END { printf \"# total: %d faults injected\n\", n }" faults.tsv'
 [ -n "$small" ] && umount small
 done_testing
