@@ -1,12 +1,11 @@
 // shard_read.c — rank/world batches with an exact cursor (see shard_read.h).
 #include "shard_read.h"
 #include "die.h"
+#include "infile.h"
+#include "mpk_scan.h"
 #include "rng.h"
 #include "shard_manifest.h"
 #include "stream.h"
-
-#include "infile.h"
-#include "mpk_scan.h"
 
 #include <errno.h>
 #include <fcntl.h>
