@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "die.h"
+#include "eval_finite.h"
 
 // For each option, the option whose document serves it (itself when it roots a document).
 static int plan(const struct eval_question *q, int root_of[EVAL_MAX_OPTIONS])
@@ -122,6 +123,7 @@ void eval_loglik_score(struct model *m, struct eval_question *qs, int n)
 				tok[p] = (int32_t)q->option_ids[j].data[k];
 			}
 		}
+		eval_require_finite_scores(m, q);   // a NaN is an error, never an answer
 	}
 	// the logit is summed in the order lmhead_ce_forward uses, so the root option's score is exactly −(its loss)
 	model_target_logprob(m, rows, tok, P, logp);
