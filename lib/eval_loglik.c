@@ -123,7 +123,6 @@ void eval_loglik_score(struct model *m, struct eval_question *qs, int n)
 				tok[p] = (int32_t)q->option_ids[j].data[k];
 			}
 		}
-		eval_require_finite_scores(m, q);   // a NaN is an error, never an answer
 	}
 	// the logit is summed in the order lmhead_ce_forward uses, so the root option's score is exactly −(its loss)
 	model_target_logprob(m, rows, tok, P, logp);
@@ -135,6 +134,8 @@ void eval_loglik_score(struct model *m, struct eval_question *qs, int n)
 				score += logp[p++];
 			qs[i].scores[j] = score;
 		}
+	for (int i = 0; i < n; i++)
+		eval_require_finite_scores(m, &qs[i]);   // a NaN is an error, never an answer
 	free(rows);
 	free(logp);
 	free(ids);
