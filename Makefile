@@ -2,6 +2,8 @@
 #   make            every program into bin/
 #   make test       unit tests (cmocka) and program tests (TAP), one summary line
 #   make test SAN=1 the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-faults the long fault-injection tests (kill -9 at many points, failing renames/fsyncs, full disks)
+#   make fuzz FUZZ_SECONDS=N   every libFuzzer target in tests/fuzz for N seconds (clang, ASan + UBSan)
 #   make bench      benchmark tables (installs the Python peers it compares against)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make check-gpu  the CUDA backend against the CPU backend, one table (SKIPs without a GPU)
@@ -76,6 +78,24 @@ LDLIBS  += -Wl,--as-needed $(DIST_LIBS) -Wl,--no-as-needed
 DIST_OBJ   := $(BUILD)/lib/dist.o $(BUILD)/lib/dist_mpi.o $(BUILD)/lib/dist_nccl.o
 DIST_STAMP := $(BUILD)/dist.flags
 
+# The fuzz targets (tests/fuzz/fuzz_NAME.c): built with clang and libFuzzer by `make fuzz`, and with $(CC) into
+# replay programs that `make test` runs on the committed seeds and regression inputs.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES   := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# clang 14 has no OpenMP runtime of its own in the Debian packages we use: libgomp, as gcc builds use.
+FUZZ_CFLAGS  := -std=c11 -O1 -g -fno-omit-frame-pointer -Wall -Wextra -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
+                -fopenmp=libgomp -Ilib -Itests/fuzz $(PKG_CFLAGS) -DMEDMOE_VERSION='"$(VERSION)"' \
+                -DMEDMOE_SOURCE_DIR='"$(CURDIR)"' -DSTREAM_READ_CHUNK=4096
+FUZZ_LIB_OBJ := $(LIB_SRC:lib/%.c=$(FUZZ_BUILD)/lib/%.o)
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+REPLAY_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
+FAULT_SHIM   := $(BUILD)/tests/faultshim.so
+
 # The CUDA backend is optional: built when nvcc is on PATH and cuda/ has sources.  Then every cuda/*.cu is
 # compiled (C++17, the project's warnings as errors, nvcc's too) for sm_80 (A100) and sm_90a (H100/H200, with
 # wgmma) plus compute_90 PTX for newer GPUs, into the plugin libmedmoe_cuda.so
@@ -105,7 +125,7 @@ GPU_BIN  := $(GPU_SRC:tests/gpu/%.c=$(BUILD)/tests/gpu/%)
 GPU_DATA := $(BUILD)/gpu-data
 BENCH_TRAIN := $(BUILD)/bench/train
 
-.PHONY: all deps test check bench install uninstall clean demo check-gpu bench-gpu gpu-bundle cuda-note dist-note FORCE
+.PHONY: all deps test check test-faults fuzz bench install uninstall clean demo check-gpu bench-gpu gpu-bundle cuda-note dist-note FORCE
 all: cuda-note dist-note $(BINS) $(CUDA_PLUGIN)
 
 dist-note:
@@ -191,14 +211,54 @@ $(GPU_DATA): tests/gpu/mkdata.sh tests/helpers/mklearn.c | $(BINS)
 	@echo "  DATA    $@"
 	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_TOP=$(CURDIR) tests/gpu/mkdata.sh $@
 
-$(BUILD)/lib $(BUILD)/cuda $(BUILD)/tests $(BUILD)/tests/gpu $(BUILD)/bench $(BINDIR):
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/common.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(LIB_A) \
+		$(wildcard lib/*.h) | $(BUILD)/fuzz
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) -Itests/fuzz $(LDFLAGS) -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/common.c tests/fuzz/replay.c \
+		$(LIB_A) $(LDLIBS)
+
+# LD_PRELOAD shim that makes chosen renames, fsyncs and writes fail (tests/helpers/faultshim.c).
+$(FAULT_SHIM): tests/helpers/faultshim.c | $(BUILD)/tests
+	@echo "  CC      $@"
+	@$(CC) -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC -shared -o $@ $< -ldl
+
+$(BUILD)/lib $(BUILD)/cuda $(BUILD)/tests $(BUILD)/tests/gpu $(BUILD)/bench $(BUILD)/fuzz $(BINDIR) $(FUZZ_BUILD)/lib:
 	@mkdir -p $@
+
+$(FUZZ_BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) | $(FUZZ_BUILD)/lib
+	@echo "  FUZZCC  $<"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/libmedmoe.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/common.c tests/fuzz/fuzz.h $(FUZZ_BUILD)/libmedmoe.a
+	@echo "  FUZZLD  $@"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/common.c \
+		$(FUZZ_BUILD)/libmedmoe.a $(PKG_LIBS) $(EXTRA_LIBS) -lpthread -lm -ldl
+
+# Not part of `make test`: FUZZ_SECONDS per target (FUZZ_TARGETS picks some), one at a time, niced.
+fuzz:
+	@scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 # `make test` first makes sure the Debian packages are there, so a fresh machine needs nothing else.
 test check: deps
-	@$(MAKE) --no-print-directory $(BINS) $(UNIT_BIN) $(GPU_BIN)
+	@$(MAKE) --no-print-directory $(BINS) $(UNIT_BIN) $(GPU_BIN) $(REPLAY_BINS) $(FAULT_SHIM)
 	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_UNIT=$(CURDIR)/$(BUILD)/tests MEDMOE_BUILD=$(CURDIR)/$(BUILD) \
 		tests/run.sh
+
+# The long fault-injection run: more kill points and seeds than the quick one inside `make test`.
+test-faults: deps
+	@$(MAKE) --no-print-directory $(BINS) $(FAULT_SHIM)
+	@for t in faults hostile; do \
+		MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_BUILD=$(CURDIR)/$(BUILD) MEDMOE_FAULTS=long MEDMOE_TOP=$(CURDIR) \
+			OMP_WAIT_POLICY=passive sh tests/t/$$t.sh > $(BUILD)/test-faults-$$t.log 2>&1; \
+		echo "$$t: $$(grep -c '^ok' $(BUILD)/test-faults-$$t.log) ok, $$(grep -c '^not ok' $(BUILD)/test-faults-$$t.log) not ok" \
+			"(log: $(BUILD)/test-faults-$$t.log)"; \
+	done; ! grep -q '^not ok' $(BUILD)/test-faults-faults.log $(BUILD)/test-faults-hostile.log
 
 bench: deps
 	@$(MAKE) --no-print-directory $(BINS)
@@ -244,6 +304,6 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/medmoe $(DESTDIR)$(PREFIX)/lib/medmoe
 
 clean:
-	rm -rf build build-san bin gpu-bundle
+	rm -rf build build-san bin gpu-bundle $(FUZZ_BUILD)
 
-.SECONDARY: $(LIB_OBJ) $(CU_OBJ)
+.SECONDARY: $(LIB_OBJ) $(CU_OBJ) $(FUZZ_LIB_OBJ)

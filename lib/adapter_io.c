@@ -1,6 +1,7 @@
 // adapter_io.c — adapter files: safetensors tensors, the JSON config with the base identity, optimizer state.
 #include "adapter_io.h"
 
+#include <math.h>
 #include <sha2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "die.h"
+#include "infile.h"
 #include "outfile.h"
 #include "safetensors.h"
 
@@ -36,7 +38,8 @@ void adapter_base_config_sha256(const struct model *m, char out[65])
 {
 	out[0] = 0;
 	char *path = xasprintf("%s/config.json", m->dir);
-	if (access(path, R_OK) == 0 && !SHA256File(path, out))
+	uint64_t size;
+	if (access(path, R_OK) == 0 && infile_sha256(path, out, &size) != 0)
 		die_errno("%s", path);
 	free(path);
 }
@@ -138,7 +141,7 @@ json_t *adapter_config_read(const char *run_dir)
 {
 	char *path = xasprintf("%s/adapter_config.json", run_dir);
 	json_error_t err;
-	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+	json_t *root = infile_json(path, JSON_REJECT_DUPLICATES, INFILE_MAX_CONFIG, &err);
 	if (!root)
 		die_data(path, -1, NULL, "%s (line %d)", err.text, err.line);
 	if (!json_is_object(root) || !json_is_string(json_object_get(root, "format")) ||
@@ -146,14 +149,6 @@ json_t *adapter_config_read(const char *run_dir)
 		die_data(path, -1, "format", "not a medmoe adapter config");
 	free(path);
 	return root;
-}
-
-static double get_num(const json_t *root, const char *path, const char *key)
-{
-	const json_t *v = json_object_get(root, key);
-	if (!json_is_number(v))
-		die_data(path, -1, key, "missing or not a number");
-	return json_number_value(v);
 }
 
 static const char *get_str(const json_t *root, const char *path, const char *key)
@@ -164,39 +159,156 @@ static const char *get_str(const json_t *root, const char *path, const char *key
 	return json_string_value(v);
 }
 
-struct adapter *adapter_load(const char *run_dir, const struct model *m)
+// An integer field in [LO, HI], checked before it is narrowed.
+static int64_t get_int(const json_t *root, const char *path, const char *key, int64_t lo, int64_t hi)
 {
-	json_t *root = adapter_config_read(run_dir);
-	char *path = xasprintf("%s/adapter_config.json", run_dir);
-	struct adapter_config c;
+	const json_t *v = json_object_get(root, key);
+	if (!json_is_integer(v))
+		die_data(path, -1, key, "missing or not an integer");
+	json_int_t x = json_integer_value(v);
+	if (x < lo || x > hi)
+		die_data(path, -1, key, "%lld is not in %lld..%lld", (long long)x, (long long)lo, (long long)hi);
+	return x;
+}
+
+// A finite number, at least LO (above LO when STRICT).
+static double get_num(const json_t *root, const char *path, const char *key, double lo, int strict)
+{
+	const json_t *v = json_object_get(root, key);
+	if (!json_is_number(v))
+		die_data(path, -1, key, "missing or not a number");
+	double x = json_number_value(v);
+	if (!isfinite(x) || x < lo || (strict && x == lo))
+		die_data(path, -1, key, "%g is out of range (%s %g)", x, strict ? ">" : ">=", lo);
+	return x;
+}
+
+static int is_mlp(int t) { return t == TGT_GATE || t == TGT_UP || t == TGT_DOWN; }
+
+// The parameters C asks for on model M (what adapter_new will allocate, four times over) and the sparsedoctor
+// queue values, in overflow-checked 64-bit arithmetic; -1 on overflow.
+static int adapter_sizes(const struct adapter_config *c, const struct model *m, uint64_t *params, uint64_t *queue)
+{
+	int64_t dims[N_TARGETS][2];
+	adapter_model_dims(m, dims);
+	uint64_t p = 0, q = 0, x;
+	if (c->method == ADAPTER_MOELORA)
+		p = (uint64_t)(c->n_tasks + c->experts) * (uint64_t)c->task_emb;
+	for (int t = 0; t < N_TARGETS; t++) {
+		if (!(c->targets & (1u << t)))
+			continue;
+		uint64_t din = (uint64_t)dims[t][0], dout = (uint64_t)dims[t][1], slot;
+		int routed = (c->method == ADAPTER_MINGMOE || c->method == ADAPTER_SPARSEDOCTOR) && is_mlp(t);
+		uint64_t er = c->method == ADAPTER_MOELORA ? (uint64_t)c->rank
+			      : routed ? (uint64_t)(c->experts + c->shared_experts) * (uint64_t)c->rank : (uint64_t)c->rank;
+		slot = er * (din + dout);   // er ≤ 2^26, d ≤ 2^21: no overflow
+		if (routed) {
+			slot += (uint64_t)c->experts * (din + 1);
+			if (c->method == ADAPTER_SPARSEDOCTOR) {
+				slot += (uint64_t)c->con_proj * din;
+				if (__builtin_mul_overflow((uint64_t)c->experts * (uint64_t)c->con_queue, (uint64_t)c->con_proj, &x) ||
+				    __builtin_mul_overflow(x, (uint64_t)m->cfg.n_layers, &x) || __builtin_add_overflow(q, x, &q))
+					return -1;
+			}
+		}
+		if (__builtin_mul_overflow(slot, (uint64_t)m->cfg.n_layers, &x) || __builtin_add_overflow(p, x, &p))
+			return -1;
+	}
+	*params = p;
+	*queue = q;
+	return 0;
+}
+
+// adapter_config.json ROOT (file PATH) into C: every field checked against its range before it is narrowed or
+// used to size anything (exit 65 naming the field; adapter_new's own checks are usage errors).
+static void parse_config(const json_t *root, const char *path, struct adapter_config *c)
+{
 	enum adapter_method method;
 	if (adapter_method_parse(get_str(root, path, "method"), &method) != 0)
 		die_data(path, -1, "method", "unknown method %s", get_str(root, path, "method"));
-	adapter_config_preset(&c, method);
-	c.experts = (int)get_num(root, path, "experts");
-	c.rank = (int)get_num(root, path, "rank");
-	c.alpha = get_num(root, path, "alpha");
-	c.rslora = json_is_true(json_object_get(root, "rslora"));
-	c.top_k = (int)get_num(root, path, "top_k");
-	c.dropout = get_num(root, path, "dropout");
-	c.task_emb = (int)get_num(root, path, "task_embedding_dim");
-	c.n_tasks = (int)get_num(root, path, "n_tasks");
-	c.lb_coef = get_num(root, path, "lb_coef");
-	c.shared_experts = (int)get_num(root, path, "shared_experts");
-	c.con_tau = get_num(root, path, "contrastive_tau");
-	c.con_lambda = get_num(root, path, "contrastive_lambda");
-	c.con_proj = (int)get_num(root, path, "contrastive_proj");
-	c.con_queue = (int)get_num(root, path, "contrastive_queue");
-	c.seed = (uint64_t)get_num(root, path, "seed");
-	c.targets = 0;
+	adapter_config_preset(c, method);
+	c->experts = (int)get_int(root, path, "experts", 1, ADAPTER_MAX_EXPERTS);
+	c->rank = (int)get_int(root, path, "rank", 1, ADAPTER_MAX_RANK);
+	c->alpha = get_num(root, path, "alpha", 0, 1);
+	c->rslora = json_is_true(json_object_get(root, "rslora"));
+	c->top_k = (int)get_int(root, path, "top_k", 0, ADAPTER_MAX_EXPERTS);
+	c->dropout = get_num(root, path, "dropout", 0, 0);
+	if (c->dropout >= 1)
+		die_data(path, -1, "dropout", "%g is not in [0, 1)", c->dropout);
+	c->task_emb = (int)get_int(root, path, "task_embedding_dim", 1, ADAPTER_MAX_DIM);
+	c->n_tasks = (int)get_int(root, path, "n_tasks", 1, ADAPTER_MAX_TASKS);
+	c->lb_coef = get_num(root, path, "lb_coef", 0, 0);
+	c->shared_experts = (int)get_int(root, path, "shared_experts", 0, ADAPTER_MAX_EXPERTS);
+	c->con_tau = get_num(root, path, "contrastive_tau", 0, 1);
+	c->con_lambda = get_num(root, path, "contrastive_lambda", 0, 0);
+	c->con_proj = (int)get_int(root, path, "contrastive_proj", 1, ADAPTER_MAX_DIM);
+	c->con_queue = (int)get_int(root, path, "contrastive_queue", 1, ADAPTER_MAX_QUEUE);
+	c->seed = (uint64_t)get_int(root, path, "seed", INT64_MIN, INT64_MAX);   // written as a json_int_t cast
+	if (method == ADAPTER_MOELORA && c->rank % c->experts)
+		die_data(path, -1, "rank", "moelora's total rank %d is not a multiple of the %d experts", c->rank, c->experts);
+	if ((method == ADAPTER_MINGMOE || method == ADAPTER_SPARSEDOCTOR) && (c->top_k < 1 || c->top_k > c->experts))
+		die_data(path, -1, "top_k", "%d is not in 1..experts (%d)", c->top_k, c->experts);
+	c->targets = 0;
 	const json_t *targets = json_object_get(root, "target_modules"), *t;
+	if (!json_is_array(targets))
+		die_data(path, -1, "target_modules", "missing or not an array");
 	size_t i;
 	json_array_foreach(targets, i, t) {
 		unsigned bit;
 		if (!json_is_string(t) || adapter_targets_parse(json_string_value(t), &bit) != 0)
 			die_data(path, -1, "target_modules", "entry %zu is not a known linear", i);
-		c.targets |= bit;
+		c->targets |= bit;
 	}
+	if (!c->targets)
+		die_data(path, -1, "target_modules", "empty");
+	// the task table: ids within the gate's rows, each once, each with a name (eval-exam --task and
+	// merge-adapters --task look names up here)
+	const json_t *tasks = json_object_get(root, "tasks"), *task;
+	if (!json_is_array(tasks))
+		die_data(path, -1, "tasks", "missing or not an array");
+	json_array_foreach(tasks, i, task) {
+		const json_t *name = json_object_get(task, "name");
+		int64_t id = get_int(task, path, "id", 0, c->n_tasks - 1);
+		if (!json_is_string(name) || !*json_string_value(name))
+			die_data(path, -1, "tasks", "entry %zu has no name", i);
+		for (size_t k = 0; k < i; k++)
+			if (json_integer_value(json_object_get(json_array_get(tasks, k), "id")) == id)
+				die_data(path, -1, "tasks", "task id %lld listed twice", (long long)id);
+	}
+}
+
+// Every value of every tensor of A finite (a NaN adapter is refused, not merged or evaluated), naming the first
+// tensor that is not.
+static void require_finite(const struct adapter *a, const char *path)
+{
+	struct adapter_tensor *ts;
+	size_t n = adapter_tensors(a, &ts);
+	for (size_t k = 0; k < n; k++) {
+		size_t cnt = (size_t)(ts[k].shape[0] * ts[k].shape[1]);
+		float *buf = xmalloc((cnt ? cnt : 1) * sizeof(float));
+		adapter_tensor_get(&ts[k], a->params, buf);
+		for (size_t i = 0; i < cnt; i++) {
+			if (!isfinite(buf[i])) {
+				// freed first: die exits at once (and LeakSanitizer would report them)
+				char name[sizeof ts[k].name];
+				memcpy(name, ts[k].name, sizeof name);
+				const char *what = isnan(buf[i]) ? "NaN" : "infinite";
+				free(buf);
+				free(ts);
+				die_data(path, -1, name, "value %zu is %s: a damaged or diverged adapter is refused", i, what);
+			}
+		}
+		free(buf);
+	}
+	free(ts);
+}
+
+struct adapter *adapter_load(const char *run_dir, const struct model *m)
+{
+	json_t *root = adapter_config_read(run_dir);
+	char *path = xasprintf("%s/adapter_config.json", run_dir);
+	struct adapter_config c;
+	parse_config(root, path, &c);
 	// the base identity
 	const json_t *base = json_object_get(root, "base");
 	if (!json_is_object(base))
@@ -213,9 +325,20 @@ struct adapter *adapter_load(const char *run_dir, const struct model *m)
 	free(path);
 	json_decref(root);
 
-	struct adapter *a = adapter_new_for_model(&c, m);
 	path = xasprintf("%s/adapter.safetensors", run_dir);
 	struct safetensors *st = safetensors_open(path);
+	// Sized by the config only once the file is known to hold that much (a config asking for 10^9 tasks ends
+	// here, naming the file, not in "out of memory").
+	uint64_t n_params = 0, n_queue = 0, stored = safetensors_total_elems(st);
+	char *cfg_path = xasprintf("%s/adapter_config.json", run_dir);
+	if (adapter_sizes(&c, m, &n_params, &n_queue) != 0 || n_params > stored)
+		die_data(cfg_path, -1, NULL, "the settings ask for %llu parameters, but %s holds %llu",
+			 (unsigned long long)n_params, path, (unsigned long long)stored);
+	if (n_queue > ADAPTER_MAX_QUEUE_VALUES)
+		die_data(cfg_path, -1, "contrastive_queue", "experts × queue × projection × layers = %llu values, over the "
+			 "limit %llu", (unsigned long long)n_queue, (unsigned long long)ADAPTER_MAX_QUEUE_VALUES);
+	free(cfg_path);
+	struct adapter *a = adapter_new_for_model(&c, m);
 	struct adapter_tensor *ts;
 	size_t n = adapter_tensors(a, &ts);
 	for (size_t k = 0; k < n; k++) {
@@ -231,6 +354,7 @@ struct adapter *adapter_load(const char *run_dir, const struct model *m)
 		adapter_tensor_set(&ts[k], a->params, buf);
 		free(buf);
 	}
+	require_finite(a, path);
 	free(ts);
 	safetensors_close(st);
 	free(path);
@@ -279,6 +403,10 @@ static void load_vec(const struct safetensors *st, const char *path, const char 
 	if (!t || (size_t)t->nelem != n)
 		die_data(path, -1, name, "missing, or not %zu values (another adapter configuration?)", n);
 	st_tensor_to_f32(t, dst);
+	// state is used as found only once every value is one the optimizer can have written
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(dst[i]))
+			die_data(path, -1, name, "value %zu is %s", i, isnan(dst[i]) ? "NaN" : "infinite");
 }
 
 void adapter_state_load(struct adapter *a, const char *path)
@@ -287,6 +415,9 @@ void adapter_state_load(struct adapter *a, const char *path)
 	load_vec(st, path, "params", a->params, a->n_params);
 	load_vec(st, path, "adam_m", a->adam_m, a->n_params);
 	load_vec(st, path, "adam_v", a->adam_v, a->n_params);
+	for (size_t i = 0; i < a->n_params; i++)
+		if (a->adam_v[i] < 0)
+			die_data(path, -1, "adam_v", "value %zu is negative (a second moment is a mean of squares)", i);
 	if (a->n_queue) {
 		size_t np = 0;
 		for (int i = 0; i < a->n_layers * N_TARGETS; i++)
@@ -300,10 +431,17 @@ void adapter_state_load(struct adapter *a, const char *path)
 		free(qf);
 		load_vec(st, path, "queue_positions", pos, np);
 		size_t k = 0;
+		int64_t len = a->cfg.con_queue;
 		for (int i = 0; i < a->n_layers * N_TARGETS; i++)
 			for (int e = 0; a->slots[i].q_head && e < a->slots[i].n_routed; e++) {
-				a->slots[i].q_head[e] = (int32_t)pos[k++];
-				a->slots[i].q_fill[e] = (int32_t)pos[k++];
+				// ring positions: head in [0, len), fill in [0, len], whole numbers (checked before the cast)
+				float head = pos[k++], fill = pos[k++];
+				if (!(head >= 0 && head < (float)len && head == floorf(head) && fill >= 0 && fill <= (float)len &&
+				      fill == floorf(fill)))
+					die_data(path, -1, "queue_positions", "entry %zu: head %g, fill %g: not positions in a ring "
+						 "of %lld", k / 2 - 1, head, fill, (long long)len);
+				a->slots[i].q_head[e] = (int32_t)head;
+				a->slots[i].q_fill[e] = (int32_t)fill;
 			}
 		free(pos);
 	}

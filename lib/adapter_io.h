@@ -41,13 +41,26 @@ void adapter_config_write(const json_t *root, const char *path);
 // The adapter_config.json object (caller json_decref's).
 json_t *adapter_config_json(const struct adapter *a, const struct model *m, const json_t *tasks,
 			    const json_t *training);
-// Read RUN_DIR's adapter for base model M: the config, the base identity (a checkpoint whose config.json or
-// tokenizer differs is refused, exit 65, naming both hashes), every tensor with its shape.
+// Limits on what adapter_config.json may ask for (the methods' defaults: 8 experts of rank 16, 64-d task
+// embeddings, 4096-entry queues of 128-d keys).
+#define ADAPTER_MAX_EXPERTS 1024
+#define ADAPTER_MAX_RANK 65536
+#define ADAPTER_MAX_TASKS 65536
+#define ADAPTER_MAX_DIM 65536
+#define ADAPTER_MAX_QUEUE (1 << 24)
+#define ADAPTER_MAX_QUEUE_VALUES (1ull << 32)
+
+// Read RUN_DIR's adapter for base model M: the config (every field range-checked before it is used; the
+// parameters it asks for must be in adapter.safetensors before anything is allocated), the base identity (a
+// checkpoint whose config.json or tokenizer differs is refused, exit 65, naming both hashes), every tensor with
+// its shape, every value finite (a NaN adapter is refused naming the tensor).
 struct adapter *adapter_load(const char *run_dir, const struct model *m);
 // The adapter_config.json of RUN_DIR (caller json_decref's); exit 65 when missing or malformed.
 json_t *adapter_config_read(const char *run_dir);
 
 // Optimizer state: the parameters (exact fp32), AdamW m and v, the sparsedoctor queues and their positions.
+// Loading refuses (exit 65) a tensor of another size, a non-finite value, a negative second moment, and queue
+// positions outside the ring.
 void adapter_state_save(const struct adapter *a, const char *path);
 void adapter_state_load(struct adapter *a, const char *path);
 

@@ -345,8 +345,13 @@ struct corpus *corpus_open(const char *path, const struct corpus_opts *opts)
 			archive_read_support_format_raw(c->ar);
 		else
 			archive_read_support_format_all(c->ar);
-		if (archive_read_open_filename(c->ar, path, 1 << 16) != ARCHIVE_OK)
-			die_data(path, -1, NULL, "%s", archive_error_string(c->ar));
+		if (archive_read_open_filename(c->ar, path, 1 << 16) != ARCHIVE_OK) {
+			// the reader's buffers go first (the fuzz targets come back from die and go on)
+			char *msg = xstrdup(archive_error_string(c->ar) ? archive_error_string(c->ar) : "cannot open");
+			archive_read_free(c->ar);
+			c->ar = NULL;
+			die_data(path, -1, NULL, "%s", msg);
+		}
 		return c;
 	}
 	c->fp = fopen(path, "rb");

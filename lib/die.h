@@ -55,6 +55,9 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 // A hook run by die*() before exit: outfile.c registers the removal of temporary files here.
 void die_set_cleanup(void (*fn)(void));
+// For the fuzz targets (tests/fuzz): die*() calls FN(code) instead of exit (FN must not return: it longjmps),
+// and with SILENT no message is printed.  Programs never call this.
+void die_set_exit(void (*fn)(int code), int silent);
 
 #ifdef __cplusplus
 }

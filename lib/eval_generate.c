@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "die.h"
+#include "eval_finite.h"
 #include "extract.h"
 
 // One question in flight, in KV-cache slot `slot`.
@@ -191,6 +192,7 @@ static void finish(struct eval_generator *g, struct gen_seq *s)
 static void advance(struct eval_generator *g, int b, const real *logits)
 {
 	struct gen_seq *s = &g->seqs[b];
+	eval_require_finite_logits(g->m, &s->q, logits, g->n_ids, s->n);   // a NaN is never an answer
 	uint32_t next = argmax(logits, g->n_ids);
 	if (!tokenizer_is_special(g->tok, next)) {
 		s->gen[s->n++] = (int32_t)next;

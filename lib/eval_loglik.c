@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "die.h"
+#include "eval_finite.h"
 
 // For each option, the option whose document serves it (itself when it roots a document).
 static int plan(const struct eval_question *q, int root_of[EVAL_MAX_OPTIONS])
@@ -133,6 +134,8 @@ void eval_loglik_score(struct model *m, struct eval_question *qs, int n)
 				score += logp[p++];
 			qs[i].scores[j] = score;
 		}
+	for (int i = 0; i < n; i++)
+		eval_require_finite_scores(m, &qs[i]);   // a NaN is an error, never an answer
 	free(rows);
 	free(logp);
 	free(ids);

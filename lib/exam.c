@@ -16,6 +16,7 @@
 #include <utf8proc.h>
 
 #include "die.h"
+#include "infile.h"
 #include "vec.h"
 
 enum bench { CMMLU, MMLU, MEDQA, MEDMCQA, CMB, CMEXAM, N_BENCH };
@@ -663,14 +664,18 @@ static void subject_from_name(struct exam_reader *r)
 
 static void read_whole(struct exam_reader *r)
 {
-	FILE *f = strcmp(r->path, "-") == 0 ? stdin : fopen(r->path, "rb");
+	FILE *f = infile_fopen_stream(r->path);   // a directory is refused; a pipe is read
 	if (!f)
 		die_errno("%s", r->path);
 	struct bytevec b = { 0 };
 	char chunk[1 << 16];
 	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+		// An exam file is read whole: bounded, so that /dev/zero or a runaway pipe ends in a message.
+		if (b.len + n > EXAM_MAX_FILE_BYTES)
+			die_data(r->path, -1, NULL, "more than %llu bytes: not an exam file", (unsigned long long)EXAM_MAX_FILE_BYTES);
 		bytevec_append(&b, chunk, n);
+	}
 	if (ferror(f))
 		die_errno("%s", r->path);
 	if (f != stdin)

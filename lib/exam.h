@@ -19,6 +19,9 @@
 #ifndef MEDMOE_EXAM_H
 #define MEDMOE_EXAM_H
 
+// Exam files are read whole; one bigger than this is refused (exit 65).  The largest (MedMCQA train) is ~100 MB.
+#define EXAM_MAX_FILE_BYTES (1ull << 30)
+
 #include <stddef.h>
 
 #define EXAM_MAX_OPTIONS 8   // letters A..H; the benchmarks use at most 6 (CMB id 7951: A..F)

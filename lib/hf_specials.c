@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "die.h"
+#include "infile.h"
 #include "outfile.h"
 
 // End-of-text and end-of-turn tokens of the families medmoe loads, in the order the eos is chosen.
@@ -86,7 +87,7 @@ void hf_specials_from_json(struct hf_specials *s, const json_t *root, const char
 void hf_specials_load(struct hf_specials *s, const char *path)
 {
 	json_error_t err;
-	json_t *root = json_load_file(path, 0, &err);
+	json_t *root = infile_json(path, 0, INFILE_MAX_TOKENIZER, &err);   // regular files only, bounded
 	if (!root)
 		die_data(path, -1, NULL, "line %d: %s", err.line, err.text);
 	hf_specials_from_json(s, root, path);

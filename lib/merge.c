@@ -14,6 +14,7 @@
 #include "adapter_io.h"
 #include "die.h"
 #include "hf_specials.h"
+#include "infile.h"
 #include "model.h"
 #include "outfile.h"
 #include "safetensors.h"
@@ -102,7 +103,8 @@ static struct model *base_shell(const char *dir)
 	free(path);
 	m->dir = xstrdup(dir);
 	path = xasprintf("%s/tokenizer.json", dir);
-	if (access(path, R_OK) == 0 && !SHA256File(path, m->tokenizer_sha256))
+	uint64_t size;
+	if (access(path, R_OK) == 0 && infile_sha256(path, m->tokenizer_sha256, &size) != 0)
 		die_errno("%s", path);
 	free(path);
 	return m;
@@ -128,7 +130,7 @@ static void write_json(const json_t *root, const char *path)
 
 static void copy_file(const char *from, const char *to)
 {
-	FILE *in = fopen(from, "rb");
+	FILE *in = infile_fopen(from);   // regular files only (a FIFO in the base directory would block)
 	if (!in)
 		die_errno("%s", from);
 	struct outfile *out = outfile_open(to);
@@ -218,7 +220,7 @@ static void write_merged_config(const struct merge_job *j, const char *dir, cons
 {
 	char *path = xasprintf("%s/config.json", j->o->base);
 	json_error_t err;
-	json_t *cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+	json_t *cfg = infile_json(path, JSON_REJECT_DUPLICATES, INFILE_MAX_CONFIG, &err);
 	if (!cfg)
 		die_data(path, -1, NULL, "%s (line %d)", err.text, err.line);
 	free(path);

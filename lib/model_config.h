@@ -11,6 +11,8 @@
 #ifndef MEDMOE_MODEL_CONFIG_H
 #define MEDMOE_MODEL_CONFIG_H
 
+#include <stdint.h>
+
 enum model_arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3 };
 enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 };
 
@@ -38,8 +40,26 @@ struct model_config {
 	double rope_original_max_pos;  // llama3: original_max_position_embeddings
 };
 
-// Parse PATH (a config.json).  Bad or unsupported → "PROG: PATH: FIELD: what", exit 65.
+// Limits on what config.json may ask for (the largest public checkpoints are far inside: Llama-3.1-405B has
+// hidden 16384, intermediate 53248, 126 layers, 128 heads; vocabularies reach 256k).  Every dimension is checked
+// against its limit and the total weight count in overflow-checked 64-bit arithmetic, before anyone allocates.
+#define MODEL_MAX_HIDDEN (1 << 17)
+#define MODEL_MAX_FFN (1 << 20)
+#define MODEL_MAX_VOCAB (1 << 24)
+#define MODEL_MAX_LAYERS 4096
+#define MODEL_MAX_HEADS 4096
+#define MODEL_MAX_HEAD_DIM 8192
+#define MODEL_MAX_WEIGHTS (1ull << 40)
+
+// Parse PATH (a config.json).  Bad or unsupported, a dimension over its limit, sizes whose weights overflow,
+// a non-finite or non-positive rms_norm_eps / rope parameter → "PROG: PATH: FIELD: what", exit 65.
 void model_config_load(struct model_config *cfg, const char *path);
+// The number of weights C describes (embedding, every layer, final norm, lm_head unless tied) into *TOTAL;
+// -1 when it overflows 64 bits.
+int model_config_weight_elems(const struct model_config *c, uint64_t *total);
+// Refuse (exit 65, naming DIR's config.json) sizes that ask for far more weights than the checkpoint stores
+// (more than twice STORED_ELEMS, safetensors_total_elems, plus 2^20): called before the weights are allocated.
+void model_config_check_fits(const struct model_config *c, uint64_t stored_elems, const char *dir);
 
 // Inverse frequencies for rotate-half RoPE, head_dim/2 of them, with the scaling applied, computed the way
 // transformers' modeling_rope_utils does (fp32 results; _compute_default/linear/llama3_parameters).

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "die.h"
+#include "infile.h"
 #include "model_internal.h"
 #include "ops.h"
 #include "safetensors.h"
@@ -98,6 +99,7 @@ static const struct st_tensor *find_weight(const struct safetensors *st, const c
 		format_shape(exp, sizeof exp, w->ndim, want);
 		die_data(t->file, -1, w->name, "shape %s, expected %s", got, exp);
 	}
+	st_require_finite_stored(t);   // a NaN weight is a damaged checkpoint (exit 65 naming the tensor)
 	return t;
 }
 
@@ -191,6 +193,7 @@ struct model *model_load_with(const char *dir, const struct model_options *opt)
 	m->w.layers = xcalloc((size_t)m->cfg.n_layers, sizeof *m->w.layers);
 
 	m->st = safetensors_open(dir);
+	model_config_check_fits(&m->cfg, safetensors_total_elems(m->st), dir);   // before anything is allocated
 	m->device = opt->device;
 	place_weights(m, opt);
 	set_device(m, opt->device, opt->weight_dtype_given ? opt->weight_dtype : DTYPE_BF16);
@@ -198,7 +201,8 @@ struct model *model_load_with(const char *dir, const struct model_options *opt)
 	if (m->device == DEVICE_CPU)
 		ops_cpu_check_blas();
 	char *tok_path = xasprintf("%s/tokenizer.json", dir);
-	if (access(tok_path, R_OK) == 0 && !SHA256File(tok_path, m->tokenizer_sha256))
+	uint64_t tok_size;
+	if (access(tok_path, R_OK) == 0 && infile_sha256(tok_path, m->tokenizer_sha256, &tok_size) != 0)
 		die_errno("%s", tok_path);
 	free(tok_path);
 	return m;

@@ -146,11 +146,21 @@ static void widen_bf16(real *dst, const uint16_t *src, int64_t n)
 	}
 }
 
+// _Float16 where the compiler has it (gcc 12 on x86-64); else the exact software conversion (clang 14, which
+// builds the fuzz targets, has no _Float16 on x86).
+#ifdef __FLT16_MAX__
+typedef _Float16 half_t;
+static inline real half_to_real(half_t h) { return (real)h; }
+#else
+typedef uint16_t half_t;
+static inline real half_to_real(half_t h) { return (real)st_f16_to_f32(h); }
+#endif
+
 VECTOR_CLONES
-static void widen_f16(real *dst, const _Float16 *src, int64_t n)
+static void widen_f16(real *dst, const half_t *src, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++)
-		dst[i] = (real)src[i];
+		dst[i] = half_to_real(src[i]);
 }
 
 // N elements of SRC (dtype S) into DST (dtype D).
@@ -331,7 +341,9 @@ typedef real rw_vec __attribute__((vector_size(64)));
 typedef float rw_fvec __attribute__((vector_size(RW_LANES * 4)));
 typedef uint32_t rw_u32 __attribute__((vector_size(RW_LANES * 4)));
 typedef uint16_t rw_u16 __attribute__((vector_size(RW_LANES * 2)));
+#ifdef __FLT16_MAX__
 typedef _Float16 rw_h16 __attribute__((vector_size(RW_LANES * 2)));
+#endif
 
 // Vectors go by pointer: passing them by value would tie the ABI to the instruction set (-Wpsabi).
 static inline void rw_load_real(rw_vec *v, const real *p) { memcpy(v, p, sizeof *v); }
@@ -344,15 +356,20 @@ static inline void rw_load_bf16(rw_vec *v, const uint16_t *p)
 	*v = __builtin_convertvector((rw_fvec)bits, rw_vec);
 }
 
-static inline void rw_load_f16(rw_vec *v, const _Float16 *p)
+static inline void rw_load_f16(rw_vec *v, const half_t *p)
 {
+#ifdef __FLT16_MAX__
 	rw_h16 h;
 	memcpy(&h, p, sizeof h);
 	*v = __builtin_convertvector(h, rw_vec);
+#else
+	for (int k = 0; k < RW_LANES; k++)
+		(*v)[k] = half_to_real(p[k]);
+#endif
 }
 
 static inline real rw_elem_real(const real *p) { return *p; }
-static inline real rw_elem_f16(const _Float16 *p) { return (real)*p; }
+static inline real rw_elem_f16(const half_t *p) { return half_to_real(*p); }
 static inline real rw_elem_bf16(const uint16_t *p)
 {
 	uint32_t bits = (uint32_t)*p << 16;
@@ -420,7 +437,7 @@ static inline real rw_hsum(const rw_vec *v)
 
 RW_BLOCK(rw_block_real, real, rw_load_real, rw_elem_real)
 RW_BLOCK(rw_block_bf16, uint16_t, rw_load_bf16, rw_elem_bf16)
-RW_BLOCK(rw_block_f16, _Float16, rw_load_f16, rw_elem_f16)
+RW_BLOCK(rw_block_f16, half_t, rw_load_f16, rw_elem_f16)
 
 // Weight rows n0 .. n1−1 against every row of x: blocks of RW_NR weight rows, each against the rows of x RW_NT
 // at a time (the weight block stays in L1 while x streams by).  Weights of another dtype (f64 in the fp32
@@ -444,7 +461,7 @@ static void rw_rows(real *out, int64_t ldo, int acc, const real *x, int64_t ldx,
 				rw_block_bf16(o, ldo, acc, xt, ldx, tb, (const uint16_t *)w.data + n * K, K, nb, K);
 				break;
 			case DTYPE_F16:
-				rw_block_f16(o, ldo, acc, xt, ldx, tb, (const _Float16 *)w.data + n * K, K, nb, K);
+				rw_block_f16(o, ldo, acc, xt, ldx, tb, (const half_t *)w.data + n * K, K, nb, K);
 				break;
 			default:
 				if (t == 0)

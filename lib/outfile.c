@@ -2,9 +2,13 @@
 #include "outfile.h"
 #include "die.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <libgen.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,6 +38,9 @@ static void remove_pending(void)
 		pending[i] = NULL;
 	}
 }
+
+static void sync_dir_of(const char *path);
+static int is_pending_dir(const char *dir);
 
 static void on_signal(int sig)
 {
@@ -68,6 +75,54 @@ static void untrack(const char *tmp_path)
 			pending[i] = NULL;
 }
 
+static void remove_tree(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return;
+	if (S_ISDIR(st.st_mode))
+		nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	else
+		unlink(path);
+}
+
+// Temporaries "BASE.tmp.PID" beside PATH whose process is gone (killed with SIGKILL, or by a power cut) are
+// removed: nothing else ever would.  A PID that is alive is left alone, whoever it is.
+static void remove_stale_temporaries(const char *path)
+{
+	char *copy_d = xstrdup(path), *copy_b = xstrdup(path);
+	const char *dir = dirname(copy_d), *base = basename(copy_b);
+	// Inside a directory this process is building (an outdir's temporary) nothing can be stale, and shard
+	// writes thousands of files there: no scan.
+	if (is_pending_dir(dir)) {
+		free(copy_d);
+		free(copy_b);
+		return;
+	}
+	char *prefix = xasprintf("%s.tmp.", base);
+	size_t plen = strlen(prefix);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (strncmp(e->d_name, prefix, plen) != 0)
+			continue;
+		char *end;
+		long pid = strtol(e->d_name + plen, &end, 10);
+		if (*end || pid <= 0 || pid == (long)getpid())
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;   // alive (or not ours to ask): maybe still writing
+		char *stale = xasprintf("%s/%s", dir, e->d_name);
+		remove_tree(stale);
+		free(stale);
+	}
+	if (d)
+		closedir(d);
+	free(prefix);
+	free(copy_d);
+	free(copy_b);
+}
+
 struct outfile *outfile_open(const char *path)
 {
 	struct outfile *out = xcalloc(1, sizeof *out);
@@ -84,6 +139,7 @@ struct outfile *outfile_open(const char *path)
 			die_errno("%s", path);
 		return out;
 	}
+	remove_stale_temporaries(path);
 	out->tmp_path = xasprintf("%s.tmp.%ld", path, (long)getpid());
 	track(out->tmp_path, 0);
 	out->fp = fopen(out->tmp_path, "wb");
@@ -110,6 +166,7 @@ void outfile_commit(struct outfile *out)
 			die_errno("%s", out->path);
 		if (rename(out->tmp_path, out->path) != 0)
 			die_errno("rename %s to %s", out->tmp_path, out->path);
+		sync_dir_of(out->path);
 		untrack(out->tmp_path);
 		free(out->tmp_path);
 	}
@@ -131,8 +188,56 @@ void outfile_abort(struct outfile *out)
 	free(out);
 }
 
+// fsync directory DIR so that the renames in it survive a power cut.
+static void sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
+			die_errno("fsync %s", dir);
+		close(fd);
+	}
+}
+
+static int is_pending_dir(const char *dir)
+{
+	for (int i = 0; i < MAX_PENDING; i++)
+		if (pending[i] && pending_is_dir[i] && strcmp(pending[i], dir) == 0)
+			return 1;
+	return 0;
+}
+
+// fsync the directory PATH is in; inside an outdir's temporary it is done once, at outdir_commit.
+static void sync_dir_of(const char *path)
+{
+	char *copy = xstrdup(path);
+	const char *dir = dirname(copy);
+	if (!is_pending_dir(dir))
+		sync_dir(dir);
+	free(copy);
+}
+
+void outdir_recover(const char *path)
+{
+	char *bak = xasprintf("%s.medmoe-old", path);
+	struct stat st;
+	if (lstat(bak, &st) == 0) {
+		if (lstat(path, &st) != 0) {
+			// killed between the two renames of a replacement: the old directory is the complete one
+			if (rename(bak, path) != 0)
+				die_errno("recovering %s from %s", path, bak);
+			sync_dir_of(path);
+		} else {
+			remove_tree(bak);   // killed after the swap, before the backup was removed
+		}
+	}
+	free(bak);
+	remove_stale_temporaries(path);
+}
+
 struct outdir *outdir_open(const char *path, int force)
 {
+	outdir_recover(path);
 	struct stat st;
 	if (stat(path, &st) == 0 && !force)
 		die(EXIT_FAIL, "%s: already exists (use --force to replace it)", path);
@@ -146,21 +251,57 @@ struct outdir *outdir_open(const char *path, int force)
 	return dir;
 }
 
+// Test hook: MEDMOE_NO_EXCHANGE=1 takes the two-rename path even where RENAME_EXCHANGE works.
+static int exchange(const char *a, const char *b)
+{
+	const char *no = getenv("MEDMOE_NO_EXCHANGE");
+	if (no && *no == '1') {
+		errno = EINVAL;
+		return -1;
+	}
+#ifdef RENAME_EXCHANGE
+	return renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE);
+#else
+	errno = EINVAL;
+	return -1;
+#endif
+}
+
 void outdir_commit(struct outdir *dir)
 {
 	struct stat st;
-	if (stat(dir->path, &st) == 0) {
-		// --force: move the old directory aside, put the new one in place, then remove the old.
-		char *old = xasprintf("%s.old.%ld", dir->path, (long)getpid());
-		if (rename(dir->path, old) != 0)
-			die_errno("rename %s", dir->path);
+	// everything written inside reaches the disk before the directory is put in place
+	sync_dir(dir->tmp_path);
+	if (lstat(dir->path, &st) != 0) {
 		if (rename(dir->tmp_path, dir->path) != 0)
 			die_errno("rename %s to %s", dir->tmp_path, dir->path);
-		nftw(old, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-		free(old);
-	} else if (rename(dir->tmp_path, dir->path) != 0) {
+	} else if (exchange(dir->tmp_path, dir->path) == 0) {
+		// One atomic step: DIR is the new directory, the temporary name the old one (removed below; a kill
+		// before that leaves a stale temporary, which the next run removes).
+		sync_dir_of(dir->path);
+		remove_tree(dir->tmp_path);
+	} else if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) {
+		// No RENAME_EXCHANGE here: DIR → DIR.medmoe-old, new → DIR, then the backup goes.  A kill between the two
+		// renames leaves DIR.medmoe-old complete and no DIR: outdir_recover (run by the next outdir_open, and by
+		// readers of a run's state) puts it back.
+		char *bak = xasprintf("%s.medmoe-old", dir->path);
+		remove_tree(bak);
+		if (rename(dir->path, bak) != 0)
+			die_errno("rename %s to %s", dir->path, bak);
+		if (rename(dir->tmp_path, dir->path) != 0) {
+			int saved = errno;
+			if (rename(bak, dir->path) == 0)   // put the old one back before reporting
+				sync_dir_of(dir->path);
+			errno = saved;
+			die_errno("rename %s to %s", dir->tmp_path, dir->path);
+		}
+		sync_dir_of(dir->path);
+		remove_tree(bak);
+		free(bak);
+	} else {
 		die_errno("rename %s to %s", dir->tmp_path, dir->path);
 	}
+	sync_dir_of(dir->path);
 	untrack(dir->tmp_path);
 	free(dir->tmp_path);
 	free(dir->path);

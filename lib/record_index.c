@@ -1,6 +1,8 @@
 // record_index.c — pread one record by its offset and length, unpack it.
 #include "record_index.h"
 #include "die.h"
+#include "infile.h"
+#include "mpk_scan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +18,7 @@ void record_files_init(struct record_files *f)
 
 uint32_t record_files_add(struct record_files *f, const char *path)
 {
-	int fd = open(path, O_RDONLY);
+	int fd = infile_open(path, NULL);   // random reads need a regular file (a FIFO is refused, not waited on)
 	if (fd < 0)
 		die(EXIT_DATA, "%s: %s", path, strerror(errno));
 	f->paths = xrealloc(f->paths, (f->n + 1) * sizeof *f->paths);
@@ -44,8 +46,8 @@ void record_files_read(struct record_files *f, const struct record_ref *ref, int
 		got += (size_t)n;
 	}
 	size_t off = 0;
-	if (msgpack_unpack_next(&f->msg, f->buf.data, ref->length, &off) != MSGPACK_UNPACK_SUCCESS ||
-	    off != ref->length || f->msg.data.type != MSGPACK_OBJECT_MAP)
+	if (mpk_unpack(&f->msg, f->buf.data, ref->length, &off) != NULL || off != ref->length ||
+	    f->msg.data.type != MSGPACK_OBJECT_MAP)
 		die_data(path, record_no, NULL, "the file changed while it was read (not one record at byte %llu)",
 			 (unsigned long long)ref->offset);
 	*rec = f->msg.data;

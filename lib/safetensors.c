@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "die.h"
+#include "infile.h"
 #include "outfile.h"
 
 // The reference reader's limit (safetensors/src/tensor.rs MAX_HEADER_SIZE).
@@ -77,6 +79,52 @@ uint16_t st_f32_to_bf16(float x)
 	return (uint16_t)(bits >> 16);
 }
 
+#if defined(__clang__) && __clang_major__ < 15
+// clang before 15 has no _Float16 on x86 (the fuzz build, tests/fuzz): the same IEEE binary16 conversions by
+// hand, round to nearest even, subnormals and NaN kept.
+float st_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+	if (exp == 0 && mant == 0) {
+		bits = sign;
+	} else if (exp == 0) {   // subnormal: normalise
+		exp = 127 - 15 + 1;
+		while (!(mant & 0x400)) {
+			mant <<= 1;
+			exp--;
+		}
+		bits = sign | exp << 23 | (mant & 0x3ff) << 13;
+	} else if (exp == 31) {
+		bits = sign | 0x7f800000u | mant << 13;
+	} else {
+		bits = sign | (exp + 112) << 23 | mant << 13;
+	}
+	float f;
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+uint16_t st_f32_to_f16(float x)
+{
+	uint32_t bits;
+	memcpy(&bits, &x, 4);
+	uint16_t sign = (uint16_t)((bits >> 16) & 0x8000);
+	uint32_t a = bits & 0x7fffffffu;
+	if (a > 0x7f800000u)
+		return sign | 0x7e00 | (uint16_t)((a >> 13) & 0x3ff);
+	if (a >= 0x477ff000u)   // 65520 and up round to infinity
+		return sign | 0x7c00;
+	if (a < 0x38800000u) {  // below 2^-14: a multiple of 2^-24, rounded to nearest even (exact scaling)
+		float f;
+		memcpy(&f, &a, 4);
+		return sign | (uint16_t)rintf(f * 16777216.0f);
+	}
+	uint32_t h = ((a >> 23) - 112) << 10 | (a & 0x7fffff) >> 13, rem = a & 0x1fff;
+	if (rem > 0x1000 || (rem == 0x1000 && (h & 1)))
+		h++;
+	return sign | (uint16_t)h;
+}
+#else
 // The compiler's _Float16 (IEEE binary16) does the rounding and the subnormals right.
 float st_f16_to_f32(uint16_t h)
 {
@@ -92,6 +140,7 @@ uint16_t st_f32_to_f16(float x)
 	memcpy(&h, &v, 2);
 	return h;
 }
+#endif
 
 void st_tensor_to_f32(const struct st_tensor *t, float *out)
 {
@@ -118,6 +167,63 @@ void st_tensor_to_f32(const struct st_tensor *t, float *out)
 			out[i] = st_f16_to_f32(h);
 		}
 		break;
+	}
+}
+
+void st_require_finite(const struct st_tensor *t, const float *values)
+{
+	for (int64_t i = 0; i < t->nelem; i++)
+		if (!isfinite(values[i]))
+			die_data(t->file, -1, t->name, "element %lld is %s: a damaged checkpoint (a weight is never NaN or "
+				 "infinite)", (long long)i, isnan(values[i]) ? "NaN" : "infinite");
+}
+
+// The first index of a stored element whose exponent bits (under MASK) are all ones, or -1.  Blocks of 4096
+// are OR-reduced without branches first, so the common case (no such element) vectorizes.
+#define FIRST_NONFINITE(type, mask)                                                             \
+	static int64_t first_nonfinite_##type(const unsigned char *p, int64_t n)                \
+	{                                                                                       \
+		for (int64_t b = 0; b < n; b += 4096) {                                         \
+			int64_t e = b + 4096 < n ? b + 4096 : n;                                \
+			type hit = 0, x;                                                        \
+			for (int64_t i = b; i < e; i++) {                                       \
+				memcpy(&x, p + i * (int64_t)sizeof x, sizeof x);                \
+				hit |= (type)((x & (mask)) == (mask));                          \
+			}                                                                       \
+			for (int64_t i = b; hit && i < e; i++) {                                \
+				memcpy(&x, p + i * (int64_t)sizeof x, sizeof x);                \
+				if ((x & (mask)) == (mask))                                     \
+					return i;                                               \
+			}                                                                       \
+		}                                                                               \
+		return -1;                                                                      \
+	}
+FIRST_NONFINITE(uint16_t, 0x7f80u)
+FIRST_NONFINITE(uint32_t, 0x7f800000u)
+
+static int64_t first_nonfinite_f16(const unsigned char *p, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		uint16_t x;
+		memcpy(&x, p + 2 * i, 2);
+		if ((x & 0x7c00u) == 0x7c00u)
+			return i;
+	}
+	return -1;
+}
+
+void st_require_finite_stored(const struct st_tensor *t)
+{
+	const unsigned char *p = t->data;
+	int64_t at = t->dtype == ST_BF16 ? first_nonfinite_uint16_t(p, t->nelem)
+		   : t->dtype == ST_F16	 ? first_nonfinite_f16(p, t->nelem)
+					 : first_nonfinite_uint32_t(p, t->nelem);
+	if (at >= 0) {
+		float v;
+		st_tensor_to_f32(&(struct st_tensor){.dtype = t->dtype, .nelem = 1,
+				 .data = p + (size_t)at * st_dtype_size(t->dtype)}, &v);
+		die_data(t->file, -1, t->name, "element %lld is %s: a damaged checkpoint (a weight is never NaN or "
+			 "infinite)", (long long)at, isnan(v) ? "NaN" : "infinite");
 	}
 }
 
@@ -204,14 +310,10 @@ static void open_file(struct safetensors *st, const char *path)
 	struct st_file *f = &st->files[st->n_files++];
 	memset(f, 0, sizeof *f);
 	f->path = xstrdup(path);
-	int fd = open(path, O_RDONLY);
+	struct stat sb;
+	int fd = infile_open(path, &sb);   // a FIFO is refused, not waited on
 	if (fd < 0)
 		die_errno("%s", path);
-	struct stat sb;
-	if (fstat(fd, &sb) != 0)
-		die_errno("%s", path);
-	if (!S_ISREG(sb.st_mode))
-		die_data(path, -1, NULL, "not a regular file");
 	f->size = (size_t)sb.st_size;
 	if (f->size < 8)
 		die_data(path, -1, "header", "file is %zu bytes, too short for the 8-byte header length", f->size);
@@ -295,7 +397,7 @@ static int cmp_str(const void *a, const void *b)
 static void open_index(struct safetensors *st, const char *index_path)
 {
 	json_error_t err;
-	json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &err);
+	json_t *root = infile_json(index_path, JSON_REJECT_DUPLICATES, INFILE_MAX_CONFIG, &err);
 	if (!root)
 		die_data(index_path, -1, NULL, "line %d: %s", err.line, err.text);
 	json_t *map = json_object_get(root, "weight_map");
@@ -398,6 +500,14 @@ const struct st_tensor *safetensors_find(const struct safetensors *st, const cha
 {
 	struct st_tensor key = {.name = (char *)name};
 	return bsearch(&key, st->tensors, st->n_tensors, sizeof key, cmp_name);
+}
+
+uint64_t safetensors_total_elems(const struct safetensors *st)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < st->n_tensors; i++)
+		n += (uint64_t)st->tensors[i].nelem;   // each ≤ the mapped bytes: no overflow
+	return n;
 }
 
 const char *safetensors_metadata(const struct safetensors *st, const char *key)

@@ -1,11 +1,14 @@
 // schema.c — stream specs (schemas/*.json) and the checks they drive.
 #include "schema.h"
 #include "die.h"
+#include "infile.h"
 
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum field_type {
@@ -23,6 +26,9 @@ struct field_spec {
 	enum field_type type;
 	int required, nullable;
 	char *same_length_as;  // another bin field whose element count must match
+	int token_ids;         // bin_u32 / array_bin_u32: every id below the header's tokenizer.vocab_size
+	int64_t max;           // bin_u8 bytes / uint values at most this (-1: no limit)
+	int finite;            // float / array: every number finite
 };
 
 struct part_spec {
@@ -87,14 +93,34 @@ static void load_part(const char *file, json_t *root, const char *part_name, str
 		f->nullable = json_is_true(json_object_get(val, "nullable"));
 		const char *same = json_string_value(json_object_get(val, "same_length_as"));
 		f->same_length_as = same ? xstrdup(same) : NULL;
+		f->token_ids = json_is_true(json_object_get(val, "token_ids"));
+		f->finite = json_is_true(json_object_get(val, "finite"));
+		json_t *max = json_object_get(val, "max");
+		f->max = json_is_integer(max) ? json_integer_value(max) : -1;
 	}
+}
+
+struct schema *schema_load_stream(const struct stream_reader *r)
+{
+	// the name comes from the stream: a known schema's name, never a path
+	const char *n = r->schema;
+	int plain = strncmp(n, "medmoe.", 7) == 0 && strlen(n) < 64;
+	for (const char *c = n; plain && *c; c++)
+		plain = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '.' || *c == '_';
+	char *file = plain ? find_schema_file(n) : NULL;
+	struct stat st;
+	if (!plain || stat(file, &st) != 0)
+		die_data(r->path, 0, "schema", "\"%s\" is not a schema this program knows (no %s)", n,
+			 file ? file : "spec by that name");
+	free(file);
+	return schema_load(n);
 }
 
 struct schema *schema_load(const char *name)
 {
 	char *file = find_schema_file(name);
 	json_error_t jerr;
-	json_t *root = json_load_file(file, 0, &jerr);
+	json_t *root = infile_json(file, JSON_REJECT_DUPLICATES, INFILE_MAX_CONFIG, &jerr);
 	if (!root)
 		die(EXIT_DATA, "%s: schema spec for %s: %s (set MEDMOE_SCHEMAS to the schemas/ directory)", file, name,
 		    jerr.text);
@@ -162,6 +188,62 @@ static size_t bin_count(const msgpack_object *o, enum field_type t)
 	return t == T_BIN_U32 ? o->via.bin.size / 4 : o->via.bin.size;
 }
 
+static uint32_t le32(const char *p)
+{
+	const uint8_t *u = (const uint8_t *)p;
+	return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+}
+
+// The header's tokenizer.vocab_size (exit 65 naming the header when a field asks for it and it is not there).
+static uint32_t header_vocab(const struct stream_reader *r)
+{
+	char sha[65];
+	uint32_t vocab;
+	stream_tokenizer(r, sha, &vocab);
+	return vocab;
+}
+
+static void check_ids(const struct stream_reader *r, const char *field, const msgpack_object *bin, uint32_t vocab)
+{
+	for (uint32_t i = 0; i < bin->via.bin.size / 4; i++) {
+		uint32_t id = le32(bin->via.bin.ptr + 4 * i);
+		if (id >= vocab)
+			rec_die(r, field, "token %u: id %u is outside the tokenizer's vocabulary (%u)", i, id, vocab);
+	}
+}
+
+static int number_is_finite(const msgpack_object *o)
+{
+	if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
+		return isfinite(o->via.f64);
+	return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER || o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
+}
+
+// The value checks beyond the type: token ids, byte and integer limits, finite numbers.
+static void check_values(const struct field_spec *f, const struct stream_reader *r, const msgpack_object *v)
+{
+	if (f->token_ids) {
+		uint32_t vocab = header_vocab(r);
+		if (f->type == T_BIN_U32)
+			check_ids(r, f->name, v, vocab);
+		else if (f->type == T_ARRAY_BIN_U32)
+			for (uint32_t i = 0; i < v->via.array.size; i++)
+				check_ids(r, f->name, &v->via.array.ptr[i], vocab);
+	}
+	if (f->max >= 0 && f->type == T_BIN_U8)
+		for (uint32_t i = 0; i < v->via.bin.size; i++)
+			if ((uint8_t)v->via.bin.ptr[i] > f->max)
+				rec_die(r, f->name, "byte %u is %u (at most %lld)", i, (uint8_t)v->via.bin.ptr[i], (long long)f->max);
+	if (f->max >= 0 && f->type == T_UINT && v->via.u64 > (uint64_t)f->max)
+		rec_die(r, f->name, "%llu is over %lld", (unsigned long long)v->via.u64, (long long)f->max);
+	if (f->finite && f->type == T_FLOAT && !number_is_finite(v))
+		rec_die(r, f->name, "is not a finite number");
+	if (f->finite && f->type == T_ARRAY)
+		for (uint32_t i = 0; i < v->via.array.size; i++)
+			if (!number_is_finite(&v->via.array.ptr[i]))
+				rec_die(r, f->name, "element %u is not a finite number", i);
+}
+
 static void check_part(const struct part_spec *part, const struct stream_reader *r, const msgpack_object *obj)
 {
 	for (size_t i = 0; i < part->n_fields; i++) {
@@ -179,6 +261,7 @@ static void check_part(const struct part_spec *part, const struct stream_reader 
 		}
 		if (!is_type(v, f->type))
 			rec_die(r, f->name, "is not of type %s", type_names[f->type]);
+		check_values(f, r, v);
 		if (f->same_length_as) {
 			const msgpack_object *other = msgpack_map_get(obj, f->same_length_as);
 			const struct field_spec *of = NULL;

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "die.h"
+#include "infile.h"
 #include "outfile.h"
 
 static json_t *point_object(const struct score_row *row)
@@ -34,7 +35,7 @@ void history_append(const char *path, const struct score_report *rep, const char
 	// the old lines first (a missing file is a new history)
 	char *old = NULL;
 	size_t old_len = 0;
-	FILE *in = fopen(path, "rb");
+	FILE *in = infile_fopen(path);   // a regular file (or none yet): a FIFO would block
 	if (in) {
 		char buf[65536];
 		size_t n;
@@ -116,7 +117,7 @@ static int cmp_series_name(const void *a, const void *b)
 void history_read(struct history *h, const char *path)
 {
 	memset(h, 0, sizeof *h);
-	FILE *fp = fopen(path, "r");
+	FILE *fp = infile_fopen(path);
 	if (!fp)
 		die_errno("%s", path);
 	struct raw_point *raw = NULL;

@@ -25,11 +25,14 @@ struct shard_manifest {
 	char *dir, *path;
 	uint32_t seq_len;
 	char tokenizer_sha256[65];
+	uint32_t vocab_size;         // token ids are below it
 	struct shard_split_entry train, valid;
 	json_t *root;
 };
 
-// Load DIR/manifest.json; a missing file or a missing/mistyped field → exit 65 naming the manifest and field.
+// Load DIR/manifest.json; a missing file, a missing/mistyped field, a count the shard sizes cannot hold or that
+// disagrees with the split's total → exit 65 naming the manifest and field.  The files themselves are checked by
+// shard_verify (all of them) and by the reader (each shard's size, sha256 and index when it is first opened).
 struct shard_manifest *shard_manifest_load(const char *dir);
 // "train" or "valid"; NULL for another name.
 const struct shard_split_entry *shard_manifest_split(const struct shard_manifest *m, const char *name);

@@ -1,6 +1,8 @@
 // shard_read.c — rank/world batches with an exact cursor (see shard_read.h).
 #include "shard_read.h"
 #include "die.h"
+#include "infile.h"
+#include "mpk_scan.h"
 #include "rng.h"
 #include "shard_manifest.h"
 #include "stream.h"
@@ -8,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <msgpack.h>
+#include <sha2.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,6 +24,8 @@ struct shard_reader {
 	uint64_t **offsets;          // per shard: sequences + 1 record offsets
 	char **paths;
 	int *fds;                    // per shard, opened on first use
+	uint64_t *verified_ino;      // per shard: the file verify_shards checked
+	struct timespec *verified_ctime;
 	uint32_t *perm;              // the current epoch's order (NULL: shard order)
 	uint64_t perm_epoch;
 	struct shard_cursor cur;
@@ -28,26 +34,233 @@ struct shard_reader {
 	msgpack_unpacked msg;
 };
 
-static uint64_t *load_index(const char *path, uint64_t want)
+static uint64_t le64(const uint8_t *p)
 {
-	FILE *fp = fopen(path, "rb");
-	if (!fp)
+	uint64_t v = 0;
+	for (int j = 7; j >= 0; j--)
+		v = v << 8 | p[j];
+	return v;
+}
+
+// PATH, the index of shard F: its size and sha256 as the manifest says, then offsets that rise from the end of
+// the header to the end of the shard.  The file's size is checked before anything is allocated.
+static uint64_t *load_index(const struct shard_manifest *m, const char *path, const struct shard_file_entry *f)
+{
+	struct stat st;
+	int fd = infile_open(path, &st);
+	if (fd < 0)
 		die(EXIT_DATA, "%s: %s", path, strerror(errno));
-	uint64_t *idx = xmalloc((want + 1) * sizeof *idx);
-	uint8_t le[8];
-	uint64_t n = 0;
-	while (n <= want && fread(le, 1, 8, fp) == 8) {
-		uint64_t v = 0;
-		for (int j = 7; j >= 0; j--)
-			v = v << 8 | le[j];
-		idx[n++] = v;
+	// f->sequences <= f->bytes / (5 seq_len) (shard_manifest_load): (sequences + 1) * 8 cannot wrap
+	uint64_t want = f->sequences + 1;
+	if ((uint64_t)st.st_size != want * 8)
+		die_data(path, -1, NULL, "%llu bytes, but the manifest's %llu sequences need %llu",
+			 (unsigned long long)st.st_size, (unsigned long long)f->sequences, (unsigned long long)(want * 8));
+	uint8_t *raw = xmalloc((size_t)want * 8);
+	size_t got = 0;
+	while (got < want * 8) {
+		ssize_t k = pread(fd, raw + got, (size_t)(want * 8 - got), (off_t)got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			die_data(path, -1, NULL, "shorter than its size says (changed while read?)");
+		got += (size_t)k;
 	}
-	int extra = fread(le, 1, 1, fp) != 0;
-	fclose(fp);
-	if (n != want + 1 || extra)
-		die_data(path, -1, NULL, "holds %s offsets than the manifest's %llu sequences need", extra ? "more" : "fewer",
-			 (unsigned long long)want);
+	close(fd);
+	char sha[SHA256_DIGEST_STRING_LENGTH];
+	SHA2_CTX ctx;
+	SHA256Init(&ctx);
+	SHA256Update(&ctx, raw, (size_t)want * 8);
+	SHA256End(&ctx, sha);
+	if (strcmp(sha, f->index_sha256) != 0)
+		die_data(path, -1, NULL, "sha256 %.12s…, %s says %.12s…: the index is damaged", sha, m->path,
+			 f->index_sha256);
+	uint64_t *idx = xmalloc((size_t)want * sizeof *idx);
+	for (uint64_t i = 0; i < want; i++) {
+		idx[i] = le64(raw + 8 * i);
+		uint64_t len = i ? idx[i] - idx[i - 1] : 0;
+		if ((i == 0 && idx[0] == 0) || (i > 0 && (idx[i] <= idx[i - 1] || len > MPK_MAX_OBJECT_BYTES)))
+			die_data(path, (int64_t)i, NULL, "offset %llu does not follow %llu", (unsigned long long)idx[i],
+				 i ? (unsigned long long)idx[i - 1] : 0ull);
+	}
+	if (idx[want - 1] != f->bytes)
+		die_data(path, -1, NULL, "ends at %llu, but %s is %llu bytes", (unsigned long long)idx[want - 1], f->file,
+			 (unsigned long long)f->bytes);
+	free(raw);
 	return idx;
+}
+
+// ---- verification: every shard's size, sha256 and header, before the run uses any of them ----
+//
+// Hashing every shard at every start would cost a full read of the data; DIR/.medmoe-verified remembers the
+// shards already found to match: one line "SHA256 SIZE INODE CTIME_S CTIME_NS FILE" each.  A shard is taken as
+// verified only when its size, inode and ctime are the ones recorded and the recorded sha256 is the manifest's:
+// any write to the file, or a replacement, changes its ctime (which no user can set), so a changed shard is
+// hashed again.  The cache is advisory: unreadable or malformed lines are ignored, and a directory that cannot
+// be written to just goes without it.
+
+#define VERIFIED_NAME ".medmoe-verified"
+
+struct verified {
+	char sha[65];
+	uint64_t size, ino;
+	int64_t ctime_s, ctime_ns;
+	char file[256];
+};
+
+static size_t load_verified(const char *dir, struct verified **out)
+{
+	char *path = xasprintf("%s/%s", dir, VERIFIED_NAME);
+	size_t len, n = 0;
+	struct stat st;
+	*out = NULL;
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > INFILE_MAX_CONFIG) {
+		free(path);
+		return 0;
+	}
+	char *text = infile_read(path, INFILE_MAX_CONFIG, &len);
+	free(path);
+	if (!text)
+		return 0;
+	for (char *line = text, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		struct verified v;
+		unsigned long long size, ino;
+		long long cs, cns;
+		if (sscanf(line, "%64s %llu %llu %lld %lld %255s", v.sha, &size, &ino, &cs, &cns, v.file) != 6)
+			continue;
+		v.size = size, v.ino = ino, v.ctime_s = cs, v.ctime_ns = cns;
+		*out = xrealloc(*out, (n + 1) * sizeof **out);
+		(*out)[n++] = v;
+	}
+	free(text);
+	return n;
+}
+
+static void save_verified(const char *dir, const struct verified *v, size_t n)
+{
+	char *path = xasprintf("%s/%s", dir, VERIFIED_NAME), *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	FILE *fp = fopen(tmp, "w");
+	int ok = fp != NULL;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = fprintf(fp, "%s %llu %llu %lld %lld %s\n", v[i].sha, (unsigned long long)v[i].size,
+			     (unsigned long long)v[i].ino, (long long)v[i].ctime_s, (long long)v[i].ctime_ns, v[i].file) > 0;
+	if (fp && fclose(fp) != 0)
+		ok = 0;
+	if (!ok || rename(tmp, path) != 0)
+		unlink(tmp);   // a read-only shard directory: verified again next time
+	free(tmp);
+	free(path);
+}
+
+static int str_is(const msgpack_object *o, const char *s)
+{
+	return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
+	       memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
+}
+
+// The header of shard LO (open as FD) says what the manifest says.
+static void check_header(struct shard_reader *r, size_t lo, int fd)
+{
+	const char *path = r->paths[lo];
+	uint64_t hlen = r->offsets[lo][0];
+	char *hbuf = xmalloc((size_t)hlen);
+	if (pread(fd, hbuf, (size_t)hlen, 0) != (ssize_t)hlen)
+		die_data(path, 0, NULL, "cannot read the header");
+	size_t pos = 0;
+	const char *why = mpk_unpack(&r->msg, hbuf, (size_t)hlen, &pos);
+	const msgpack_object *h = &r->msg.data;
+	if (why || pos != hlen || h->type != MSGPACK_OBJECT_MAP)
+		die_data(path, 0, NULL, "not one header map before the first record%s%s", why ? ": " : "", why ? why : "");
+	const msgpack_object *seq_len = msgpack_map_get(h, "seq_len"), *tok = msgpack_map_get(h, "tokenizer");
+	const msgpack_object *sha_o = tok ? msgpack_map_get(tok, "sha256") : NULL;
+	if (!str_is(msgpack_map_get(h, "schema"), "medmoe.shard"))
+		die_data(path, 0, "schema", "not medmoe.shard");
+	if (!seq_len || seq_len->type != MSGPACK_OBJECT_POSITIVE_INTEGER || seq_len->via.u64 != r->m->seq_len)
+		die_data(path, 0, "seq_len", "differs from the manifest's %u", r->m->seq_len);
+	if (!str_is(msgpack_map_get(h, "split"), r->split->name))
+		die_data(path, 0, "split", "is not \"%s\"", r->split->name);
+	if (!str_is(sha_o, r->m->tokenizer_sha256))
+		die_data(path, 0, "tokenizer.sha256", "differs from the manifest's %.12s…", r->m->tokenizer_sha256);
+	free(hbuf);
+}
+
+// Every shard of the split: its size and sha256 are the manifest's (hashed, or found in the cache), and its
+// header says what the manifest says.  Only then may any token reach the model: a truncated shard, bytes
+// appended, or a manifest whose checksum does not match are refused (exit 65) before the run writes anything.
+static void verify_shards(struct shard_reader *r)
+{
+	struct verified *cache;
+	size_t n_cache = load_verified(r->m->dir, &cache), n_new = 0;
+	struct verified *fresh = xcalloc(r->split->n_shards ? r->split->n_shards : 1, sizeof *fresh);
+	for (size_t lo = 0; lo < r->split->n_shards; lo++) {
+		const struct shard_file_entry *f = &r->split->shards[lo];
+		const char *path = r->paths[lo];
+		struct stat st;
+		int fd = infile_open(path, &st);
+		if (fd < 0)
+			die(EXIT_DATA, "%s: %s", path, strerror(errno));
+		if ((uint64_t)st.st_size != f->bytes)
+			die_data(path, -1, NULL, "%llu bytes, %s says %llu (truncated, or bytes added?)",
+				 (unsigned long long)st.st_size, r->m->path, (unsigned long long)f->bytes);
+		struct verified v = {.size = (uint64_t)st.st_size, .ino = (uint64_t)st.st_ino,
+				     .ctime_s = (int64_t)st.st_ctim.tv_sec, .ctime_ns = (int64_t)st.st_ctim.tv_nsec};
+		snprintf(v.file, sizeof v.file, "%s", f->file);
+		int known = 0;
+		for (size_t i = 0; i < n_cache && !known; i++)
+			known = cache[i].size == v.size && cache[i].ino == v.ino && cache[i].ctime_s == v.ctime_s &&
+				cache[i].ctime_ns == v.ctime_ns && strcmp(cache[i].file, v.file) == 0 &&
+				strcmp(cache[i].sha, f->sha256) == 0;
+		if (!known) {
+			uint64_t size;
+			infile_sha256_fd(fd, path, v.sha, &size);
+			if (size != f->bytes || strcmp(v.sha, f->sha256) != 0)
+				die_data(path, -1, NULL, "sha256 %.12s… (%llu bytes), %s says %.12s… (%llu bytes): the "
+					 "shard is damaged (shard --verify lists every difference)", v.sha,
+					 (unsigned long long)size, r->m->path, f->sha256, (unsigned long long)f->bytes);
+			n_new++;
+		} else {
+			memcpy(v.sha, f->sha256, sizeof v.sha);
+		}
+		check_header(r, lo, fd);
+		close(fd);
+		fresh[lo] = v;
+		r->verified_ino[lo] = v.ino;
+		r->verified_ctime[lo] = (struct timespec){(time_t)v.ctime_s, (long)v.ctime_ns};
+	}
+	if (n_new) {
+		// what was known of other shards (the other split) is kept
+		struct verified *all = xmalloc((n_cache + r->split->n_shards) * sizeof *all);
+		size_t n_all = 0;
+		for (size_t i = 0; i < n_cache; i++) {
+			int mine = 0;
+			for (size_t lo = 0; lo < r->split->n_shards && !mine; lo++)
+				mine = strcmp(cache[i].file, r->split->shards[lo].file) == 0;
+			if (!mine)
+				all[n_all++] = cache[i];
+		}
+		for (size_t lo = 0; lo < r->split->n_shards; lo++)
+			all[n_all++] = fresh[lo];
+		save_verified(r->m->dir, all, n_all);
+		free(all);
+	}
+	free(cache);
+	free(fresh);
+}
+
+// Shard LO, opened for reading: still the file verified when the run started.
+static void open_shard(struct shard_reader *r, size_t lo)
+{
+	const char *path = r->paths[lo];
+	struct stat st;
+	int fd = infile_open(path, &st);
+	if (fd < 0)
+		die(EXIT_DATA, "%s: %s", path, strerror(errno));
+	if ((uint64_t)st.st_size != r->split->shards[lo].bytes || (uint64_t)st.st_ino != r->verified_ino[lo] ||
+	    st.st_ctim.tv_sec != r->verified_ctime[lo].tv_sec || st.st_ctim.tv_nsec != r->verified_ctime[lo].tv_nsec)
+		die_data(path, -1, NULL, "changed since it was verified at the start of this run");
+	r->fds[lo] = fd;
 }
 
 struct shard_reader *shard_reader_open(const char *dir, const struct shard_reader_options *opt)
@@ -69,11 +282,13 @@ struct shard_reader *shard_reader_open(const char *dir, const struct shard_reade
 	r->offsets = xcalloc(ns ? ns : 1, sizeof *r->offsets);
 	r->paths = xcalloc(ns ? ns : 1, sizeof *r->paths);
 	r->fds = xmalloc((ns ? ns : 1) * sizeof *r->fds);
+	r->verified_ino = xcalloc(ns ? ns : 1, sizeof *r->verified_ino);
+	r->verified_ctime = xcalloc(ns ? ns : 1, sizeof *r->verified_ctime);
 	uint64_t total = 0;
 	for (size_t i = 0; i < ns; i++) {
 		const struct shard_file_entry *f = &r->split->shards[i];
 		char *ipath = xasprintf("%s/%s", dir, f->index);
-		r->offsets[i] = load_index(ipath, f->sequences);
+		r->offsets[i] = load_index(r->m, ipath, f);
 		free(ipath);
 		r->paths[i] = xasprintf("%s/%s", dir, f->file);
 		r->fds[i] = -1;
@@ -83,6 +298,7 @@ struct shard_reader *shard_reader_open(const char *dir, const struct shard_reade
 		die_data(r->m->path, -1, "sequences", "the shards hold %llu, the split says %llu", (unsigned long long)total,
 			 (unsigned long long)r->n);
 	msgpack_unpacked_init(&r->msg);
+	verify_shards(r);
 	return r;
 }
 
@@ -145,8 +361,8 @@ static void read_sequence(struct shard_reader *r, uint64_t g, uint32_t row, stru
 	const char *path = r->paths[lo];
 	uint64_t local = g - r->split->shards[lo].first;
 	uint64_t off = r->offsets[lo][local], len = r->offsets[lo][local + 1] - off;
-	if (r->fds[lo] < 0 && (r->fds[lo] = open(path, O_RDONLY)) < 0)
-		die(EXIT_DATA, "%s: %s", path, strerror(errno));
+	if (r->fds[lo] < 0)
+		open_shard(r, lo);
 	if (len > r->buf_cap) {
 		r->buf = xrealloc(r->buf, len);
 		r->buf_cap = len;
@@ -162,9 +378,10 @@ static void read_sequence(struct shard_reader *r, uint64_t g, uint32_t row, stru
 		got += (size_t)k;
 	}
 	size_t pos = 0;
-	if (msgpack_unpack_next(&r->msg, r->buf, len, &pos) != MSGPACK_UNPACK_SUCCESS || pos != len ||
-	    r->msg.data.type != MSGPACK_OBJECT_MAP)
-		die_data(path, (int64_t)local + 1, NULL, "not one record where the index points");
+	const char *why = mpk_unpack(&r->msg, r->buf, len, &pos);
+	if (why || pos != len || r->msg.data.type != MSGPACK_OBJECT_MAP)
+		die_data(path, (int64_t)local + 1, NULL, "not one record where the index points%s%s", why ? ": " : "",
+			 why ? why : "");
 	const msgpack_object *rec = &r->msg.data;
 	uint32_t seq_len = r->m->seq_len;
 	const msgpack_object *ids = need_bin(path, local, rec, "ids", 4);
@@ -172,11 +389,24 @@ static void read_sequence(struct shard_reader *r, uint64_t g, uint32_t row, stru
 	const msgpack_object *offs = need_bin(path, local, rec, "doc_offsets", 4);
 	const msgpack_object *tasks = need_bin(path, local, rec, "doc_task_ids", 4);
 	uint32_t n_docs = tasks->via.bin.size / 4;
-	if (ids->via.bin.size != seq_len * 4 || mask->via.bin.size != seq_len || offs->via.bin.size / 4 != n_docs + 1)
+	if (ids->via.bin.size != seq_len * 4 || mask->via.bin.size != seq_len || offs->via.bin.size / 4 != n_docs + 1 ||
+	    n_docs == 0)
 		die_data(path, (int64_t)local + 1, NULL, "ids, mask, doc_offsets or doc_task_ids has the wrong length");
-	for (uint32_t i = 0; i < seq_len; i++)
-		b->ids[(size_t)row * seq_len + i] = le32(ids->via.bin.ptr + 4 * i);
-	memcpy(b->mask + (size_t)row * seq_len, mask->via.bin.ptr, seq_len);
+	if (le32(offs->via.bin.ptr) != 0)
+		die_data(path, (int64_t)local + 1, "doc_offsets", "does not start at 0");
+	uint32_t used = le32(offs->via.bin.ptr + 4 * n_docs);
+	const uint8_t *mk = (const uint8_t *)mask->via.bin.ptr;
+	uint32_t vocab = r->m->vocab_size;
+	for (uint32_t i = 0; i < seq_len; i++) {
+		uint32_t id = le32(ids->via.bin.ptr + 4 * i);
+		if (id >= vocab)
+			die_data(path, (int64_t)local + 1, "ids", "position %u: id %u is outside the vocabulary (%u)", i, id,
+				 vocab);
+		if (mk[i] > 1 || (i >= used && mk[i]))
+			die_data(path, (int64_t)local + 1, "mask", "position %u: %u (0 or 1, and 0 on the padding)", i, mk[i]);
+		b->ids[(size_t)row * seq_len + i] = id;
+	}
+	memcpy(b->mask + (size_t)row * seq_len, mk, seq_len);
 	b->seq_index[row] = g;
 	if (b->n_docs + n_docs > b->cap_docs) {
 		size_t cap = b->cap_docs ? b->cap_docs : 64;
@@ -282,6 +512,8 @@ void shard_reader_close(struct shard_reader *r)
 	free(r->offsets);
 	free(r->paths);
 	free(r->fds);
+	free(r->verified_ino);
+	free(r->verified_ctime);
 	free(r->perm);
 	free(r->buf);
 	msgpack_unpacked_destroy(&r->msg);

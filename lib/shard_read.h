@@ -50,7 +50,10 @@ struct shard_batch {
 
 struct shard_reader;
 
-// Open DIR's manifest and indexes.  Bad options → exit 2; a damaged directory → exit 65.
+// Open DIR's manifest and indexes, and verify every shard of the split (size, sha256 and header as the manifest
+// says; DIR/.medmoe-verified caches the result by size, inode and ctime so that the next run does not hash them
+// again).  Bad options → exit 2; a damaged directory → exit 65, before any token is read.  A shard that changes
+// after that is refused when it is first read.
 struct shard_reader *shard_reader_open(const char *dir, const struct shard_reader_options *opt);
 uint32_t shard_reader_seq_len(const struct shard_reader *r);
 uint64_t shard_reader_sequences(const struct shard_reader *r);           // N, the whole split

@@ -1,6 +1,7 @@
 // shard_verify.c — recompute every checksum and count of a shard directory and compare with its manifest.
 #include "shard_verify.h"
 #include "die.h"
+#include "infile.h"
 #include "shard_manifest.h"
 #include "stream.h"
 #include "vec.h"
@@ -38,18 +39,14 @@ static void add_task(struct totals *t, uint32_t id, uint64_t tokens)
 
 static int file_sha(const char *path, char out[65], uint64_t *size)
 {
-	struct stat st;
-	if (stat(path, &st) != 0 || !SHA256File(path, out))
-		return -1;
-	*size = (uint64_t)st.st_size;
-	return 0;
+	return infile_sha256(path, out, size);
 }
 
-static int check_count(const char *path, const char *what, uint64_t have, uint64_t want)
+static int check_count(const char *path, const char *manifest_path, const char *what, uint64_t have, uint64_t want)
 {
 	if (have == want)
 		return 0;
-	warn_data(path, -1, NULL, "%s: %llu, the manifest says %llu", what, (unsigned long long)have,
+	warn_data(path, -1, NULL, "%s: %llu, %s says %llu", what, (unsigned long long)have, manifest_path,
 		  (unsigned long long)want);
 	return 1;
 }
@@ -66,7 +63,7 @@ static int verify_records(const struct shard_manifest *m, const char *split, con
 	const msgpack_object *sp = stream_header_get(r, "split");
 	int bad = 0;
 	if (strcmp(sha, m->tokenizer_sha256) != 0) {
-		warn_data(path, 0, "tokenizer.sha256", "%.12s…, the manifest says %.12s…", sha, m->tokenizer_sha256);
+		warn_data(path, 0, "tokenizer.sha256", "%.12s…, %s says %.12s…", sha, m->path, m->tokenizer_sha256);
 		bad++;
 	}
 	if (!seq_len || seq_len->type != MSGPACK_OBJECT_POSITIVE_INTEGER || seq_len->via.u64 != m->seq_len) {
@@ -88,7 +85,7 @@ static int verify_records(const struct shard_manifest *m, const char *split, con
 			break;
 		}
 		size_t n_ids, n_mask;
-		rec_bin(r, &rec, "ids", &n_ids);
+		const uint8_t *ids = rec_bin(r, &rec, "ids", &n_ids);
 		const uint8_t *mask = rec_bin(r, &rec, "mask", &n_mask);
 		rec_u32bin(r, &rec, "doc_offsets", &offsets);
 		rec_u32bin(r, &rec, "doc_task_ids", &task_ids);
@@ -109,6 +106,14 @@ static int verify_records(const struct shard_manifest *m, const char *split, con
 		for (uint32_t i = used; !why && i < m->seq_len; i++)
 			if (mask[i])
 				why = "a padding position carries loss";
+		for (uint32_t i = 0; !why && i < m->seq_len; i++) {
+			uint32_t id = (uint32_t)ids[4 * i] | (uint32_t)ids[4 * i + 1] << 8 | (uint32_t)ids[4 * i + 2] << 16 |
+				      (uint32_t)ids[4 * i + 3] << 24;
+			if (id >= m->vocab_size)
+				why = "a token id is outside the vocabulary";
+			else if (mask[i] > 1)
+				why = "a mask byte is neither 0 nor 1";
+		}
 		if (why) {
 			warn_data(path, r->record, NULL, "%s", why);
 			bad++;
@@ -131,10 +136,10 @@ static int verify_records(const struct shard_manifest *m, const char *split, con
 	free(task_ids.data);
 	if (bad)
 		return bad;
-	bad += check_count(path, "sequences", sequences, f->sequences);
-	bad += check_count(path, "documents", documents, f->documents);
-	bad += check_count(path, "tokens", tokens, f->tokens);
-	bad += check_count(path, "loss tokens", loss, f->loss_tokens);
+	bad += check_count(path, m->path, "sequences", sequences, f->sequences);
+	bad += check_count(path, m->path, "documents", documents, f->documents);
+	bad += check_count(path, m->path, "tokens", tokens, f->tokens);
+	bad += check_count(path, m->path, "loss tokens", loss, f->loss_tokens);
 	t->sequences += sequences;
 	t->documents += documents;
 	t->tokens += tokens;
@@ -145,7 +150,7 @@ static int verify_records(const struct shard_manifest *m, const char *split, con
 static uint64_t *read_index(const char *path, size_t *n)
 {
 	*n = 0;
-	FILE *fp = fopen(path, "rb");
+	FILE *fp = infile_fopen(path);
 	if (!fp)
 		return xcalloc(1, sizeof(uint64_t));
 	uint64_t *idx = NULL;
@@ -180,15 +185,15 @@ static int verify_split(const struct shard_manifest *m, const struct shard_split
 			warn_data(path, -1, NULL, "%s", strerror(errno));
 			shard_bad++;
 		} else if (strcmp(sha, f->sha256) != 0 || size != f->bytes) {
-			warn_data(path, -1, NULL, "sha256 %.12s… (%llu bytes), the manifest says %.12s… (%llu bytes)", sha,
-				  (unsigned long long)size, f->sha256, (unsigned long long)f->bytes);
+			warn_data(path, -1, NULL, "sha256 %.12s… (%llu bytes), %s says %.12s… (%llu bytes)", sha,
+				  (unsigned long long)size, m->path, f->sha256, (unsigned long long)f->bytes);
 			shard_bad++;
 		}
 		if (file_sha(ipath, isha, &isize) != 0) {
 			warn_data(ipath, -1, NULL, "%s", strerror(errno));
 			shard_bad++;
 		} else if (strcmp(isha, f->index_sha256) != 0) {
-			warn_data(ipath, -1, NULL, "sha256 %.12s…, the manifest says %.12s…", isha, f->index_sha256);
+			warn_data(ipath, -1, NULL, "sha256 %.12s…, %s says %.12s…", isha, m->path, f->index_sha256);
 			shard_bad++;
 		}
 		if (!shard_bad) {
@@ -203,10 +208,10 @@ static int verify_split(const struct shard_manifest *m, const struct shard_split
 	}
 	if (!bad) {
 		char *what = xasprintf("%s split", s->name);
-		bad += check_count(m->path, what, t.sequences, s->sequences);
-		bad += check_count(m->path, what, t.documents, s->documents);
-		bad += check_count(m->path, what, t.tokens, s->tokens);
-		bad += check_count(m->path, what, t.loss_tokens, s->loss_tokens);
+		bad += check_count(m->path, m->path, what, t.sequences, s->sequences);
+		bad += check_count(m->path, m->path, what, t.documents, s->documents);
+		bad += check_count(m->path, m->path, what, t.tokens, s->tokens);
+		bad += check_count(m->path, m->path, what, t.loss_tokens, s->loss_tokens);
 		size_t n_listed = json_array_size(s->tasks);
 		if (n_listed != t.n_tasks) {
 			warn_data(m->path, -1, "tasks", "%s split: %zu tasks in the shards, %zu listed", s->name, t.n_tasks,

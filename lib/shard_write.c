@@ -3,9 +3,11 @@
 #include "shard_write.h"
 #include "die.h"
 #include "outfile.h"
+#include "tokenizer.h"
 #include "vec.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <sha2.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,8 @@ static const msgpack_object *field(const char *file, int64_t record, const msgpa
 	return v;
 }
 
-void shard_doc_from_record(const char *file, int64_t record, const msgpack_object *rec, struct shard_doc *doc)
+void shard_doc_from_record(const char *file, int64_t record, const msgpack_object *rec, uint32_t vocab,
+			   struct shard_doc *doc)
 {
 	const msgpack_object *id = field(file, record, rec, "id", MSGPACK_OBJECT_STR, "a string");
 	const msgpack_object *task = field(file, record, rec, "task", MSGPACK_OBJECT_STR, "a string");
@@ -35,18 +38,34 @@ void shard_doc_from_record(const char *file, int64_t record, const msgpack_objec
 					      "an integer");
 	const msgpack_object *ids = field(file, record, rec, "ids", MSGPACK_OBJECT_BIN, "a bin of uint32");
 	const msgpack_object *mask = field(file, record, rec, "mask", MSGPACK_OBJECT_BIN, "a bin of uint8");
-	if (task_id->type != MSGPACK_OBJECT_POSITIVE_INTEGER || task_id->via.u64 > UINT32_MAX)
-		die_data(file, record, "task_id", "not in 0..2^32-1");
+	if (task_id->type != MSGPACK_OBJECT_POSITIVE_INTEGER || task_id->via.u64 > SHARD_MAX_TASK_ID)
+		die_data(file, record, "task_id", "not in 0..%d", SHARD_MAX_TASK_ID);
 	if (ids->via.bin.size % 4 != 0)
 		die_data(file, record, "ids", "bin of %u bytes is not a whole number of uint32", ids->via.bin.size);
 	if (mask->via.bin.size != ids->via.bin.size / 4)
 		die_data(file, record, "mask", "%u entries for %u ids", mask->via.bin.size, ids->via.bin.size / 4);
+	// What `shard --verify` and the training reader refuse is refused here, before it is written.
+	if (!utf8_valid(task->via.str.ptr, task->via.str.size) || task->via.str.size == 0 ||
+	    memchr(task->via.str.ptr, 0, task->via.str.size))
+		die_data(file, record, "task", "not a task name (empty, a NUL byte or not UTF-8)");
+	if (id->via.str.size && !utf8_valid(id->via.str.ptr, id->via.str.size))
+		die_data(file, record, "id", "not UTF-8");
+	const uint8_t *ib = (const uint8_t *)ids->via.bin.ptr, *mb = (const uint8_t *)mask->via.bin.ptr;
+	uint32_t n = ids->via.bin.size / 4;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t v = (uint32_t)ib[4 * i] | (uint32_t)ib[4 * i + 1] << 8 | (uint32_t)ib[4 * i + 2] << 16 |
+			     (uint32_t)ib[4 * i + 3] << 24;
+		if (v >= vocab)
+			die_data(file, record, "ids", "token %u: id %u is outside the vocabulary (%u)", i, v, vocab);
+		if (mb[i] > 1)
+			die_data(file, record, "mask", "token %u: %u (a mask byte is 0 or 1)", i, mb[i]);
+	}
 	*doc = (struct shard_doc){
 		.id = id->via.str.ptr, .id_len = id->via.str.size,
 		.task = task->via.str.ptr, .task_len = task->via.str.size,
 		.task_id = (uint32_t)task_id->via.u64,
 		.ids_le = (const uint8_t *)ids->via.bin.ptr, .mask = (const uint8_t *)mask->via.bin.ptr,
-		.len = ids->via.bin.size / 4,
+		.len = n,
 	};
 }
 
@@ -142,6 +161,7 @@ struct shard_builder {
 	msgpack_sbuffer header_bytes;
 	msgpack_unpacked header;  // a copy of the input's header
 	const msgpack_object *tokenizer, *tasks;
+	json_t *tokenizer_json, *tasks_json;   // the same, for the manifest
 	struct split train, valid;
 	uint64_t valid_threshold;  // fraction rule: valid when h < threshold
 	struct held_group *heap;   // count rule: max-heap on h, at most valid_count groups
@@ -469,6 +489,8 @@ static int by_hash(const void *a, const void *c)
 
 // ---- the builder ----
 
+static json_t *json_from_msgpack(const msgpack_object *o, const char *file, const char *field);
+
 struct shard_builder *shard_builder_open(const char *dir, const struct shard_options *opt,
 					 const msgpack_object *header)
 {
@@ -488,6 +510,9 @@ struct shard_builder *shard_builder_open(const char *dir, const struct shard_opt
 	b->tasks = msgpack_map_get(&b->header.data, "tasks");
 	if (!b->tokenizer || b->tokenizer->type != MSGPACK_OBJECT_MAP)
 		die_data(opt->input, 0, "tokenizer", "missing: the header does not say which tokenizer made the ids");
+	// The manifest repeats these: converted (and refused when they cannot be) before anything is written.
+	b->tokenizer_json = json_from_msgpack(b->tokenizer, opt->input, "tokenizer");
+	b->tasks_json = b->tasks ? json_from_msgpack(b->tasks, opt->input, "tasks") : json_null();
 	// F·2^64, saturated: h < threshold is "valid".
 	if (opt->valid_fraction >= 1.0)
 		b->valid_threshold = UINT64_MAX;
@@ -512,36 +537,53 @@ void shard_builder_add(struct shard_builder *b, const struct shard_doc *doc)
 	}
 }
 
-// msgpack (maps, arrays, strings, numbers) as JSON, for the header parts the manifest repeats.
-static json_t *json_from_msgpack(const msgpack_object *o)
+// msgpack (maps, arrays, strings, numbers) as JSON, for the header parts the manifest repeats.  Nothing may be
+// lost on the way (a string that is not UTF-8 would silently vanish from the manifest): FILE's header FIELD is
+// refused instead.
+static json_t *json_from_msgpack(const msgpack_object *o, const char *file, const char *field)
 {
+	json_t *j = NULL;
 	switch (o->type) {
 	case MSGPACK_OBJECT_NIL: return json_null();
 	case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
-	case MSGPACK_OBJECT_POSITIVE_INTEGER: return json_integer((json_int_t)o->via.u64);
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		if (o->via.u64 > INT64_MAX)
+			die_data(file, 0, field, "integer out of range");
+		return json_integer((json_int_t)o->via.u64);
 	case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer((json_int_t)o->via.i64);
 	case MSGPACK_OBJECT_FLOAT32:
-	case MSGPACK_OBJECT_FLOAT64: return json_real(o->via.f64);
-	case MSGPACK_OBJECT_STR: return json_stringn(o->via.str.ptr, o->via.str.size);
+	case MSGPACK_OBJECT_FLOAT64:
+		if (!isfinite(o->via.f64))
+			die_data(file, 0, field, "a number that is not finite");
+		return json_real(o->via.f64);
+	case MSGPACK_OBJECT_STR:
+		j = json_stringn(o->via.str.ptr, o->via.str.size);
+		if (!j)
+			die_data(file, 0, field, "a string that is not UTF-8");
+		return j;
 	case MSGPACK_OBJECT_ARRAY: {
 		json_t *a = json_array();
 		for (uint32_t i = 0; i < o->via.array.size; i++)
-			json_array_append_new(a, json_from_msgpack(&o->via.array.ptr[i]));
+			json_array_append_new(a, json_from_msgpack(&o->via.array.ptr[i], file, field));
 		return a;
 	}
 	case MSGPACK_OBJECT_MAP: {
 		json_t *m = json_object();
 		for (uint32_t i = 0; i < o->via.map.size; i++) {
 			const msgpack_object_kv *kv = &o->via.map.ptr[i];
-			if (kv->key.type != MSGPACK_OBJECT_STR)
-				continue;
+			if (kv->key.type != MSGPACK_OBJECT_STR || !utf8_valid(kv->key.via.str.ptr, kv->key.via.str.size) ||
+			    memchr(kv->key.via.str.ptr, 0, kv->key.via.str.size))
+				die_data(file, 0, field, "a map key that is not a UTF-8 string");
 			char *k = xstrndup(kv->key.via.str.ptr, kv->key.via.str.size);
-			json_object_set_new(m, k, json_from_msgpack(&kv->val));
+			if (json_object_get(m, k))
+				die_data(file, 0, field, "key %s given twice", k);
+			json_object_set_new(m, k, json_from_msgpack(&kv->val, file, field));
 			free(k);
 		}
 		return m;
 	}
-	default: return json_null();
+	default:
+		die_data(file, 0, field, "a msgpack value JSON cannot hold (bin or ext)");
 	}
 }
 
@@ -645,8 +687,8 @@ void shard_builder_finish(struct shard_builder *b, int print_summary)
 	json_object_set_new(m, "program", json_string("shard"));
 	json_object_set_new(m, "program_version", json_string(MEDMOE_VERSION));
 	json_object_set_new(m, "input", json_string(o->input));
-	json_object_set_new(m, "tokenizer", json_from_msgpack(b->tokenizer));
-	json_object_set_new(m, "tasks", b->tasks ? json_from_msgpack(b->tasks) : json_null());
+	json_object_set_new(m, "tokenizer", b->tokenizer_json);
+	json_object_set_new(m, "tasks", b->tasks_json);
 	json_object_set_new(m, "seq_len", json_integer(o->seq_len));
 	json_object_set_new(m, "packed", json_boolean(o->pack));
 	json_object_set_new(m, "overflow", json_string(o->overflow == SHARD_DROP ? "drop" : "truncate"));

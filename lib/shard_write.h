@@ -40,8 +40,14 @@ struct shard_doc {
 	uint32_t len;
 };
 
-// Fill DOC from a medmoe.tokens record REC; dies (exit 65) naming FILE, RECORD and the field when it is wrong.
-void shard_doc_from_record(const char *file, int64_t record, const msgpack_object *rec, struct shard_doc *doc);
+// Task ids: the trainer's gate has one row per id, up to this one.
+#define SHARD_MAX_TASK_ID 65535
+
+// Fill DOC from a medmoe.tokens record REC; dies (exit 65) naming FILE, RECORD and the field when it is wrong:
+// everything `shard --verify` checks of a document (ids below VOCAB, mask bytes 0 or 1, a UTF-8 task name, a
+// task id up to SHARD_MAX_TASK_ID) is checked here, so shard never writes what its own --verify refuses.
+void shard_doc_from_record(const char *file, int64_t record, const msgpack_object *rec, uint32_t vocab,
+			   struct shard_doc *doc);
 
 enum shard_overflow { SHARD_TRUNCATE, SHARD_DROP };
 

@@ -1,10 +1,13 @@
 // stream.c — msgpack streams: header + records, buffered reading, atomic writing.
 #include "stream.h"
 #include "die.h"
+#include "infile.h"
+#include "mpk_scan.h"
 
 #include <jansson.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +16,12 @@
 #define MEDMOE_VERSION "0"
 #endif
 
-// Bytes read from the input per refill.  Records bigger than this still work: the unpacker grows.
-#define READ_CHUNK (1u << 20)
+// Bytes read from the input per refill.  Records bigger than this still work: the unpacker grows.  (The fuzz
+// build makes it small, so that refills happen inside records.)
+#ifndef STREAM_READ_CHUNK
+#define STREAM_READ_CHUNK (1u << 20)
+#endif
+#define READ_CHUNK STREAM_READ_CHUNK
 
 // ---- writing ----
 
@@ -174,26 +181,33 @@ static size_t refill(struct stream_reader *r)
 // The next msgpack object into MSG.  1 = object, 0 = clean end; a partial object at the end is fatal.
 static int next_object(struct stream_reader *r, msgpack_unpacked *msg)
 {
-	// The unpacker consumes a partial object as it goes, so its buffer cannot tell where an object
-	// began: r->object_end (the end of the last whole object) does.
+	// The object is walked (mpk_scan.h) as its bytes arrive, and handed to msgpack-c only once it is complete:
+	// a corrupt count or length then ends in a data error naming the record, not in a huge allocation.
+	// r->object_end (the end of the last whole object) is where this object begins.
+	struct mpk_scan scan;
+	mpk_scan_init(&scan);
 	for (;;) {
-		msgpack_unpack_return ret = msgpack_unpacker_next(&r->unpacker, msg);
-		if (ret == MSGPACK_UNPACK_SUCCESS) {
+		size_t avail = r->unpacker.used - r->unpacker.off;
+		enum mpk_status st = mpk_scan_feed(&scan, r->unpacker.buffer + r->unpacker.off, avail);
+		if (st == MPK_BAD)
+			die_data(r->path, r->record + 1, NULL, "not msgpack (corrupt stream at byte %llu: %s)",
+				 (unsigned long long)(r->object_end + scan.pos), scan.why);
+		if (st == MPK_COMPLETE) {
+			msgpack_unpack_return ret = msgpack_unpacker_next(&r->unpacker, msg);
+			if (ret == MSGPACK_UNPACK_NOMEM_ERROR)
+				die(EXIT_FAIL, "%s: record %lld: out of memory", r->path, (long long)r->record + 1);
+			if (ret != MSGPACK_UNPACK_SUCCESS)
+				die_data(r->path, r->record + 1, NULL, "not msgpack (corrupt stream after byte %llu)",
+					 (unsigned long long)r->object_end);
 			r->record_offset = r->object_end;
 			r->object_end = r->bytes_fed - (r->unpacker.used - r->unpacker.off);
 			return 1;
 		}
-		if (ret == MSGPACK_UNPACK_PARSE_ERROR)
-			die_data(r->path, r->record + 1, NULL, "not msgpack (corrupt stream after byte %llu)",
-				 (unsigned long long)r->object_end);
-		if (ret == MSGPACK_UNPACK_NOMEM_ERROR)
-			die(EXIT_FAIL, "%s: out of memory", r->path);
-		// MSGPACK_UNPACK_CONTINUE: need more bytes.
 		if (refill(r) == 0) {
-			if (r->bytes_fed > r->object_end)
+			if (avail > 0)
 				die_data(r->path, r->record + 1, NULL,
 					 "truncated stream (%llu bytes of an incomplete record at the end)",
-					 (unsigned long long)(r->bytes_fed - r->object_end));
+					 (unsigned long long)avail);
 			return 0;
 		}
 	}
@@ -225,12 +239,21 @@ const msgpack_object *msgpack_map_get(const msgpack_object *obj, const char *key
 struct stream_reader *stream_open(const char *path, const char *schema, int max_version)
 {
 	// open first: a reader allocated before a failing open would be reported as a leak under LSan
-	FILE *fp = stdin;
-	if (strcmp(path, "-") != 0) {
-		fp = fopen(path, "rb");
-		if (!fp)
-			die(EXIT_DATA, "%s: %s", path, strerror(errno));
-	}
+	FILE *fp = infile_fopen_stream(path);
+	if (!fp)
+		die(EXIT_DATA, "%s: %s", path, strerror(errno));
+	return stream_open_fp(fp, path, schema, max_version);
+}
+
+struct stream_reader *stream_open_fp(FILE *fp, const char *path, const char *schema, int max_version)
+{
+	struct stream_reader *r = stream_reader_new(fp, path);
+	stream_read_header(r, schema, max_version);
+	return r;
+}
+
+struct stream_reader *stream_reader_new(FILE *fp, const char *path)
+{
 	struct stream_reader *r = xcalloc(1, sizeof *r);
 	r->path = xstrdup(path);
 	r->fp = fp;
@@ -238,6 +261,12 @@ struct stream_reader *stream_open(const char *path, const char *schema, int max_
 		die(EXIT_FAIL, "out of memory");
 	msgpack_unpacked_init(&r->header_msg);
 	msgpack_unpacked_init(&r->record_msg);
+	return r;
+}
+
+void stream_read_header(struct stream_reader *r, const char *schema, int max_version)
+{
+	const char *path = r->path;
 	if (!next_object(r, &r->header_msg))
 		die_data(path, 0, NULL, "empty stream (no header record)");
 	r->header = r->header_msg.data;
@@ -251,16 +280,20 @@ struct stream_reader *stream_open(const char *path, const char *schema, int max_
 	const char *sv = s ? obj_str(s, &len) : NULL;
 	if (!sv)
 		die_data(path, 0, "schema", "missing: not a medmoe stream");
+	if (len > 256 || memchr(sv, 0, len))
+		die_data(path, 0, "schema", "not a schema name");
 	r->schema = xstrndup(sv, len);
 	if (!v || (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER))
 		die_data(path, 0, "version", "missing or not an integer");
+	// checked before it is narrowed: 2^32 + 1 must not read as version 1
+	if (v->via.u64 < 1 || v->via.u64 > INT_MAX)
+		die_data(path, 0, "version", "%llu is not a version number", (unsigned long long)v->via.u64);
 	r->version = (int)v->via.u64;
 	if (schema && strcmp(r->schema, schema) != 0)
 		die_data(path, 0, "schema", "is \"%s\", expected \"%s\"", r->schema, schema);
 	if (max_version > 0 && r->version > max_version)
 		die_data(path, 0, "version", "%s version %d is newer than this program reads (%d)", r->schema,
 			 r->version, max_version);
-	return r;
 }
 
 int stream_next(struct stream_reader *r, msgpack_object *rec)
@@ -315,10 +348,16 @@ void stream_tokenizer(const struct stream_reader *r, char sha256[65], uint32_t *
 	const char *s = h ? obj_str(h, &len) : NULL;
 	if (!s || len != 64)
 		die_data(r->path, 0, "tokenizer.sha256", "missing or not 64 hex digits");
+	for (int i = 0; i < 64; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			die_data(r->path, 0, "tokenizer.sha256", "not 64 lowercase hex digits");
 	memcpy(sha256, s, 64);
 	sha256[64] = '\0';
 	if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
 		die_data(r->path, 0, "tokenizer.vocab_size", "missing or not an integer");
+	if (v->via.u64 < 1 || v->via.u64 > UINT32_MAX)
+		die_data(r->path, 0, "tokenizer.vocab_size", "%llu is not a vocabulary size (1..2^32-1)",
+			 (unsigned long long)v->via.u64);
 	*vocab_size = (uint32_t)v->via.u64;
 }
 

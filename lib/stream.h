@@ -80,6 +80,12 @@ struct stream_reader {
 // Open PATH ("-" = stdin), read and check the header: SCHEMA (NULL accepts any) and a version no newer than
 // MAX_VERSION.  A wrong schema, a newer version, an empty or truncated file → exit 65.
 struct stream_reader *stream_open(const char *path, const char *schema, int max_version);
+// The same on an open FP (stdin, a memory stream in the fuzz targets), called PATH in messages; closed by
+// stream_close unless it is stdin.
+struct stream_reader *stream_open_fp(FILE *fp, const char *path, const char *schema, int max_version);
+// stream_open_fp in its two steps: a reader (nothing read yet), then its header read and checked.
+struct stream_reader *stream_reader_new(FILE *fp, const char *path);
+void stream_read_header(struct stream_reader *r, const char *schema, int max_version);
 // The next record (a map) into *REC, valid until the next call.  1 = record, 0 = end of stream.
 int stream_next(struct stream_reader *r, msgpack_object *rec);
 // Re-position a file stream at OFFSET (a record_offset seen before); RECORD is the number it had.

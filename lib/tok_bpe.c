@@ -147,7 +147,8 @@ static void cache_store(struct cache_slot *slot, uint64_t h, const char *s, size
 	size_t off = ids_offset(len);
 	slot->mem = xrealloc(slot->mem, off + n * sizeof *ids + 1);
 	memcpy(slot->mem, s, len);
-	memcpy(slot->mem + off, ids, n * sizeof *ids);
+	if (n)   // a word with no ids (a tokenizer whose vocabulary lacks its characters) has no ids array
+		memcpy(slot->mem + off, ids, n * sizeof *ids);
 	slot->hash = h;
 	slot->key_len = (uint32_t)len;
 	slot->n_ids = (uint32_t)n;
@@ -376,6 +377,6 @@ void tok_bpe_word(const struct tokenizer *tok, const char *s, size_t len, int by
 	for (size_t k = 0; k < n_syms; k++)
 		if (st->syms[k].len)
 			u32vec_push(out, st->syms[k].id);
-	if (slot)
-		cache_store(slot, h, s, len, out->data + first, out->len - first);
+	if (slot)   // out->data is NULL when nothing was ever pushed: no pointer arithmetic on it
+		cache_store(slot, h, s, len, out->len > first ? out->data + first : NULL, out->len - first);
 }

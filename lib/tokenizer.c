@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "die.h"
+#include "infile.h"
 #include "tok_internal.h"
 
 // GPT-2's pre-tokenizer regex, used by ByteLevel when use_regex is true (HF pre_tokenizers/byte_level.rs).
@@ -453,21 +454,11 @@ static void build_tables(struct tokenizer *tok)
 
 static char *read_file(const char *path, size_t *len)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f)
+	// a regular file of bounded size (a FIFO would block, /dev/zero never end): lib/infile.h
+	char *bytes = infile_read(path, INFILE_MAX_TOKENIZER, len);
+	if (!bytes)
 		die_errno("%s", path);
-	struct bytevec buf = { 0 };
-	char chunk[1 << 16];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		bytevec_append(&buf, chunk, n);
-	if (ferror(f))
-		die_errno("%s", path);
-	fclose(f);
-	*len = buf.len;
-	if (!buf.data)
-		buf.data = xstrdup("");
-	return buf.data;
+	return bytes;
 }
 
 struct hash_job {

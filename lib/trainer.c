@@ -204,9 +204,10 @@ void train_run(const struct train_opts *o)
 	// message, not one per rank
 	if (r.rank > 0)
 		dist_barrier("rank 0 checking the run");
-	run_prepare_dir(o);
+	run_check_dir(o);
 	r.m = model_load_with(o->base, &o->model);
 	open_data(&r);
+	run_prepare_dir(o);   // only now, with every input checked, is RUN created or an old run (--force) removed
 	model_set_adapter(r.m, r.a, 0);
 	r.tr = model_train_new(r.m);
 	model_train_set_recompute(r.tr, o->recompute);

@@ -1,6 +1,8 @@
 // trainer_checkpoint.c — a run directory's life: created, checkpointed, resumed (trainer.h has the layout).
+#include <errno.h>
 #include <ftw.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +12,9 @@
 #include "adapter_io.h"
 #include "die.h"
 #include "dist.h"
+#include "infile.h"
 #include "outfile.h"
+#include "stream.h"
 #include "trainer_internal.h"
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -19,29 +23,50 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 	return remove(path);
 }
 
-void run_prepare_dir(const struct train_opts *o)
+void run_check_dir(const struct train_opts *o)
 {
 	if (dist_rank() != 0)
 		return;   // [dist] only rank 0 writes the run directory
 	struct stat st;
-	char *state = xasprintf("%s/state", o->run), *metrics = xasprintf("%s/metrics.mpk", o->run);
+	char *state = xasprintf("%s/state", o->run);
 	if (stat(o->run, &st) != 0) {
 		if (o->resume)
 			die(EXIT_FAIL, "--resume: %s: no such run directory", o->run);
-		if (mkdir(o->run, 0777) != 0)
-			die_errno("%s", o->run);
+	} else if (!S_ISDIR(st.st_mode)) {
+		die(EXIT_FAIL, "%s: not a directory", o->run);
 	} else if (!o->resume) {
+		outdir_recover(state);   // a state/ half-replaced by a killed checkpoint counts as a run
 		if (stat(state, &st) == 0 && !o->force)
 			die(EXIT_FAIL, "%s: holds a run already (use --resume to continue it or --force to start over)", o->run);
-		char *cmd[] = {state, metrics};
-		for (int i = 0; i < 2; i++)
-			if (stat(cmd[i], &st) == 0 && S_ISREG(st.st_mode))
-				unlink(cmd[i]);
-		if (stat(state, &st) == 0 && nftw(state, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-			die_errno("%s", state);
 	}
 	free(state);
-	free(metrics);
+}
+
+void run_prepare_dir(const struct train_opts *o)
+{
+	if (dist_rank() != 0)
+		return;   // [dist]
+	struct stat st;
+	if (stat(o->run, &st) != 0) {
+		if (mkdir(o->run, 0777) != 0)
+			die_errno("%s", o->run);
+		return;
+	}
+	if (o->resume)
+		return;
+	// --force, and every input has been checked: the old run goes (its state, metrics and adapter, so that no
+	// file of it is read as part of the new run).
+	const char *const files[] = {"metrics.mpk", "adapter.safetensors", "adapter_config.json"};
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		char *path = xasprintf("%s/%s", o->run, files[i]);
+		if (lstat(path, &st) == 0 && !S_ISDIR(st.st_mode) && unlink(path) != 0)
+			die_errno("%s", path);
+		free(path);
+	}
+	char *state = xasprintf("%s/state", o->run);
+	if (lstat(state, &st) == 0 && nftw(state, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+		die_errno("%s", state);
+	free(state);
 }
 
 void run_checkpoint(struct run *r)
@@ -61,7 +86,8 @@ void run_checkpoint(struct run *r)
 	// the cursor is global (every rank reads as rank 0 of 1, trainer.c): any number of ranks resumes it; "ranks"
 	// only records how many wrote it
 	struct shard_cursor c = shard_reader_tell(r->train);
-	json_t *j = json_pack("{s:I, s:I, s:i, s:{s:I, s:I, s:I, s:I, s:i, s:i, s:i}, s:O}", "step", (json_int_t)r->step,
+	json_t *j = json_pack("{s:s, s:I, s:I, s:i, s:{s:I, s:I, s:I, s:I, s:i, s:i, s:i}, s:O}", "method",
+			      adapter_method_name(r->a->cfg.method), "step", (json_int_t)r->step,
 			      "metrics_bytes", (json_int_t)metrics_bytes, "ranks", r->world, "cursor", "epoch",
 			      (json_int_t)c.epoch,
 			      "position", (json_int_t)c.position, "sequences", (json_int_t)c.sequences, "seed",
@@ -90,22 +116,85 @@ void run_checkpoint(struct run *r)
 	adapter_save(r->a, r->m, o->run, r->tasks, r->training);
 }
 
-static json_int_t jint(const json_t *obj, const char *path, const char *key)
+// An integer field of trainer.json in [LO, HI], checked before it is narrowed.
+static json_int_t jint(const json_t *obj, const char *path, const char *key, json_int_t lo, json_int_t hi)
 {
 	const json_t *v = json_object_get(obj, key);
 	if (!json_is_integer(v))
 		die_data(path, -1, key, "missing or not an integer");
-	return json_integer_value(v);
+	json_int_t x = json_integer_value(v);
+	if (x < lo || x > hi)
+		die_data(path, -1, key, "%lld is not in %lld..%lld", (long long)x, (long long)lo, (long long)hi);
+	return x;
+}
+
+// The metrics stream of the run must end, at METRICS_BYTES, with the record of STEP (or, at step 0, with its
+// header): anything else (a length past the end of the file, inside a record, of another step) is refused
+// before the stream is cut back or extended.
+static void check_metrics(const struct train_opts *o, const char *state_path, uint64_t step, uint64_t metrics_bytes)
+{
+	char *path = xasprintf("%s/metrics.mpk", o->run);
+	FILE *fp = infile_fopen(path);
+	if (!fp)
+		die(EXIT_DATA, "--resume: %s: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fileno(fp), &st) != 0)
+		die_errno("%s", path);
+	if (metrics_bytes > (uint64_t)st.st_size)
+		die_data(state_path, -1, "metrics_bytes", "%llu, but %s is %llu bytes", (unsigned long long)metrics_bytes,
+			 path, (unsigned long long)st.st_size);
+	struct stream_reader *r = stream_open_fp(fp, path, "medmoe.metrics", 1);
+	uint64_t last_step = 0;
+	msgpack_object rec;
+	while (r->object_end < metrics_bytes && stream_next(r, &rec))
+		last_step = (uint64_t)rec_int(r, &rec, "step");
+	if (r->object_end != metrics_bytes || last_step != step)
+		die_data(state_path, -1, "metrics_bytes", "%llu is not the end of step %llu's record in %s",
+			 (unsigned long long)metrics_bytes, (unsigned long long)step, path);
+	stream_close(r);
+	free(path);
+}
+
+void run_saved_parse(const json_t *j, const char *path, uint64_t steps, uint32_t accum, struct run_saved *sv)
+{
+	// Every saved number is checked against what this run can have written before it is used.
+	sv->step = (uint64_t)jint(j, path, "step", 0, steps > INT64_MAX ? INT64_MAX : (json_int_t)steps);
+	sv->metrics_bytes = (uint64_t)jint(j, path, "metrics_bytes", 1, LONG_MAX);
+	const json_t *c = json_object_get(j, "cursor");
+	if (!json_is_object(c))
+		die_data(path, -1, "cursor", "missing or not an object");
+	struct shard_cursor cur = {
+		.epoch = (uint64_t)jint(c, path, "epoch", 0, INT64_MAX),
+		.position = (uint64_t)jint(c, path, "position", 0, UINT32_MAX),
+		.sequences = (uint64_t)jint(c, path, "sequences", 0, UINT32_MAX),
+		.seed = (uint64_t)jint(c, path, "seed", INT64_MIN, INT64_MAX),
+		.rank = (uint32_t)jint(c, path, "rank", 0, UINT32_MAX - 1),
+		.world = (uint32_t)jint(c, path, "world", 1, UINT32_MAX),
+		.shuffle = (uint32_t)jint(c, path, "shuffle", 0, 1)};
+	if (cur.rank >= cur.world)
+		die_data(path, -1, "cursor", "rank %u is not below world %u", cur.rank, cur.world);
+	// an epoch ends at most 3 times per micro-batch (next_train's retries), and never more often
+	if (cur.epoch / 3 > sv->step * (uint64_t)accum)
+		die_data(path, -1, "cursor.epoch", "%llu epochs in %llu steps is more than the trainer can have read",
+			 (unsigned long long)cur.epoch, (unsigned long long)sv->step);
+	sv->cursor = cur;
 }
 
 long run_resume(struct run *r)
 {
 	const struct train_opts *o = r->o;
+	char *state = xasprintf("%s/state", o->run);
+	outdir_recover(state);   // a checkpoint killed between its two renames left state.medmoe-old
+	free(state);
 	char *path = xasprintf("%s/state/trainer.json", o->run);
 	json_error_t err;
-	json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
-	if (!j)
+	json_t *j = infile_json(path, JSON_REJECT_DUPLICATES, INFILE_MAX_CONFIG, &err);
+	if (!j && access(path, F_OK) != 0)
 		die(EXIT_FAIL, "--resume: %s: %s (no checkpoint to resume from?)", path, err.text);
+	if (!j)
+		die_data(path, -1, NULL, "line %d: %s", err.line, err.text);
+	if (!json_is_object(j))
+		die_data(path, -1, NULL, "not a JSON object");
 	const json_t *saved = json_object_get(j, "training");
 	if (!json_equal((json_t *)saved, r->training)) {
 		// name the first setting that differs (everything freed first: die exits at once)
@@ -126,25 +215,38 @@ long run_resume(struct run *r)
 		free(path);
 		die(EXIT_USAGE, "--resume: %s", msg);
 	}
-	r->step = (uint64_t)jint(j, path, "step");
-	long metrics_bytes = (long)jint(j, path, "metrics_bytes");
-	const json_t *c = json_object_get(j, "cursor");
-	struct shard_cursor cur = {
-		.epoch = (uint64_t)jint(c, path, "epoch"), .position = (uint64_t)jint(c, path, "position"),
-		.sequences = (uint64_t)jint(c, path, "sequences"), .seed = (uint64_t)jint(c, path, "seed"),
-		.rank = (uint32_t)jint(c, path, "rank"), .world = (uint32_t)jint(c, path, "world"),
-		.shuffle = (uint32_t)jint(c, path, "shuffle")};
+	struct run_saved sv;
+	run_saved_parse(j, path, o->steps, o->accum, &sv);
+	r->step = sv.step;
+	uint64_t metrics_bytes = sv.metrics_bytes;
+	struct shard_cursor cur = sv.cursor;
+	check_metrics(o, path, r->step, metrics_bytes);
 	shard_reader_seek(r->train, cur);
+	// the method must match too: trainer.json records it; older checkpoints only have adapter_config.json
+	// (which a run killed during its first checkpoint may not have written yet: then the state's sizes decide)
+	json_t *cfg = NULL;
+	const char *method = json_string_value(json_object_get(j, "method")), *from = path;
+	char *cpath = xasprintf("%s/adapter_config.json", o->run);
+	if (!method && access(cpath, F_OK) == 0) {
+		cfg = adapter_config_read(o->run);
+		method = json_string_value(json_object_get(cfg, "method"));
+		from = cpath;
+	}
+	enum adapter_method saved_method;
+	if ((method || cfg) && (!method || adapter_method_parse(method, &saved_method) != 0))
+		die_data(from, -1, "method", "%s is not a method", method ? method : "missing");
+	if (method && saved_method != o->adapter.method)
+		die(EXIT_USAGE, "--resume: the run used --method %s", method);
+	json_decref(cfg);
+	free(cpath);
 	json_decref(j);
 	free(path);
-	// the adapter's own settings must match too
-	json_t *cfg = adapter_config_read(o->run);
-	const char *method = json_string_value(json_object_get(cfg, "method"));
-	if (!method || strcmp(method, adapter_method_name(o->adapter.method)) != 0)
-		die(EXIT_USAGE, "--resume: the run used --method %s", method ? method : "?");
-	json_decref(cfg);
 	path = xasprintf("%s/state/optimizer.safetensors", o->run);
 	adapter_state_load(r->a, path);
 	free(path);
-	return metrics_bytes;
+	// A checkpoint replaces state/ first and the adapter files after it: a run killed in between has the new
+	// state and the older adapter (and perhaps a temporary of it).  The adapter is rewritten from the state, so
+	// the two agree even when nothing is left to train.
+	adapter_save(r->a, r->m, o->run, r->tasks, r->training);
+	return (long)metrics_bytes;
 }

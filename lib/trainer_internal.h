@@ -41,11 +41,23 @@ struct run {
 	double steps_s, grads_s;      // seconds in this run's steps, and in their gradient all-reduce
 };
 
-// A new run: RUN is created, or (--force) its old state and metrics are removed; with --resume RUN must exist.
+// Before anything is read: with --resume RUN must exist; without it RUN must hold no run unless --force.
+// Nothing is created or removed.
+void run_check_dir(const struct train_opts *o);
+// Once every input has been checked: RUN is created, or (--force) the old run's state, metrics and adapter
+// files are removed.  A refused run leaves no RUN directory and the old run intact.
 void run_prepare_dir(const struct train_opts *o);
 // Write a checkpoint: state/ (optimizer state, trainer.json) as a whole, then the adapter files.
 void run_checkpoint(struct run *r);
-// Load RUN/state (settings checked against this run's); returns the metrics length saved with it.
+// The numbers of RUN/state/trainer.json, each range-checked (exit 65 naming PATH and the field) for a run of
+// STEPS steps of ACCUM micro-batches.
+struct run_saved {
+	uint64_t step, metrics_bytes;
+	struct shard_cursor cursor;
+};
+void run_saved_parse(const json_t *j, const char *path, uint64_t steps, uint32_t accum, struct run_saved *sv);
+// Load RUN/state (settings checked against this run's; every saved number range-checked; the metrics length
+// must end the saved step's record in RUN/metrics.mpk); returns that length.
 long run_resume(struct run *r);
 
 // Open RUN/metrics.mpk: new (header written) or, resuming, cut back to RESUME_BYTES (>= 0) and appended to.

@@ -1,9 +1,11 @@
 // trainer_metrics.c — the medmoe.metrics stream of a run: appended to and flushed step by step; a resumed run
 // cuts it back to the length saved with its checkpoint, so steps redone after an interruption are not listed
 // twice.
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "adapter_io.h"
@@ -96,21 +98,40 @@ void metrics_write_step(struct run *r, double loss, double lb, double con, doubl
 		die_errno("%s/metrics.mpk", r->o->run);
 }
 
+// RUN/metrics.mpk for reading and writing: created (emptied unless KEEP), a regular file or refused (a FIFO
+// there would block open forever).
+static FILE *open_metrics(const char *path, int keep)
+{
+	int fd = open(path, O_RDWR | O_CREAT | (keep ? 0 : O_TRUNC) | O_NONBLOCK | O_CLOEXEC, 0666);
+	if (fd < 0)
+		die_errno("%s", path);
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		die_errno("%s", path);
+	if (!S_ISREG(st.st_mode))
+		die_data(path, -1, NULL, "not a regular file");
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0)
+		die_errno("%s", path);
+	FILE *fp = fdopen(fd, "r+");
+	if (!fp)
+		die_errno("%s", path);
+	return fp;
+}
+
 void metrics_open(struct run *r, long resume_bytes)
 {
 	if (dist_rank() != 0)
 		return;   // [dist] rank 0 writes the metrics
 	char *path = xasprintf("%s/metrics.mpk", r->o->run);
 	if (resume_bytes >= 0) {
-		r->metrics = fopen(path, "r+");
-		if (!r->metrics || ftruncate(fileno(r->metrics), resume_bytes) != 0 ||
-		    fseek(r->metrics, resume_bytes, SEEK_SET) != 0)
+		// run_resume checked that RESUME_BYTES ends a record inside the file: this only ever cuts
+		r->metrics = open_metrics(path, 1);
+		if (ftruncate(fileno(r->metrics), resume_bytes) != 0 || fseek(r->metrics, resume_bytes, SEEK_SET) != 0)
 			die_errno("%s", path);
 		msgpack_packer_init(&r->pk, r->metrics, write_file);
 	} else {
-		r->metrics = fopen(path, "w");
-		if (!r->metrics)
-			die_errno("%s", path);
+		r->metrics = open_metrics(path, 0);
 		msgpack_packer_init(&r->pk, r->metrics, write_file);
 		write_header(r);
 	}

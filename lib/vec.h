@@ -36,6 +36,8 @@ static inline void u32vec_push(struct u32vec *v, uint32_t x)
 
 static inline void u32vec_append(struct u32vec *v, const uint32_t *xs, size_t n)
 {
+	if (n == 0)
+		return;   // an empty vector's data may be NULL: no pointer arithmetic on it
 	u32vec_reserve(v, v->len + n);
 	memcpy(v->data + v->len, xs, n * sizeof *xs);
 	v->len += n;

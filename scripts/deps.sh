@@ -1,8 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages that building and testing medmoe need, when any is missing.
 # Quiet and fast (one dpkg-query) when everything is already there.
+# `scripts/deps.sh fuzz` adds what `make fuzz` needs: clang and its sanitizer and libFuzzer runtimes.
 set -eu
-PKGS="build-essential pkg-config libmsgpack-dev libutf8proc-dev libpcre2-dev libjansson-dev
+FUZZ_PKGS=""
+[ "${1:-}" = fuzz ] && FUZZ_PKGS="clang libclang-rt-dev"
+PKGS="$FUZZ_PKGS build-essential pkg-config libmsgpack-dev libutf8proc-dev libpcre2-dev libjansson-dev
 libarchive-dev libmd-dev libcsv-dev libopenblas-dev libcmocka-dev mandoc zip xz-utils zstd time jq libxml2-utils
 libopenmpi-dev openmpi-bin"
 missing=""

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "die.h"
 #include "hf_specials.h"
+#include "infile.h"
 #include "model_config.h"
 #include "outfile.h"
 #include "rng.h"
@@ -208,7 +209,7 @@ static int write_bpe_tokenizer(const char *path, const char *corpus_path, int ma
 static int copy_tokenizer(const char *src, const char *path, struct hf_specials *specials)
 {
 	json_error_t err;
-	json_t *root = json_load_file(src, 0, &err);
+	json_t *root = infile_json(src, JSON_REJECT_DUPLICATES, INFILE_MAX_TOKENIZER, &err);
 	if (!root)
 		die_data(src, -1, NULL, "line %d: %s", err.line, err.text);
 	json_int_t max_id = -1;
@@ -225,7 +226,9 @@ static int copy_tokenizer(const char *src, const char *path, struct hf_specials 
 	json_decref(root);
 	if (max_id < 0)
 		die_data(src, -1, "model.vocab", "no token ids found");
-	FILE *in = fopen(src, "rb");
+	if (max_id >= MODEL_MAX_VOCAB)   // checked before it becomes the int vocab_size
+		die_data(src, -1, "model.vocab", "id %lld is over the vocabulary limit %d", (long long)max_id, MODEL_MAX_VOCAB);
+	FILE *in = infile_fopen(src);
 	if (!in)
 		die_errno("%s", src);
 	struct outfile *out = outfile_open(path);

@@ -208,6 +208,9 @@ int main(int argc, char **argv)
 		in.tasks.tasks[t].tokens = out_tokens[t];
 	}
 
+	// Both outputs are written under temporary names and -o is committed last: a failure anywhere (a --stats
+	// path that cannot be written included) leaves no -o output, so make does not take it as up to date.
+	struct outfile *sf = stats_path ? outfile_open(stats_path) : NULL;
 	struct stream_writer *wr = mix_input_create_output(&in, out_path, argv, argc);
 	// The same seed replays the same draws.
 	mix_sampler_init(&s, n, pool, target, seed);
@@ -222,7 +225,6 @@ int main(int argc, char **argv)
 	}
 	progress_end(&prog, n_written, n_written_tokens);
 	mix_sampler_free(&s);
-	stream_commit(wr);
 
 	// Report: per task what came in, what the caps kept, what went out.
 	uint64_t all_out_tokens = 0;
@@ -263,13 +265,13 @@ int main(int argc, char **argv)
 						share, "token_share", tok_share));
 	}
 	free(by_id);
-	if (stats_path) {
-		struct outfile *sf = outfile_open(stats_path);
+	if (sf) {
 		if (json_dumpf(stats, sf->fp, JSON_INDENT(1)) != 0 || fputc('\n', sf->fp) == EOF)
 			die_errno("%s", stats_path);
 		outfile_commit(sf);
 	}
 	json_decref(stats);
+	stream_commit(wr);
 
 	for (t = 0; t < n; t++)
 		free(pool_order[t]);

@@ -39,13 +39,14 @@ static noreturn void usage(FILE *fp, int code)
 struct drain_ctx {
 	struct shard_builder *b;
 	const char *input;
+	uint32_t vocab;
 };
 
 static void add_shuffled(const msgpack_object *rec, void *arg)
 {
 	struct drain_ctx *ctx = arg;
 	struct shard_doc doc;
-	shard_doc_from_record(ctx->input, -1, rec, &doc);  // checked once already, on the way in
+	shard_doc_from_record(ctx->input, -1, rec, ctx->vocab, &doc);  // checked once already, on the way in
 	shard_builder_add(ctx->b, &doc);
 }
 
@@ -141,17 +142,17 @@ int main(int argc, char **argv)
 			n_buckets = SHUFFLE_MAX_BUCKETS;
 		struct ext_shuffle *sh = ext_shuffle_open(dir->tmp_path, n_buckets, opt.shuffle_seed);
 		while (stream_next(r, &rec)) {
-			shard_doc_from_record(r->path, r->record, &rec, &doc);
+			shard_doc_from_record(r->path, r->record, &rec, vocab, &doc);
 			ext_shuffle_add(sh, &rec);
 		}
-		struct drain_ctx ctx = { b, opt.input };
+		struct drain_ctx ctx = { b, opt.input, vocab };
 		ext_shuffle_drain(sh, add_shuffled, &ctx);
 	} else {
 		struct progress prog;
 		size_t n_tokens = 0;
 		progress_start(&prog, "shard", quiet);
 		while (stream_next(r, &rec)) {
-			shard_doc_from_record(r->path, r->record, &rec, &doc);
+			shard_doc_from_record(r->path, r->record, &rec, vocab, &doc);
 			shard_builder_add(b, &doc);
 			n_tokens += doc.len;
 			progress_update(&prog, (size_t)r->record, n_tokens);

@@ -60,7 +60,7 @@ int main(int argc, char **argv)
 		struct stream_reader *r = stream_open(argv[i], NULL, 0);
 		struct schema *spec = NULL;
 		if (validate) {
-			spec = schema_load(r->schema);
+			spec = schema_load_stream(r);
 			if (r->version > schema_version(spec))
 				die_data(r->path, 0, "version", "%s version %d is newer than its spec (%d)", r->schema,
 					 r->version, schema_version(spec));

@@ -36,8 +36,8 @@ fi
 
 ok "build the helpers (learnable tasks, safetensors distance, the dist layer check)" \
 	"cc -std=c11 -O1 -D_GNU_SOURCE -o mklearn $MEDMOE_TOP/tests/helpers/mklearn.c \$(pkg-config --cflags --libs msgpack) &&
-	 $CC_LIB $CC_SAN -o stdiff $MEDMOE_TOP/tests/helpers/stdiff.c $MEDMOE_BUILD/libmedmoe.a \$(pkg-config --libs jansson) -lm &&
-	 $CC_LIB $CC_SAN -o distcheck $MEDMOE_TOP/tests/helpers/distcheck.c $MEDMOE_BUILD/libmedmoe.a $DIST_FLAGS -lm"
+	 $CC_LIB $CC_SAN -o stdiff $MEDMOE_TOP/tests/helpers/stdiff.c $MEDMOE_BUILD/libmedmoe.a \$(pkg-config --libs jansson libmd) -lm &&
+	 $CC_LIB $CC_SAN -o distcheck $MEDMOE_TOP/tests/helpers/distcheck.c $MEDMOE_BUILD/libmedmoe.a $DIST_FLAGS \$(pkg-config --libs jansson libmd) -lm"
 
 # --- lib/dist.h ---
 ok "all-reduce is the rank-order sum, bit for bit, and the gathers keep rank order (3 ranks)" \

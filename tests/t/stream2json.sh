@@ -8,7 +8,7 @@ k() { b "$(printf %x $((0xa0 + ${#1})))"; printf '%s' "$1"; }
 sha=$(printf '%064d' 0)
 {
 	b 85; k schema; k medmoe.tokens; k version; b 01; k program; k test; k program_version; k 0
-	k tokenizer; b 83; k sha256; b d9 40; printf '%s' "$sha"; k vocab_size; b cd 01 00; k special; b 80
+	k tokenizer; b 83; k sha256; b d9 40; printf '%s' "$sha"; k vocab_size; b cd 02 00; k special; b 80
 	# record: task, task_id, id, ids (bin of 8 bytes = [1, 258]), mask (bin of 2 bytes), lang
 	b 86; k task; k qa; k task_id; b 00; k id; k r1
 	k ids; b c4 08 01 00 00 00 02 01 00 00

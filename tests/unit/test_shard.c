@@ -67,7 +67,7 @@ static char *build(const char *name, const char *input, struct shard_options opt
 	msgpack_object rec;
 	while (stream_next(r, &rec)) {
 		struct shard_doc doc;
-		shard_doc_from_record(r->path, r->record, &rec, &doc);
+		shard_doc_from_record(r->path, r->record, &rec, UINT32_MAX, &doc);
 		shard_builder_add(b, &doc);
 	}
 	shard_builder_finish(b, 0);
