@@ -98,23 +98,7 @@ static int write_byte_tokenizer(const char *path, struct hf_specials *specials)
 	return 256 + N_BYTE_SPECIALS;
 }
 
-static char *read_whole_file(const char *path, size_t *len)
-{
-	FILE *in = fopen(path, "rb");
-	if (!in)
-		die_errno("%s", path);
-	struct bytevec buf = {0};
-	char chunk[65536];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, in)) > 0)
-		bytevec_append(&buf, chunk, n);
-	if (ferror(in))
-		die_errno("%s", path);
-	fclose(in);
-	bytevec_append(&buf, "", 0);
-	*len = buf.len;
-	return buf.data;
-}
+#define BPE_CORPUS_MAX (1u << 30)   // --bpe-corpus is read whole: 1 GiB at most
 
 // --bpe-corpus: the byte tokenizer plus BPE merges learned from a corpus (lib/tok_train.h), a vocabulary of
 // whole words and pieces that makes a tiny model's sequences several times shorter than bytes.  Ids 0..255
@@ -163,7 +147,9 @@ static int write_bpe_tokenizer(const char *path, const char *corpus_path, int ma
 	outfile_commit(first);
 	struct tokenizer *tok = tokenizer_load(path);
 	size_t text_len;
-	char *text = read_whole_file(corpus_path, &text_len);
+	char *text = infile_read(corpus_path, BPE_CORPUS_MAX, &text_len);
+	if (!text)
+		die_errno("%s", corpus_path);
 	if (!utf8_valid(text, text_len))
 		die_data(corpus_path, -1, NULL, "not valid UTF-8");
 	struct bpe_merge *learned;
