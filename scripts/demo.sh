@@ -7,8 +7,9 @@
 #   → eval-exam → score (paired against the untrained base and against lora) → demo/report.md + SVG charts.
 # Settings through the environment: DEMO_STEPS (training steps per method, default 800), DEMO_LR (default
 # 4e-3), DEMO_OUT (default demo/out), DEMO_REPORT (default demo/report.md), DEMO_METHODS (default all four),
-# DEMO_FACTS (default demo/facts.tsv).
-# Why these settings, and what they were measured against: the report's "Settings" section and the README.
+# DEMO_FACTS (default demo/facts.tsv), DEMO_MC_SHUFFLES (option orders per training question, default 1, read by
+# demo-data.sh), DEMO_ARGS (more train-experts options, for experiments).
+# Why these settings, and what they were measured against: the README's demo section.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${MEDMOE_BIN:-$top/bin}
