@@ -159,18 +159,6 @@ static const char *get_str(const json_t *root, const char *path, const char *key
 	return json_string_value(v);
 }
 
-// An integer field in [LO, HI], checked before it is narrowed.
-static int64_t get_int(const json_t *root, const char *path, const char *key, int64_t lo, int64_t hi)
-{
-	const json_t *v = json_object_get(root, key);
-	if (!json_is_integer(v))
-		die_data(path, -1, key, "missing or not an integer");
-	json_int_t x = json_integer_value(v);
-	if (x < lo || x > hi)
-		die_data(path, -1, key, "%lld is not in %lld..%lld", (long long)x, (long long)lo, (long long)hi);
-	return x;
-}
-
 // A finite number, at least LO (above LO when STRICT).
 static double get_num(const json_t *root, const char *path, const char *key, double lo, int strict)
 {
@@ -227,23 +215,23 @@ static void parse_config(const json_t *root, const char *path, struct adapter_co
 	if (adapter_method_parse(get_str(root, path, "method"), &method) != 0)
 		die_data(path, -1, "method", "unknown method %s", get_str(root, path, "method"));
 	adapter_config_preset(c, method);
-	c->experts = (int)get_int(root, path, "experts", 1, ADAPTER_MAX_EXPERTS);
-	c->rank = (int)get_int(root, path, "rank", 1, ADAPTER_MAX_RANK);
+	c->experts = (int)infile_json_int(root, path, "experts", 1, ADAPTER_MAX_EXPERTS);
+	c->rank = (int)infile_json_int(root, path, "rank", 1, ADAPTER_MAX_RANK);
 	c->alpha = get_num(root, path, "alpha", 0, 1);
 	c->rslora = json_is_true(json_object_get(root, "rslora"));
-	c->top_k = (int)get_int(root, path, "top_k", 0, ADAPTER_MAX_EXPERTS);
+	c->top_k = (int)infile_json_int(root, path, "top_k", 0, ADAPTER_MAX_EXPERTS);
 	c->dropout = get_num(root, path, "dropout", 0, 0);
 	if (c->dropout >= 1)
 		die_data(path, -1, "dropout", "%g is not in [0, 1)", c->dropout);
-	c->task_emb = (int)get_int(root, path, "task_embedding_dim", 1, ADAPTER_MAX_DIM);
-	c->n_tasks = (int)get_int(root, path, "n_tasks", 1, ADAPTER_MAX_TASKS);
+	c->task_emb = (int)infile_json_int(root, path, "task_embedding_dim", 1, ADAPTER_MAX_DIM);
+	c->n_tasks = (int)infile_json_int(root, path, "n_tasks", 1, ADAPTER_MAX_TASKS);
 	c->lb_coef = get_num(root, path, "lb_coef", 0, 0);
-	c->shared_experts = (int)get_int(root, path, "shared_experts", 0, ADAPTER_MAX_EXPERTS);
+	c->shared_experts = (int)infile_json_int(root, path, "shared_experts", 0, ADAPTER_MAX_EXPERTS);
 	c->con_tau = get_num(root, path, "contrastive_tau", 0, 1);
 	c->con_lambda = get_num(root, path, "contrastive_lambda", 0, 0);
-	c->con_proj = (int)get_int(root, path, "contrastive_proj", 1, ADAPTER_MAX_DIM);
-	c->con_queue = (int)get_int(root, path, "contrastive_queue", 1, ADAPTER_MAX_QUEUE);
-	c->seed = (uint64_t)get_int(root, path, "seed", INT64_MIN, INT64_MAX);   // written as a json_int_t cast
+	c->con_proj = (int)infile_json_int(root, path, "contrastive_proj", 1, ADAPTER_MAX_DIM);
+	c->con_queue = (int)infile_json_int(root, path, "contrastive_queue", 1, ADAPTER_MAX_QUEUE);
+	c->seed = (uint64_t)infile_json_int(root, path, "seed", INT64_MIN, INT64_MAX);   // written as a json_int_t cast
 	if (method == ADAPTER_MOELORA && c->rank % c->experts)
 		die_data(path, -1, "rank", "moelora's total rank %d is not a multiple of the %d experts", c->rank, c->experts);
 	if ((method == ADAPTER_MINGMOE || method == ADAPTER_SPARSEDOCTOR) && (c->top_k < 1 || c->top_k > c->experts))
@@ -268,7 +256,7 @@ static void parse_config(const json_t *root, const char *path, struct adapter_co
 		die_data(path, -1, "tasks", "missing or not an array");
 	json_array_foreach(tasks, i, task) {
 		const json_t *name = json_object_get(task, "name");
-		int64_t id = get_int(task, path, "id", 0, c->n_tasks - 1);
+		int64_t id = infile_json_int(task, path, "id", 0, c->n_tasks - 1);
 		if (!json_is_string(name) || !*json_string_value(name))
 			die_data(path, -1, "tasks", "entry %zu has no name", i);
 		for (size_t k = 0; k < i; k++)

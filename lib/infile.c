@@ -149,3 +149,14 @@ int infile_sha256(const char *path, char out[65], uint64_t *size)
 	close(fd);
 	return 0;
 }
+
+int64_t infile_json_int(const json_t *obj, const char *path, const char *key, int64_t lo, int64_t hi)
+{
+	const json_t *v = json_object_get(obj, key);
+	if (!json_is_integer(v))
+		die_data(path, -1, key, "missing or not an integer");
+	json_int_t x = json_integer_value(v);
+	if (x < lo || x > hi)
+		die_data(path, -1, key, "%lld is not in %lld..%lld", (long long)x, (long long)lo, (long long)hi);
+	return x;
+}

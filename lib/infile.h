@@ -34,6 +34,8 @@ char *infile_read(const char *path, size_t max, size_t *len);
 // json_load_file with these checks: NULL with ERR filled (as jansson does) when the file cannot be opened or
 // parsed; a non-regular file or one over MAX bytes → exit 65.
 json_t *infile_json(const char *path, size_t flags, size_t max, json_error_t *err);
+// OBJ's integer KEY, in [LO, HI], checked before any caller narrows it; else exit 65 naming PATH and KEY.
+int64_t infile_json_int(const json_t *obj, const char *path, const char *key, int64_t lo, int64_t hi);
 
 // sha256 (64 lowercase hex digits) and size of regular file PATH, read with the checks of infile_open.
 // -1 with errno when it cannot be opened.

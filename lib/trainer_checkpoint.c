@@ -116,18 +116,6 @@ void run_checkpoint(struct run *r)
 	adapter_save(r->a, r->m, o->run, r->tasks, r->training);
 }
 
-// An integer field of trainer.json in [LO, HI], checked before it is narrowed.
-static json_int_t jint(const json_t *obj, const char *path, const char *key, json_int_t lo, json_int_t hi)
-{
-	const json_t *v = json_object_get(obj, key);
-	if (!json_is_integer(v))
-		die_data(path, -1, key, "missing or not an integer");
-	json_int_t x = json_integer_value(v);
-	if (x < lo || x > hi)
-		die_data(path, -1, key, "%lld is not in %lld..%lld", (long long)x, (long long)lo, (long long)hi);
-	return x;
-}
-
 // The metrics stream of the run must end, at METRICS_BYTES, with the record of STEP (or, at step 0, with its
 // header): anything else (a length past the end of the file, inside a record, of another step) is refused
 // before the stream is cut back or extended.
@@ -158,19 +146,19 @@ static void check_metrics(const struct train_opts *o, const char *state_path, ui
 void run_saved_parse(const json_t *j, const char *path, uint64_t steps, uint32_t accum, struct run_saved *sv)
 {
 	// Every saved number is checked against what this run can have written before it is used.
-	sv->step = (uint64_t)jint(j, path, "step", 0, steps > INT64_MAX ? INT64_MAX : (json_int_t)steps);
-	sv->metrics_bytes = (uint64_t)jint(j, path, "metrics_bytes", 1, LONG_MAX);
+	sv->step = (uint64_t)infile_json_int(j, path, "step", 0, steps > INT64_MAX ? INT64_MAX : (json_int_t)steps);
+	sv->metrics_bytes = (uint64_t)infile_json_int(j, path, "metrics_bytes", 1, LONG_MAX);
 	const json_t *c = json_object_get(j, "cursor");
 	if (!json_is_object(c))
 		die_data(path, -1, "cursor", "missing or not an object");
 	struct shard_cursor cur = {
-		.epoch = (uint64_t)jint(c, path, "epoch", 0, INT64_MAX),
-		.position = (uint64_t)jint(c, path, "position", 0, UINT32_MAX),
-		.sequences = (uint64_t)jint(c, path, "sequences", 0, UINT32_MAX),
-		.seed = (uint64_t)jint(c, path, "seed", INT64_MIN, INT64_MAX),
-		.rank = (uint32_t)jint(c, path, "rank", 0, UINT32_MAX - 1),
-		.world = (uint32_t)jint(c, path, "world", 1, UINT32_MAX),
-		.shuffle = (uint32_t)jint(c, path, "shuffle", 0, 1)};
+		.epoch = (uint64_t)infile_json_int(c, path, "epoch", 0, INT64_MAX),
+		.position = (uint64_t)infile_json_int(c, path, "position", 0, UINT32_MAX),
+		.sequences = (uint64_t)infile_json_int(c, path, "sequences", 0, UINT32_MAX),
+		.seed = (uint64_t)infile_json_int(c, path, "seed", INT64_MIN, INT64_MAX),
+		.rank = (uint32_t)infile_json_int(c, path, "rank", 0, UINT32_MAX - 1),
+		.world = (uint32_t)infile_json_int(c, path, "world", 1, UINT32_MAX),
+		.shuffle = (uint32_t)infile_json_int(c, path, "shuffle", 0, 1)};
 	if (cur.rank >= cur.world)
 		die_data(path, -1, "cursor", "rank %u is not below world %u", cur.rank, cur.world);
 	// an epoch ends at most 3 times per micro-batch (next_train's retries), and never more often

@@ -67,6 +67,18 @@ static json_t *byte_level(void)
 			 "use_regex", 0);
 }
 
+// Write ROOT (a tokenizer.json, consumed) to PATH, and take its special tokens into SPECIALS.
+static void write_tokenizer_json(const char *path, json_t *root, struct hf_specials *specials)
+{
+	struct outfile *out = outfile_open(path);
+	if (json_dumpf(root, out->fp, JSON_INDENT(2)) != 0)
+		die_errno("%s", path);
+	fputc('\n', out->fp);
+	outfile_commit(out);
+	hf_specials_from_json(specials, root, path);
+	json_decref(root);
+}
+
 // The project's own byte-level tokenizer.json: BPE over the 256 byte characters with no merges, so a text is
 // its UTF-8 bytes, plus the specials from id 256.  Returns the number of ids; SPECIALS gets its special tokens.
 static int write_byte_tokenizer(const char *path, struct hf_specials *specials)
@@ -88,13 +100,7 @@ static int write_byte_tokenizer(const char *path, struct hf_specials *specials)
 	json_t *root = json_pack("{s:s, s:n, s:n, s:o, s:n, s:o, s:n, s:o, s:o}", "version", "1.0", "truncation",
 				 "padding", "added_tokens", added, "normalizer", "pre_tokenizer", byte_level(),
 				 "post_processor", "decoder", byte_level(), "model", model);
-	struct outfile *out = outfile_open(path);
-	if (json_dumpf(root, out->fp, JSON_INDENT(2)) != 0)
-		die_errno("%s", path);
-	fputc('\n', out->fp);
-	outfile_commit(out);
-	hf_specials_from_json(specials, root, path);
-	json_decref(root);
+	write_tokenizer_json(path, root, specials);
 	return 256 + N_BYTE_SPECIALS;
 }
 
@@ -180,13 +186,7 @@ static int write_bpe_tokenizer(const char *path, const char *corpus_path, int ma
 	bpe_merges_free(learned, n);
 	free(text);
 	tokenizer_free(tok);
-	struct outfile *out = outfile_open(path);
-	if (json_dumpf(root, out->fp, JSON_INDENT(2)) != 0)
-		die_errno("%s", path);
-	fputc('\n', out->fp);
-	outfile_commit(out);
-	hf_specials_from_json(specials, root, path);
-	json_decref(root);
+	write_tokenizer_json(path, root, specials);
 	return n_ids;
 }
 
