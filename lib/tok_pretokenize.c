@@ -113,6 +113,21 @@ static void split_piece(const struct pretok_step *st, const char *text, struct p
 	out->len = w;
 }
 
+// CUT: every piece of *IN cut by ST's pattern into *OUT.  Else the two swapped, so that *OUT holds the pieces
+// uncut (the loop below swaps them back after each step).
+static void cut_pieces(const struct pretok_step *st, const char *text, int cut, struct piecevec **in,
+		       struct piecevec **out, struct tok_scratch *scr)
+{
+	if (!cut) {
+		struct piecevec *t = *in;
+		*in = *out;
+		*out = t;
+		return;
+	}
+	for (size_t k = 0; k < (*in)->len; k++)
+		split_piece(st, text, (*in)->data[k], *out, scr);
+}
+
 // Metaspace's rewrite of every piece of IN into BUF: spaces to the replacement, and the replacement prepended
 // where the scheme says.  *ORIGIN is the offset in the text of original offset 0 (SIZE_MAX: none), updated to
 // the rewritten text.
@@ -164,21 +179,13 @@ void tok_pretokenize(const struct tokenizer *tok, const char *text, size_t len, 
 		const struct pretok_step *st = &tok->pretok[i];
 		out->len = 0;
 		if (st->type == PRETOK_SPLIT) {
-			for (size_t k = 0; k < in->len; k++)
-				split_piece(st, text, in->data[k], out, scr);
+			cut_pieces(st, text, 1, &in, &out, scr);
 		} else if (st->type == PRETOK_METASPACE) {
 			struct bytevec *buf = texts[next_text];
 			next_text ^= 1;
 			metaspace_rewrite(st, text, in, buf, &origin);
 			text = buf->data;
-			if (st->split) {
-				for (size_t k = 0; k < in->len; k++)
-					split_piece(st, text, in->data[k], out, scr);
-			} else {
-				struct piecevec *t = in;
-				in = out;
-				out = t;
-			}
+			cut_pieces(st, text, st->split, &in, &out, scr);
 		} else {
 			origin = SIZE_MAX;
 			if (st->add_prefix_space) {  // a space before every piece that lacks one
@@ -195,14 +202,7 @@ void tok_pretokenize(const struct tokenizer *tok, const char *text, size_t len, 
 				}
 				text = buf->data;
 			}
-			if (st->use_regex) {
-				for (size_t k = 0; k < in->len; k++)
-					split_piece(st, text, in->data[k], out, scr);
-			} else {
-				struct piecevec *t = in;
-				in = out;
-				out = t;
-			}
+			cut_pieces(st, text, st->use_regex, &in, &out, scr);
 			if (i + 1 == tok->n_pretok) {
 				*byte_level_form = 1;
 			} else {  // a later step sees the mapped characters: build them

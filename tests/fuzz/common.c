@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "corpus.h"
 #include "die.h"
 
 jmp_buf fuzz_jmp;
@@ -156,4 +157,18 @@ size_t fuzz_parts(const uint8_t *data, size_t size, const uint8_t **part, size_t
 	part[n] = data + start;
 	len[n++] = size - start;
 	return n;
+}
+
+void fuzz_read_corpus(const char *path, const struct corpus_opts *opts)
+{
+	static struct corpus *volatile c;   // static and volatile: still valid after a die() longjmps out
+	static struct conversation conv;
+	c = NULL;
+	FUZZ_RUN({
+		c = corpus_open(path, opts);
+		while (corpus_next(c, &conv))
+			conversation_free(&conv);
+	});
+	conversation_free(&conv);
+	corpus_close(c);
 }

@@ -35,6 +35,10 @@ size_t fuzz_parts(const uint8_t *data, size_t size, const uint8_t **part, size_t
 		}                               \
 	} while (0)
 
+struct corpus_opts;
+// Open PATH as a corpus with OPTS and read every conversation (the corpus and archive targets).
+void fuzz_read_corpus(const char *path, const struct corpus_opts *opts);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #endif

@@ -12,16 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	const char *path = fuzz_file(names[data[0] % (sizeof names / sizeof names[0])], data + 1, size - 1);
 	struct corpus_opts opts = {.skip_bad = data[0] >> 7};
-	static struct corpus *volatile c;
-	static struct conversation conv;
-	c = NULL;
-	FUZZ_RUN({
-		c = corpus_open(path, &opts);
-		while (corpus_next(c, &conv))
-			conversation_free(&conv);
-	});
-	conversation_free(&conv);
-	corpus_close(c);
+	fuzz_read_corpus(path, &opts);
 	fuzz_end();
 	return 0;
 }

@@ -1,7 +1,5 @@
 // fuzz_corpus — the corpus parsers: JSON array, JSON Lines, CSV, the COVID text dump, and format sniffing.
 // Input: one byte choosing the format (and so the file name), then the file.
-#include <string.h>
-
 #include "corpus.h"
 #include "fuzz.h"
 
@@ -21,16 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int skip = (data[0] >> 4) & 1;
 	const char *path = fuzz_file(kinds[k].name, data + 1, size - 1);
 	struct corpus_opts opts = {.format = kinds[k].format, .skip_bad = skip};
-	static struct corpus *volatile c;
-	static struct conversation conv;
-	c = NULL;
-	FUZZ_RUN({
-		c = corpus_open(path, &opts);
-		while (corpus_next(c, &conv))
-			conversation_free(&conv);
-	});
-	conversation_free(&conv);
-	corpus_close(c);
+	fuzz_read_corpus(path, &opts);
 	fuzz_end();
 	return 0;
 }
