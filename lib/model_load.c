@@ -99,7 +99,7 @@ static const struct st_tensor *find_weight(const struct safetensors *st, const c
 		format_shape(exp, sizeof exp, w->ndim, want);
 		die_data(t->file, -1, w->name, "shape %s, expected %s", got, exp);
 	}
-	st_require_finite_stored(t);   // a NaN weight is a damaged checkpoint (exit 65 naming the tensor)
+	st_require_finite(t);   // a NaN weight is a damaged checkpoint (exit 65 naming the tensor)
 	return t;
 }
 

@@ -170,54 +170,35 @@ void st_tensor_to_f32(const struct st_tensor *t, float *out)
 	}
 }
 
-void st_require_finite(const struct st_tensor *t, const float *values)
+// The first of N 16-bit words STRIDE bytes apart from P whose bits under MASK are all ones, or -1.  Each block of
+// 4096 is OR-reduced without a branch first, so the common case (none) vectorizes.
+static int64_t first_all_ones(const unsigned char *p, int64_t n, size_t stride, uint16_t mask)
 {
-	for (int64_t i = 0; i < t->nelem; i++)
-		if (!isfinite(values[i]))
-			die_data(t->file, -1, t->name, "element %lld is %s: a damaged checkpoint (a weight is never NaN or "
-				 "infinite)", (long long)i, isnan(values[i]) ? "NaN" : "infinite");
-}
-
-// The first index of a stored element whose exponent bits (under MASK) are all ones, or -1.  Blocks of 4096
-// are OR-reduced without branches first, so the common case (no such element) vectorizes.
-#define FIRST_NONFINITE(type, mask)                                                             \
-	static int64_t first_nonfinite_##type(const unsigned char *p, int64_t n)                \
-	{                                                                                       \
-		for (int64_t b = 0; b < n; b += 4096) {                                         \
-			int64_t e = b + 4096 < n ? b + 4096 : n;                                \
-			type hit = 0, x;                                                        \
-			for (int64_t i = b; i < e; i++) {                                       \
-				memcpy(&x, p + i * (int64_t)sizeof x, sizeof x);                \
-				hit |= (type)((x & (mask)) == (mask));                          \
-			}                                                                       \
-			for (int64_t i = b; hit && i < e; i++) {                                \
-				memcpy(&x, p + i * (int64_t)sizeof x, sizeof x);                \
-				if ((x & (mask)) == (mask))                                     \
-					return i;                                               \
-			}                                                                       \
-		}                                                                               \
-		return -1;                                                                      \
-	}
-FIRST_NONFINITE(uint16_t, 0x7f80u)
-FIRST_NONFINITE(uint32_t, 0x7f800000u)
-
-static int64_t first_nonfinite_f16(const unsigned char *p, int64_t n)
-{
-	for (int64_t i = 0; i < n; i++) {
+	for (int64_t b = 0; b < n; b += 4096) {
+		int64_t e = b + 4096 < n ? b + 4096 : n;
+		int hit = 0;
 		uint16_t x;
-		memcpy(&x, p + 2 * i, 2);
-		if ((x & 0x7c00u) == 0x7c00u)
-			return i;
+		for (int64_t i = b; i < e; i++) {
+			memcpy(&x, p + stride * (size_t)i, 2);
+			hit |= (x & mask) == mask;
+		}
+		for (int64_t i = b; hit && i < e; i++) {
+			memcpy(&x, p + stride * (size_t)i, 2);
+			if ((x & mask) == mask)
+				return i;
+		}
 	}
 	return -1;
 }
 
-void st_require_finite_stored(const struct st_tensor *t)
+void st_require_finite(const struct st_tensor *t)
 {
 	const unsigned char *p = t->data;
-	int64_t at = t->dtype == ST_BF16 ? first_nonfinite_uint16_t(p, t->nelem)
-		   : t->dtype == ST_F16	 ? first_nonfinite_f16(p, t->nelem)
-					 : first_nonfinite_uint32_t(p, t->nelem);
+	// NaN and infinity are the all-ones exponents: bits 0x7c00 of an f16, 0x7f80 of a bf16 and of an f32's upper
+	// half (little-endian, as safetensors stores)
+	int64_t at = t->dtype == ST_F16	 ? first_all_ones(p, t->nelem, 2, 0x7c00u)
+		   : t->dtype == ST_BF16 ? first_all_ones(p, t->nelem, 2, 0x7f80u)
+					 : first_all_ones(p + 2, t->nelem, 4, 0x7f80u);
 	if (at >= 0) {
 		float v;
 		st_tensor_to_f32(&(struct st_tensor){.dtype = t->dtype, .nelem = 1,

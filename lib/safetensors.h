@@ -50,11 +50,10 @@ const char *safetensors_metadata(const struct safetensors *st, const char *key);
 // Convert T's elements to fp32 (OUT holds t->nelem floats).  BF16 and F16 widen exactly.
 void st_tensor_to_f32(const struct st_tensor *t, float *out);
 
-// Refuse (exit 65 naming T's file and name) a NaN or infinite value among T's VALUES (t->nelem, converted).
-void st_require_finite(const struct st_tensor *t, const float *values);
-// The same on T's stored bits, without converting (an all-ones exponent is NaN or infinite in every dtype):
-// one pass over the mapping, so a 7B checkpoint is checked at memory speed as it loads.
-void st_require_finite_stored(const struct st_tensor *t);
+// Refuse (exit 65 naming T's file and name) a NaN or infinite element of T, read on its stored bits without
+// converting (an all-ones exponent in every dtype): one pass over the mapping, so a 7B checkpoint is checked at
+// memory speed as it loads.
+void st_require_finite(const struct st_tensor *t);
 
 size_t st_dtype_size(enum st_dtype dtype);
 const char *st_dtype_name(enum st_dtype dtype);
