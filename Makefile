@@ -271,7 +271,7 @@ demo: deps
 # The CUDA backend against the CPU backend, one table at the end (tests/gpu/check-gpu.sh says what it checks);
 # on a machine without a GPU every GPU comparison says SKIP.  make check-gpu QUICK=1 for the short sanitizer runs.
 check-gpu: deps
-	@$(MAKE) --no-print-directory $(BINS) $(BUILD)/tests/test_backend_ops \
+	@$(MAKE) --no-print-directory $(BINS) $(CUDA_PLUGIN) $(BUILD)/tests/test_backend_ops \
 		$(GPU_BIN) $(GPU_DATA)
 	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_TESTS=$(CURDIR)/$(BUILD)/tests MEDMOE_GPU_TESTS=$(CURDIR)/$(BUILD)/tests/gpu \
 		MEDMOE_GPU_DATA=$(CURDIR)/$(GPU_DATA) tests/gpu/check-gpu.sh $(if $(QUICK),--quick)
@@ -279,14 +279,14 @@ check-gpu: deps
 # Training throughput, MFU and peak memory on the GPU against transformers + PEFT (bench/gpu.sh); QUICK=1 for
 # the short version.
 bench-gpu: deps
-	@$(MAKE) --no-print-directory $(BINS) $(BENCH_TRAIN)
+	@$(MAKE) --no-print-directory $(BINS) $(CUDA_PLUGIN) $(BENCH_TRAIN)
 	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_BENCH_TRAIN=$(CURDIR)/$(BENCH_TRAIN) bench/gpu.sh $(if $(QUICK),--quick)
 
 # gpu-bundle/: the programs, checks, benchmark and their inputs with every non-system library they need, for a
 # GPU machine without this project's Debian libraries (scripts/gpu-bundle.sh; gpu-bundle/run.sh runs it all).
+# (gpu-bundle.sh links its programs itself, from the library's objects, the plugin's and ops_ref64.o)
 gpu-bundle: deps
-	@$(MAKE) --no-print-directory $(BINS) $(BUILD)/tests/test_backend_ops \
-		$(GPU_BIN) $(BENCH_TRAIN) $(GPU_DATA)
+	@$(MAKE) --no-print-directory $(BINS) $(CUDA_PLUGIN) $(BUILD)/tests/ops_ref64.o $(GPU_DATA)
 	@MEDMOE_BIN=$(CURDIR)/$(BINDIR) MEDMOE_BUILD=$(CURDIR)/$(BUILD) scripts/gpu-bundle.sh gpu-bundle
 
 install: all

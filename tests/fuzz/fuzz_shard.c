@@ -13,14 +13,6 @@
 #include "shard_read.h"
 #include "shard_verify.h"
 
-static void sha_hex(const uint8_t *p, size_t n, char out[65])
-{
-	SHA2_CTX c;
-	SHA256Init(&c);
-	SHA256Update(&c, p, n);
-	SHA256End(&c, out);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	fuzz_init();
@@ -42,8 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		json_t *sh = json_array_get(json_object_get(json_object_get(json_object_get(root, "splits"), "train"), "shards"), 0);
 		if (json_is_object(sh)) {
 			char a[65], b[65];
-			sha_hex(part[2], len[2], a);
-			sha_hex(part[1], len[1], b);
+			SHA256Data(part[2], len[2], a);
+			SHA256Data(part[1], len[1], b);
 			json_object_set_new(sh, "sha256", json_string(a));
 			json_object_set_new(sh, "index_sha256", json_string(b));
 			json_object_set_new(sh, "bytes", json_integer((json_int_t)len[2]));
