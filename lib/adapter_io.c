@@ -265,32 +265,6 @@ static void parse_config(const json_t *root, const char *path, struct adapter_co
 	}
 }
 
-// Every value of every tensor of A finite (a NaN adapter is refused, not merged or evaluated), naming the first
-// tensor that is not.
-static void require_finite(const struct adapter *a, const char *path)
-{
-	struct adapter_tensor *ts;
-	size_t n = adapter_tensors(a, &ts);
-	for (size_t k = 0; k < n; k++) {
-		size_t cnt = (size_t)(ts[k].shape[0] * ts[k].shape[1]);
-		float *buf = xmalloc((cnt ? cnt : 1) * sizeof(float));
-		adapter_tensor_get(&ts[k], a->params, buf);
-		for (size_t i = 0; i < cnt; i++) {
-			if (!isfinite(buf[i])) {
-				// freed first: die exits at once (and LeakSanitizer would report them)
-				char name[sizeof ts[k].name];
-				memcpy(name, ts[k].name, sizeof name);
-				const char *what = isnan(buf[i]) ? "NaN" : "infinite";
-				free(buf);
-				free(ts);
-				die_data(path, -1, name, "value %zu is %s: a damaged or diverged adapter is refused", i, what);
-			}
-		}
-		free(buf);
-	}
-	free(ts);
-}
-
 struct adapter *adapter_load(const char *run_dir, const struct model *m)
 {
 	json_t *root = adapter_config_read(run_dir);
@@ -337,12 +311,12 @@ struct adapter *adapter_load(const char *run_dir, const struct model *m)
 		if (s->ndim != ts[k].ndim || s->shape[0] != ts[k].shape[0] || d1 != ts[k].shape[1])
 			die_data(path, -1, ts[k].name, "shape does not match the config (%lld x %lld expected)",
 				 (long long)ts[k].shape[0], (long long)ts[k].shape[1]);
+		st_require_finite(s);   // a NaN adapter (damaged or diverged) is refused, not merged or evaluated
 		float *buf = xmalloc((size_t)s->nelem * sizeof(float));
 		st_tensor_to_f32(s, buf);
 		adapter_tensor_set(&ts[k], a->params, buf);
 		free(buf);
 	}
-	require_finite(a, path);
 	free(ts);
 	safetensors_close(st);
 	free(path);

@@ -97,23 +97,31 @@ void eval_generator_free(struct eval_generator *g)
 	free(g);
 }
 
-// The first index of the largest of X[0..N) (0 when nothing is larger than −inf).  Eight running maxima, so the
-// scan over a 150k vocabulary is not one long chain of dependent compares (it ran 7% of a batched step), then
-// the first index that holds the largest.
-static uint32_t argmax(const real *x, uint32_t n)
+// The first index of the largest of X[0..N) (0 when nothing is larger than −inf), and in *FINITE whether every
+// value is finite.  Eight running maxima, so the scan over a 150k vocabulary is not one long chain of dependent
+// compares (it ran 7% of a batched step), then the first index that holds the largest.  The finiteness rides
+// along in the same pass: x·0 is 0 for a finite x and NaN for a NaN or an infinity.
+static uint32_t argmax(const real *x, uint32_t n, int *finite)
 {
-	real lane[8];
+	real lane[8], zero[8] = {0};
 	for (int k = 0; k < 8; k++)
 		lane[k] = -INFINITY;
 	uint32_t i = 0;
 	for (; i + 8 <= n; i += 8)
-		for (int k = 0; k < 8; k++)
+		for (int k = 0; k < 8; k++) {
 			lane[k] = x[i + k] > lane[k] ? x[i + k] : lane[k];
-	real best = -INFINITY;
-	for (; i < n; i++)
+			zero[k] += x[i + k] * 0;
+		}
+	real best = -INFINITY, z = 0;
+	for (; i < n; i++) {
 		best = x[i] > best ? x[i] : best;
-	for (int k = 0; k < 8; k++)
+		z += x[i] * 0;
+	}
+	for (int k = 0; k < 8; k++) {
 		best = lane[k] > best ? lane[k] : best;
+		z += zero[k];
+	}
+	*finite = z == 0;
 	for (i = 0; i < n; i++)
 		if (x[i] == best)
 			return i;
@@ -192,8 +200,11 @@ static void finish(struct eval_generator *g, struct gen_seq *s)
 static void advance(struct eval_generator *g, int b, const real *logits)
 {
 	struct gen_seq *s = &g->seqs[b];
-	eval_require_finite_logits(g->m, &s->q, logits, g->n_ids, s->n);   // a NaN is never an answer
-	uint32_t next = argmax(logits, g->n_ids);
+	int finite;
+	uint32_t next = argmax(logits, g->n_ids, &finite);
+	if (!finite)
+		eval_require_finite_logits(g->m, &s->q, logits, g->n_ids, s->n);   // a NaN is never an answer: exit 65
+
 	if (!tokenizer_is_special(g->tok, next)) {
 		s->gen[s->n++] = (int32_t)next;
 		if (!decode_and_stop(g, s->gen, (size_t)s->n) && s->n < g->max_new) {

@@ -5,11 +5,6 @@
 
 #include <string.h>
 
-// The longest sequence `shard` writes (its --seq-len limit).
-#define MAX_SEQ_LEN (1u << 24)
-// Task ids: the trainer's gate table has one row per id.
-#define MAX_TASK_ID 65535
-
 static json_t *get(const struct shard_manifest *m, json_t *obj, const char *key, json_type type)
 {
 	json_t *v = json_object_get(obj, key);
@@ -67,9 +62,9 @@ static void load_split(struct shard_manifest *m, json_t *splits, const char *nam
 		if (!json_is_object(t))
 			die_data(m->path, -1, "tasks", "%s split: entry %zu is not an object", name, i);
 		uint64_t id = get_count(m, t, "id");
-		if (id > MAX_TASK_ID)
+		if (id > SHARD_MAX_TASK_ID)
 			die_data(m->path, -1, "tasks", "%s split: task id %llu is over %d", name, (unsigned long long)id,
-				 MAX_TASK_ID);
+				 SHARD_MAX_TASK_ID);
 		get(m, t, "name", JSON_STRING);
 		get_count(m, t, "tokens");
 		for (size_t k = 0; k < i; k++)
@@ -136,8 +131,9 @@ struct shard_manifest *shard_manifest_load(const char *dir)
 	if (get_count(m, m->root, "version") > 1)
 		die_data(m->path, -1, "version", "newer than this program reads (1)");
 	uint64_t seq_len = get_count(m, m->root, "seq_len");
-	if (seq_len == 0 || seq_len > MAX_SEQ_LEN)
-		die_data(m->path, -1, "seq_len", "%llu is out of range (1..%u)", (unsigned long long)seq_len, MAX_SEQ_LEN);
+	if (seq_len == 0 || seq_len > SHARD_MAX_SEQ_LEN)
+		die_data(m->path, -1, "seq_len", "%llu is out of range (1..%u)", (unsigned long long)seq_len,
+			 SHARD_MAX_SEQ_LEN);
 	m->seq_len = (uint32_t)seq_len;
 	json_t *tok = get(m, m->root, "tokenizer", JSON_OBJECT);
 	copy_sha(m, tok, "sha256", m->tokenizer_sha256);

@@ -6,6 +6,10 @@
 #include <jansson.h>
 #include <stdint.h>
 
+// The limits shard writes within and a manifest is checked against.
+#define SHARD_MAX_SEQ_LEN (1u << 24)   // the longest --seq-len: the packer keeps 2 × 16 open sequences of 5 bytes per token
+#define SHARD_MAX_TASK_ID 65535        // the trainer's gate has one row per task id, up to this one
+
 struct shard_file_entry {
 	char *file, *index;          // names inside the directory
 	uint64_t sequences, documents, tokens, loss_tokens, bytes;

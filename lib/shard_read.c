@@ -67,10 +67,7 @@ static uint64_t *load_index(const struct shard_manifest *m, const char *path, co
 	}
 	close(fd);
 	char sha[SHA256_DIGEST_STRING_LENGTH];
-	SHA2_CTX ctx;
-	SHA256Init(&ctx);
-	SHA256Update(&ctx, raw, (size_t)want * 8);
-	SHA256End(&ctx, sha);
+	SHA256Data(raw, (size_t)want * 8, sha);
 	if (strcmp(sha, f->index_sha256) != 0)
 		die_data(path, -1, NULL, "sha256 %.12s…, %s says %.12s…: the index is damaged", sha, m->path,
 			 f->index_sha256);

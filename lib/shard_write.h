@@ -24,6 +24,7 @@
 
 #include <msgpack.h>
 #include <stdint.h>
+#include "shard_manifest.h"
 #include "stream.h"
 
 #define SHARD_PACK_WINDOW 16
@@ -39,9 +40,6 @@ struct shard_doc {
 	const uint8_t *mask;    // LEN bytes
 	uint32_t len;
 };
-
-// Task ids: the trainer's gate has one row per id, up to this one.
-#define SHARD_MAX_TASK_ID 65535
 
 // Fill DOC from a medmoe.tokens record REC; dies (exit 65) naming FILE, RECORD and the field when it is wrong:
 // everything `shard --verify` checks of a document (ids below VOCAB, mask bytes 0 or 1, a UTF-8 task name, a

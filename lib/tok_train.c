@@ -47,14 +47,6 @@ static void pairs_add(struct pair_counts *p, uint32_t left, uint32_t right, long
 	p->slots[i].count += n;
 }
 
-static char *dup_bytes(const char *s, size_t n)
-{
-	char *d = xmalloc(n + 1);
-	memcpy(d, s, n);
-	d[n] = '\0';
-	return d;
-}
-
 // Distinct pre-tokens of every line of TEXT, with their counts.
 static size_t collect_words(const struct tokenizer *tok, const char *text, size_t len, struct word **words_out)
 {
@@ -86,7 +78,7 @@ static size_t collect_words(const struct tokenizer *tok, const char *text, size_
 				words[n_words] = (struct word){ 0 };
 				for (size_t b = 0; b < n; b++)
 					u32vec_push(&words[n_words].symbols, (unsigned char)s[b]);
-				strmap_put(&index, dup_bytes(s, n), n, (uint32_t)n_words);
+				strmap_put(&index, xstrndup(s, n), n, (uint32_t)n_words);
 				w = (int64_t)n_words++;
 			}
 			words[w].count++;
@@ -154,8 +146,8 @@ size_t bpe_learn(const struct tokenizer *tok, const char *text, size_t len, size
 		if (made == n_syms)
 			n_syms++;
 		merges[n_merges] = (struct bpe_merge){
-			.left = dup_bytes(sym[left].data, sym[left].len), .left_len = sym[left].len,
-			.right = dup_bytes(sym[right].data, sym[right].len), .right_len = sym[right].len,
+			.left = xstrndup(sym[left].data, sym[left].len), .left_len = sym[left].len,
+			.right = xstrndup(sym[right].data, sym[right].len), .right_len = sym[right].len,
 			.count = best_count,
 		};
 		n_merges++;

@@ -235,9 +235,7 @@ void train_run(const struct train_opts *o)
 			int64_t T_all, T = next_train(&r, &n_docs, &T_all);
 			if (T > 0)
 				model_train_forward(r.tr, r.ids, T, r.offsets, n_docs, r.doc_task, r.mask, NULL);
-			adapter_stats_to_host(a);
 			ranks_sum_stats(&r, T);   // [dist] the micro-batch's normalisers, before its backward
-			adapter_stats_to_device(a);
 			const double *ce_stats = model_train_ce_stats(r.tr);
 			double ce = ce_stats[1] > 0 ? ce_stats[0] / ce_stats[1] : 0, l, c;
 			adapter_aux_loss(a, &l, &c);

@@ -46,14 +46,15 @@ int64_t ranks_tokens(struct run *r, int64_t T)
 
 void ranks_sum_stats(struct run *r, int64_t T)
 {
+	if (r->world == 1)
+		return;   // one rank always has a part (T > 0), and its statistics are the sums: no copies
 	struct adapter *a = r->a;
+	adapter_stats_to_host(a);
 	double *ce = model_train_ce_stats(r->tr);
 	if (T == 0) {   // no part for this rank: no forward, nothing to add
 		ce[0] = ce[1] = 0;
 		memset(a->stats, 0, a->n_stats * sizeof(double));
 	}
-	if (r->world == 1)
-		return;
 	size_t n = 2 + a->n_stats;
 	double *buf = xmalloc(n * sizeof *buf);
 	memcpy(buf, ce, 2 * sizeof *buf);
@@ -62,6 +63,7 @@ void ranks_sum_stats(struct run *r, int64_t T)
 	memcpy(ce, buf, 2 * sizeof *buf);
 	memcpy(a->stats, buf + 2, a->n_stats * sizeof *buf);
 	free(buf);
+	adapter_stats_to_device(a);
 }
 
 // Per token of a routed slot: its top-1 expert (int32) and its query in half precision, as the ring stores it.

@@ -23,8 +23,6 @@
 // At most this many bucket files open at once (the usual limit is 1024 descriptors): past 32 GiB of input
 // the buckets grow instead.
 #define SHUFFLE_MAX_BUCKETS 512
-// The longest --seq-len: the packer keeps 2 × 16 open sequences of 5 bytes per token.
-#define MAX_SEQ_LEN (1u << 24)
 
 static noreturn void usage(FILE *fp, int code)
 {
@@ -117,7 +115,7 @@ int main(int argc, char **argv)
 	}
 	if (argc > 1 || !out_dir || seq_len == 0)
 		usage(stderr, EXIT_USAGE);
-	if (seq_len > MAX_SEQ_LEN)
+	if (seq_len > SHARD_MAX_SEQ_LEN)
 		die(EXIT_USAGE, "--seq-len: %llu is too long", (unsigned long long)seq_len);
 	if (n_policies > 1)
 		die(EXIT_USAGE, "--truncate and --drop exclude each other");
