@@ -1,47 +1,11 @@
 // adapter_util.cuh — what the attention and adapter files (attention.cu, lora.cu, router.cu, contrastive.cu)
-// share beyond common.cuh: argument errors through lib/die.h, element conversion by type, a row-major cuBLAS
-// product with fp32 accumulation, a dtype cast into backend scratch, carving one scratch buffer into several,
-// and a fixed-order block sum.  Header-only (static inline functions and templates), so each .cu takes what it
+// share beyond core.cuh: argument checks, a row-major cuBLAS product with fp32 accumulation, a dtype cast into
+// backend scratch, carving one scratch buffer into several, and fixed-order block sums.  Header-only (static inline functions and templates), so each .cu takes what it
 // uses.
 #ifndef MEDMOE_CUDA_ADAPTER_UTIL_CUH
 #define MEDMOE_CUDA_ADAPTER_UTIL_CUH
 
-#include "common.cuh"
-
-// lib/die.h is C11 (stdnoreturn.h), so its one function the backend needs is declared here.
-extern "C" [[noreturn]] void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#define CUDA_OP_FAIL 1   // EXIT_FAIL of lib/die.h: a caller's mistake, not the input data's
-
-// ----------------------------------------------------------------------------
-// elements by type
-
-template <typename E> __device__ __forceinline__ float to_f(E x);
-template <> __device__ __forceinline__ float to_f<float>(float x)
-{
-	return x;
-}
-template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x)
-{
-	return __bfloat162float(x);
-}
-template <> __device__ __forceinline__ float to_f<__half>(__half x)
-{
-	return __half2float(x);
-}
-
-template <typename E> __device__ __forceinline__ E from_f(float x);
-template <> __device__ __forceinline__ float from_f<float>(float x)
-{
-	return x;
-}
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x)
-{
-	return __float2bfloat16_rn(x);
-}
-template <> __device__ __forceinline__ __half from_f<__half>(float x)
-{
-	return __float2half_rn(x);
-}
+#include "core.cuh"   // die(), to_float/from_float, warp_sum
 
 // The activation dtypes the kernels are instantiated for.
 static inline int is_act_dtype(enum dtype t)
@@ -59,7 +23,7 @@ static inline cudaDataType cuda_data_type(enum dtype t, const char *op)
 	case DTYPE_F16:
 		return CUDA_R_16F;
 	default:
-		die(CUDA_OP_FAIL, "%s: no cuBLAS product for %s operands", op, dtype_name(t));
+		die(EXIT_FAIL, "%s: no cuBLAS product for %s operands", op, dtype_name(t));
 	}
 }
 
@@ -76,10 +40,10 @@ static inline void gemm_rm(const char *op, int ta, int tb, int64_t M, int64_t N,
 	if (M <= 0 || N <= 0)
 		return;
 	if (at != bt || (ct != at && ct != DTYPE_F32) || (at == DTYPE_F32 && ct != DTYPE_F32))
-		die(CUDA_OP_FAIL, "%s: no product of %s by %s into %s", op, dtype_name(at), dtype_name(bt),
+		die(EXIT_FAIL, "%s: no product of %s by %s into %s", op, dtype_name(at), dtype_name(bt),
 		    dtype_name(ct));
 	if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX)
-		die(CUDA_OP_FAIL, "%s: product of %lld x %lld x %lld is too large for cuBLAS", op, (long long)M,
+		die(EXIT_FAIL, "%s: product of %lld x %lld x %lld is too large for cuBLAS", op, (long long)M,
 		    (long long)N, (long long)K);
 	CUBLAS_CHECK(cublasGemmEx(cuda_cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)N,
 				  (int)M, (int)K, &alpha, B, cuda_data_type(bt, op), (int)ldb, A,
@@ -93,7 +57,7 @@ static inline void gemm_rm(const char *op, int ta, int tb, int64_t M, int64_t N,
 template <typename D, typename S> __global__ void cast_kernel(D *dst, const S *src, int64_t n)
 {
 	for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-		dst[i] = from_f<D>(to_f<S>(src[i]));
+		dst[i] = from_float<D>(to_float(src[i]));
 }
 
 template <typename D> static inline void cast_from(D *dst, struct tensor src, int64_t n, const char *op)
@@ -110,7 +74,7 @@ template <typename D> static inline void cast_from(D *dst, struct tensor src, in
 		cast_kernel<D, __half><<<grid, 256, 0, cuda_stream()>>>(dst, (const __half *)src.data, n);
 		break;
 	default:
-		die(CUDA_OP_FAIL, "%s: cannot convert %s", op, dtype_name(src.dtype));
+		die(EXIT_FAIL, "%s: cannot convert %s", op, dtype_name(src.dtype));
 	}
 	CUDA_LAUNCHED();
 }
@@ -135,7 +99,7 @@ static inline const void *as_dtype(struct tensor t, enum dtype want, enum cuda_s
 		cast_from<__half>((__half *)dst, t, n, op);
 		break;
 	default:
-		die(CUDA_OP_FAIL, "%s: cannot convert to %s", op, dtype_name(want));
+		die(EXIT_FAIL, "%s: cannot convert to %s", op, dtype_name(want));
 	}
 	return dst;
 }
@@ -198,27 +162,18 @@ __device__ __forceinline__ float block_sum_float(float v, float *buf)
 	return total;
 }
 
-// The sum over a warp by a fixed butterfly (every lane gets the same bits: each step adds the same two values
-// in both lanes, and addition is commutative).
-__device__ __forceinline__ float warp_sum(float v)
-{
-	for (int o = 16; o > 0; o /= 2)
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	return v;
-}
-
 // Die unless T is on the GPU with dtype WANT (NONE passes when OPTIONAL).
 static inline void need_tensor(struct tensor t, enum dtype want, int optional, const char *op, const char *name)
 {
 	if (!t.data) {
 		if (!optional)
-			die(CUDA_OP_FAIL, "%s: %s is missing", op, name);
+			die(EXIT_FAIL, "%s: %s is missing", op, name);
 		return;
 	}
 	if (t.device != DEVICE_CUDA)
-		die(CUDA_OP_FAIL, "%s: %s is not on the GPU", op, name);
+		die(EXIT_FAIL, "%s: %s is not on the GPU", op, name);
 	if (t.dtype != want)
-		die(CUDA_OP_FAIL, "%s: %s is %s, expected %s", op, name, dtype_name(t.dtype), dtype_name(want));
+		die(EXIT_FAIL, "%s: %s is %s, expected %s", op, name, dtype_name(t.dtype), dtype_name(want));
 }
 
 #endif

@@ -165,11 +165,11 @@ __device__ __forceinline__ void att_load_tile(E *s, int lds, const E *g, int64_t
 				}
 			} else {
 				for (int u = 0; u < W; u++)
-					dst[u] = c + u < HD ? src[u] : from_f<E>(0.0f);
+					dst[u] = c + u < HD ? src[u] : from_float<E>(0.0f);
 			}
 		} else {
 			for (int u = 0; u < W; u++)
-				dst[u] = from_f<E>(0.0f);
+				dst[u] = from_float<E>(0.0f);
 		}
 	}
 }
@@ -331,7 +331,7 @@ att_fwd_kernel(E *out, float *lse, const E *q, const E *k, const E *v, const int
 		for (int c2 = 0; c2 < BC / 2; c2++) {
 			float p = s[c2] == -INFINITY ? 0.0f : expf(s[c2] - m_new);
 			ls += p;
-			sP[r * LDP + half + 2 * c2] = from_f<E>(p);
+			sP[r * LDP + half + 2 * c2] = from_float<E>(p);
 		}
 		ls += __shfl_xor_sync(0xffffffffu, ls, 1);
 		l = l * alpha + ls;
@@ -356,7 +356,7 @@ att_fwd_kernel(E *out, float *lse, const E *q, const E *k, const E *v, const int
 	for (int e = lane; e < 16 * HD; e += 32) {
 		int row = w0 + e / HD, d = e % HD;
 		if (row < n_rows)
-			out[((int64_t)(i0 + row) * NH + h) * HD + d] = from_f<E>(sO[row * LDO + d] * sAl[row]);
+			out[((int64_t)(i0 + row) * NH + h) * HD + d] = from_float<E>(sO[row * LDO + d] * sAl[row]);
 	}
 }
 
@@ -386,7 +386,7 @@ att_decode_kernel(float *part, const E *q, const E *k, const E *v, const int32_t
 	float qv[U], o[U], m = -INFINITY, l = 0.0f;
 	for (int u = 0; u < U; u++) {
 		int d = lane + 32 * u;
-		qv[u] = d < HD ? to_f<E>(q[(int64_t)row * HD + d]) : 0.0f;
+		qv[u] = d < HD ? to_float(q[(int64_t)row * HD + d]) : 0.0f;
 		o[u] = 0.0f;
 	}
 	for (int64_t c0 = a + (int64_t)s * ATT_SPLIT_KEYS; c0 <= t; c0 += (int64_t)n_splits * ATT_SPLIT_KEYS) {
@@ -399,8 +399,8 @@ att_decode_kernel(float *part, const E *q, const E *k, const E *v, const int32_t
 				for (int u = 0; u < U; u++) {
 					int d = lane + 32 * u;
 					int in = j0 + g < j_end && d < HD;
-					kv[g][u] = in ? to_f<E>(k[base + d]) : 0.0f;
-					vv[g][u] = in ? to_f<E>(v[base + d]) : 0.0f;
+					kv[g][u] = in ? to_float(k[base + d]) : 0.0f;
+					vv[g][u] = in ? to_float(v[base + d]) : 0.0f;
 				}
 			}
 			for (int g = 0; g < ATT_SPLIT_GROUP; g++) {
@@ -469,7 +469,7 @@ __global__ void att_decode_combine_kernel(E *out, float *lse, const float *part,
 				float ms = pr[(int64_t)s * (HD + 2)];
 				O += ms == -INFINITY ? 0.0f : pr[(int64_t)s * (HD + 2) + 2 + d] * expf(ms - M);
 			}
-			out[row * HD + d] = from_f<E>(L > 0.0f ? O / L : 0.0f);
+			out[row * HD + d] = from_float<E>(L > 0.0f ? O / L : 0.0f);
 		}
 		if (lse && lane == 0) {
 			int64_t i = row / NH, h = row % NH;
@@ -492,7 +492,7 @@ template <typename E> __global__ void att_bwd_dot_kernel(float *D, const E *dout
 		const E *g = dout + w * HD, *o = out + w * HD;
 		float s = 0.0f;
 		for (int d = lane; d < HD; d += 32)
-			s += to_f<E>(g[d]) * to_f<E>(o[d]);
+			s += to_float(g[d]) * to_float(o[d]);
 		s = warp_sum(s);
 		if (lane == 0)
 			D[h * Tq + i] = s;
@@ -566,7 +566,7 @@ att_dq_kernel(E *dq, const E *q, const E *k, const E *v, const E *dout, const fl
 		__syncwarp();
 		for (int c2 = 0; c2 < BC / 2; c2++) {
 			int c = half + 2 * c2;
-			sdS[r * LDP + c] = from_f<E>(p[c2] * (sS[r * LDS + c] - dr));
+			sdS[r * LDP + c] = from_float<E>(p[c2] * (sS[r * LDS + c] - dr));
 		}
 		__syncwarp();
 		att_ab_acc<HDP, BC>(sdQ + w0 * LDO, LDO, sdS + w0 * LDP, LDP, sK, LDQ);
@@ -576,7 +576,7 @@ att_dq_kernel(E *dq, const E *q, const E *k, const E *v, const E *dout, const fl
 		int row = w0 + e / HD, d = e % HD;
 		if (row < n_rows) {
 			int64_t at = ((int64_t)(i0 + row) * NH + h) * HD + d;
-			dq[at] = from_f<E>(to_f<E>(dq[at]) + scale * sdQ[row * LDO + d]);
+			dq[at] = from_float<E>(to_float(dq[at]) + scale * sdQ[row * LDO + d]);
 		}
 	}
 }
@@ -653,14 +653,14 @@ att_dkv_kernel(E *dk, E *dv, const E *q, const E *k, const E *v, const E *dout, 
 				p[c2] = j >= sA[rq] && j <= sT[rq] && sL[rq] != -INFINITY
 					    ? expf(sS[c * LDS + rq] * scale - sL[rq])
 					    : 0.0f;
-				sPT[c * LDP + rq] = from_f<E>(p[c2]);
+				sPT[c * LDP + rq] = from_float<E>(p[c2]);
 			}
 			__syncwarp();
 			att_abt<BR, HDP>(sS + w0 * LDS, LDS, sV + w0 * LDQ, LDQ, sdO, LDQ);   // dPᵀ = V·dOᵀ
 			__syncwarp();
 			for (int c2 = 0; c2 < BR / 2; c2++) {
 				int rq = half + 2 * c2;
-				sdST[c * LDP + rq] = from_f<E>(p[c2] * (sS[c * LDS + rq] - sD[rq]));
+				sdST[c * LDP + rq] = from_float<E>(p[c2] * (sS[c * LDS + rq] - sD[rq]));
 			}
 			__syncwarp();
 			att_ab_acc<HDP, BR>(sdV + w0 * LDO, LDO, sPT + w0 * LDP, LDP, sdO, LDQ);
@@ -673,9 +673,9 @@ att_dkv_kernel(E *dk, E *dv, const E *q, const E *k, const E *v, const E *dout, 
 		if (key < nk) {
 			int64_t at = ((int64_t)(j0 + key) * NKV + kvh) * HD + d;
 			if (dk)
-				dk[at] = from_f<E>(to_f<E>(dk[at]) + scale * sdK[key * LDO + d]);
+				dk[at] = from_float<E>(to_float(dk[at]) + scale * sdK[key * LDO + d]);
 			if (dv)
-				dv[at] = from_f<E>(to_f<E>(dv[at]) + sdV[key * LDO + d]);
+				dv[at] = from_float<E>(to_float(dv[at]) + sdV[key * LDO + d]);
 		}
 	}
 }
@@ -694,11 +694,11 @@ static struct att_dims att_check(const char *op, struct tensor q, struct tensor 
 {
 	struct att_dims d;
 	if (q.dtype != k.dtype || q.dtype != v.dtype || !is_act_dtype(q.dtype))
-		die(CUDA_OP_FAIL, "%s: q, k, v are %s, %s, %s (bf16 or f32, all the same)", op, dtype_name(q.dtype),
+		die(EXIT_FAIL, "%s: q, k, v are %s, %s, %s (bf16 or f32, all the same)", op, dtype_name(q.dtype),
 		    dtype_name(k.dtype), dtype_name(v.dtype));
 	need_tensor(doc_offsets, DTYPE_I32, 0, op, "doc_offsets");
 	if (q.dim[0] > INT32_MAX || k.dim[0] > INT32_MAX || q_offset < 0 || q_offset > INT32_MAX)
-		die(CUDA_OP_FAIL, "%s: %lld queries at offset %lld over %lld keys is more than the kernels index", op,
+		die(EXIT_FAIL, "%s: %lld queries at offset %lld over %lld keys is more than the kernels index", op,
 		    (long long)q.dim[0], (long long)q_offset, (long long)k.dim[0]);
 	d.Tq = (int)q.dim[0];
 	d.Tk = (int)k.dim[0];
@@ -709,18 +709,18 @@ static struct att_dims att_check(const char *op, struct tensor q, struct tensor 
 	d.q_offset = (int)q_offset;
 	if (d.NKV < 1 || d.NH % d.NKV != 0 || k.dim[2] != d.HD || v.dim[0] != d.Tk || v.dim[1] != d.NKV ||
 	    v.dim[2] != d.HD || d.HD < 1 || d.NH > 65535)
-		die(CUDA_OP_FAIL,
+		die(EXIT_FAIL,
 		    "%s: q (%d,%d,%d), k (%lld,%lld,%lld), v (%lld,%lld,%lld) do not make grouped attention", op, d.Tq,
 		    d.NH, d.HD, (long long)k.dim[0], (long long)k.dim[1], (long long)k.dim[2], (long long)v.dim[0],
 		    (long long)v.dim[1], (long long)v.dim[2]);
 	if (d.HD > 256)
-		die(CUDA_OP_FAIL, "%s: head dim %d (at most 256)", op, d.HD);
+		die(EXIT_FAIL, "%s: head dim %d (at most 256)", op, d.HD);
 	need_tensor(q_rows, DTYPE_I32, 1, op, "q_rows");
 	d.q_rows = (const int32_t *)q_rows.data;
 	if (d.q_rows && tensor_numel(q_rows) != d.Tq)
-		die(CUDA_OP_FAIL, "%s: %lld query rows for %d queries", op, (long long)tensor_numel(q_rows), d.Tq);
+		die(EXIT_FAIL, "%s: %lld query rows for %d queries", op, (long long)tensor_numel(q_rows), d.Tq);
 	if (n_docs < 1 || doc_offsets.dim[0] < (int64_t)n_docs + 1 || (!d.q_rows && q_offset + d.Tq > d.Tk))
-		die(CUDA_OP_FAIL, "%s: %d documents (%lld offsets), queries %lld .. %lld of %d keys", op, n_docs,
+		die(EXIT_FAIL, "%s: %d documents (%lld offsets), queries %lld .. %lld of %d keys", op, n_docs,
 		    (long long)doc_offsets.dim[0], (long long)q_offset, (long long)q_offset + d.Tq - 1, d.Tk);
 	d.scale = 1.0f / sqrtf((float)d.HD);
 	d.vec = (d.HD * (int)dtype_size(q.dtype)) % 16 == 0;
@@ -742,7 +742,7 @@ template <typename Kernel> static void att_smem_limit(Kernel kernel, size_t byte
 	CUDA_CHECK(cudaGetDevice(&dev));
 	CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
 	if ((size_t)optin < bytes)
-		die(CUDA_OP_FAIL, "%s: the kernel needs %zu bytes of shared memory per block, this GPU gives %d", op,
+		die(EXIT_FAIL, "%s: the kernel needs %zu bytes of shared memory per block, this GPU gives %d", op,
 		    bytes, optin);
 	CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 	*done = 1;
@@ -770,7 +770,7 @@ static void att_decode_run(struct tensor out, struct tensor lse, struct tensor q
 	int64_t window = d.q_rows ? (d.q_offset > 0 ? d.q_offset : d.Tk) : (int64_t)d.q_offset + d.Tq;
 	int n_splits = (int)((window + ATT_SPLIT_KEYS - 1) / ATT_SPLIT_KEYS);
 	if (n_splits > 65535)
-		die(CUDA_OP_FAIL, "attention_forward: %lld keys is more than the decode path splits", (long long)window);
+		die(EXIT_FAIL, "attention_forward: %lld keys is more than the decode path splits", (long long)window);
 	int rows = d.Tq * d.NH;
 	float *part = (float *)cuda_scratch(SCRATCH_ATTENTION_1, (size_t)rows * n_splits * (d.HD + 2) * sizeof(float));
 	att_decode_kernel<E, U><<<dim3((unsigned)rows, (unsigned)n_splits), 128, 0, cuda_stream()>>>(
@@ -831,7 +831,7 @@ extern "C" void cuda_attention_forward(struct tensor out, struct tensor lse, str
 	need_tensor(lse, DTYPE_F32, 1, op, "lse");
 	if (out.dtype != q.dtype || out.dim[0] != d.Tq || out.dim[1] != d.NH || out.dim[2] != d.HD ||
 	    (lse.data && (lse.dim[0] != d.NH || lse.dim[1] != d.Tq)))
-		die(CUDA_OP_FAIL, "%s: out (%s) or lse does not match q (%d,%d,%d)", op, dtype_name(out.dtype), d.Tq,
+		die(EXIT_FAIL, "%s: out (%s) or lse does not match q (%d,%d,%d)", op, dtype_name(out.dtype), d.Tq,
 		    d.NH, d.HD);
 	if (d.Tq == 0)
 		return;
@@ -864,13 +864,13 @@ extern "C" void cuda_attention_backward(struct tensor dq, struct tensor dk, stru
 	need_tensor(lse, DTYPE_F32, 0, op, "lse");
 	if (out.dtype != q.dtype || dout.dtype != q.dtype || (dq.data && dq.dtype != q.dtype) ||
 	    (dk.data && dk.dtype != q.dtype) || (dv.data && dv.dtype != q.dtype))
-		die(CUDA_OP_FAIL, "%s: out, dout, dq, dk, dv must all be %s like q", op, dtype_name(q.dtype));
+		die(EXIT_FAIL, "%s: out, dout, dq, dk, dv must all be %s like q", op, dtype_name(q.dtype));
 	if (out.dim[0] != d.Tq || out.dim[1] != d.NH || out.dim[2] != d.HD || dout.dim[0] != d.Tq ||
 	    dout.dim[1] != d.NH || dout.dim[2] != d.HD || lse.dim[0] != d.NH || lse.dim[1] != d.Tq ||
 	    (dq.data && (dq.dim[0] != d.Tq || dq.dim[1] != d.NH || dq.dim[2] != d.HD)) ||
 	    (dk.data && (dk.dim[0] != d.Tk || dk.dim[1] != d.NKV || dk.dim[2] != d.HD)) ||
 	    (dv.data && (dv.dim[0] != d.Tk || dv.dim[1] != d.NKV || dv.dim[2] != d.HD)))
-		die(CUDA_OP_FAIL, "%s: out, dout, lse, dq, dk or dv does not match q (%d,%d,%d) and k (%d,%d,%d)", op,
+		die(EXIT_FAIL, "%s: out, dout, lse, dq, dk or dv does not match q (%d,%d,%d) and k (%d,%d,%d)", op,
 		    d.Tq, d.NH, d.HD, d.Tk, d.NKV, d.HD);
 	if (d.Tq == 0 || (!dq.data && !dk.data && !dv.data))
 		return;

@@ -143,12 +143,6 @@ cublasLtHandle_t cuda_cublaslt(void)
 	return g.cublaslt;
 }
 
-int cuda_sm_count(void)
-{
-	ready();
-	return g.sm_count;
-}
-
 void cuda_sync(void) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream())); }
 
 // ----------------------------------------------------------------------------

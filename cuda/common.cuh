@@ -33,7 +33,6 @@ void cuda_check_cublas(cublasStatus_t status, const char *call, const char *file
 cudaStream_t cuda_stream(void);
 cublasHandle_t cuda_cublas(void);
 cublasLtHandle_t cuda_cublaslt(void);
-int cuda_sm_count(void);
 
 // Backend-owned scratch: SLOT's buffer of at least BYTES on the device, grown (never shrunk) on demand and kept
 // until the program ends, counted in cuda_peak_bytes.  A buffer is valid until the next call with the same
@@ -45,35 +44,13 @@ enum cuda_scratch_slot {
 	SCRATCH_GEMM_WS,       // cuBLASLt workspace
 	SCRATCH_WEIGHT_CAST,   // a weight converted for a product (f32 master -> bf16, ...)
 	SCRATCH_LMHEAD_0, SCRATCH_LMHEAD_1, SCRATCH_LMHEAD_2,
-	SCRATCH_ATTENTION_0, SCRATCH_ATTENTION_1, SCRATCH_ATTENTION_2,
+	SCRATCH_ATTENTION_0, SCRATCH_ATTENTION_1,
 	SCRATCH_ADAPTER_0, SCRATCH_ADAPTER_1, SCRATCH_ADAPTER_2, SCRATCH_ADAPTER_3,
 	SCRATCH_ROUTER_0, SCRATCH_ROUTER_1,
 	SCRATCH_CONTRASTIVE_0, SCRATCH_CONTRASTIVE_1, SCRATCH_CONTRASTIVE_2,
-	SCRATCH_OPTIM_0,
 	N_SCRATCH_SLOTS
 };
 void *cuda_scratch(enum cuda_scratch_slot slot, size_t bytes);
-
-// Element i of a float tensor of any dtype, as float; and stores back in the tensor's dtype (round to nearest
-// even).  Kernels that care about speed are templated on the dtype instead.
-__device__ __forceinline__ float cuda_load(const void *p, enum dtype t, int64_t i)
-{
-	switch (t) {
-	case DTYPE_BF16: return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
-	case DTYPE_F16: return __half2float(((const __half *)p)[i]);
-	case DTYPE_F64: return (float)((const double *)p)[i];
-	default: return ((const float *)p)[i];
-	}
-}
-__device__ __forceinline__ void cuda_store(void *p, enum dtype t, int64_t i, float v)
-{
-	switch (t) {
-	case DTYPE_BF16: ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v); break;
-	case DTYPE_F16: ((__half *)p)[i] = __float2half_rn(v); break;
-	case DTYPE_F64: ((double *)p)[i] = v; break;
-	default: ((float *)p)[i] = v; break;
-	}
-}
 
 // Grid size for N elements at BLOCK threads each (capped: kernels stride over the rest).
 static inline unsigned cuda_blocks(int64_t n, int block)

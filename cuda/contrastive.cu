@@ -58,7 +58,7 @@ template <typename QE> __global__ void con_normalize_kernel(QE *q, float *znorm,
 		if (lane == 0)
 			znorm[t] = nn;
 		for (int j = lane; j < D; j += 32)
-			q[t * D + j] = from_f<QE>(nn > 0.0f ? zr[j] / nn : 0.0f);
+			q[t * D + j] = from_float<QE>(nn > 0.0f ? zr[j] / nn : 0.0f);
 	}
 }
 
@@ -85,7 +85,7 @@ __global__ void con_row_kernel(const float *L, DL *dL, double *tok_loss, float *
 	if (pos < 0 || pos >= N || fills[pos] == 0) {   // the same for the whole block
 		if constexpr (BACKWARD) {
 			for (int64_t j = threadIdx.x; j < NK; j += blockDim.x)
-				drow[j] = from_f<DL>(0.0f);
+				drow[j] = from_float<DL>(0.0f);
 		} else if (threadIdx.x == 0) {
 			tok_loss[t] = 0.0;
 			tok_valid[t] = 0.0f;
@@ -126,7 +126,7 @@ __global__ void con_row_kernel(const float *L, DL *dL, double *tok_loss, float *
 				double d = 0.0;
 				if (k < fills[e])
 					d = exp(row[j] - lse) - (e == pos ? exp(row[j] - lsep) : 0.0);
-				drow[j] = from_f<DL>((float)d * inv_tau);
+				drow[j] = from_float<DL>((float)d * inv_tau);
 			}
 	}
 }
@@ -162,11 +162,11 @@ __global__ void con_dz_kernel(E *dz, const float *dq, const QE *q, const float *
 		const QE *qr = q + t * D;
 		float qd = 0.0f;
 		for (int j = lane; j < D; j += 32)
-			qd += to_f<QE>(qr[j]) * d[j];
+			qd += to_float(qr[j]) * d[j];
 		qd = warp_sum(qd);
 		float zn = znorm[t];
 		for (int j = lane; j < D; j += 32)
-			dz[t * D + j] = from_f<E>(zn > 0.0f ? s * (d[j] - to_f<QE>(qr[j]) * qd) / zn : 0.0f);
+			dz[t * D + j] = from_float<E>(zn > 0.0f ? s * (d[j] - to_float(qr[j]) * qd) / zn : 0.0f);
 	}
 }
 
@@ -188,7 +188,7 @@ static struct con_dims con_check(const char *op, struct tensor x, struct tensor 
 	need_tensor(fill, DTYPE_I32, 0, op, "fill");
 	need_tensor(topk, DTYPE_I32, 0, op, "topk");
 	if (!is_act_dtype(x.dtype) || !is_act_dtype(q.dtype) || !x.data || !q.data)
-		die(CUDA_OP_FAIL, "%s: x is %s and q %s (bf16 or f32)", op, dtype_name(x.dtype), dtype_name(q.dtype));
+		die(EXIT_FAIL, "%s: x is %s and q %s (bf16 or f32)", op, dtype_name(x.dtype), dtype_name(q.dtype));
 	d.T = x.dim[0];
 	d.C = x.dim[1];
 	d.D = (int)proj.dim[0];
@@ -198,7 +198,7 @@ static struct con_dims con_check(const char *op, struct tensor x, struct tensor 
 	d.NK = (int64_t)d.N * d.Q;
 	if (proj.dim[1] != d.C || queue.dim[2] != d.D || q.dim[0] != d.T || q.dim[1] != d.D || znorm.dim[0] != d.T ||
 	    fill.dim[0] != d.N || topk.dim[0] != d.T || d.K < 1)
-		die(CUDA_OP_FAIL,
+		die(EXIT_FAIL,
 		    "%s: shapes do not match: x (%lld,%lld), proj (%d,%lld), queue (%d,%d,%lld), q (%lld,%lld), topk "
 		    "(%lld,%d)",
 		    op, (long long)d.T, (long long)d.C, d.D, (long long)proj.dim[1], d.N, d.Q, (long long)queue.dim[2],
@@ -315,10 +315,10 @@ extern "C" void cuda_contrastive_backward(struct tensor dx, struct tensor dproj,
 	need_tensor(dproj, DTYPE_F32, 1, op, "dproj");
 	struct con_dims d = con_check(op, x, q, znorm, proj, queue, fill, topk);
 	if (dx.data && (dx.dim[0] != d.T || dx.dim[1] != d.C))
-		die(CUDA_OP_FAIL, "%s: dx is (%lld,%lld), x (%lld,%lld)", op, (long long)dx.dim[0],
+		die(EXIT_FAIL, "%s: dx is (%lld,%lld), x (%lld,%lld)", op, (long long)dx.dim[0],
 		    (long long)dx.dim[1], (long long)d.T, (long long)d.C);
 	if (dproj.data && (dproj.dim[0] != d.D || dproj.dim[1] != d.C))
-		die(CUDA_OP_FAIL, "%s: dproj is (%lld,%lld), proj (%d,%lld)", op, (long long)dproj.dim[0],
+		die(EXIT_FAIL, "%s: dproj is (%lld,%lld), proj (%d,%lld)", op, (long long)dproj.dim[0],
 		    (long long)dproj.dim[1], d.D, (long long)d.C);
 	if (d.T == 0 || (!dx.data && !dproj.data))
 		return;
@@ -457,7 +457,7 @@ __global__ void queue_write_kernel(__half *queue, const QE *q, const int32_t *ra
 		if (r < count[e] - Q)
 			continue;
 		int64_t slot = ((int64_t)old_head[e] + r) % Q;
-		queue[((int64_t)e * Q + slot) * D + j] = __float2half_rn(to_f<QE>(q[i]));
+		queue[((int64_t)e * Q + slot) * D + j] = __float2half_rn(to_float(q[i]));
 	}
 }
 
@@ -471,16 +471,16 @@ extern "C" void cuda_queue_push(struct tensor queue, struct tensor head, struct 
 	need_tensor(fill, DTYPE_I32, 0, op, "fill");
 	need_tensor(topk, DTYPE_I32, 0, op, "topk");
 	if (!is_act_dtype(q.dtype))
-		die(CUDA_OP_FAIL, "%s: q is %s (bf16 or f32)", op, dtype_name(q.dtype));
+		die(EXIT_FAIL, "%s: q is %s (bf16 or f32)", op, dtype_name(q.dtype));
 	int N = (int)queue.dim[0], Q = (int)queue.dim[1], D = (int)queue.dim[2], K = (int)topk.dim[1];
 	int64_t T = q.dim[0];
 	if (q.dim[1] != D || topk.dim[0] != T || head.dim[0] != N || fill.dim[0] != N || K < 1)
-		die(CUDA_OP_FAIL, "%s: shapes do not match: queue (%d,%d,%d), q (%lld,%lld), topk (%lld,%d)", op, N, Q,
+		die(EXIT_FAIL, "%s: shapes do not match: queue (%d,%d,%d), q (%lld,%lld), topk (%lld,%d)", op, N, Q,
 		    D, (long long)T, (long long)q.dim[1], (long long)topk.dim[0], K);
 	if (T == 0 || N == 0 || Q == 0)
 		return;
 	if (T > INT32_MAX)
-		die(CUDA_OP_FAIL, "%s: %lld tokens", op, (long long)T);
+		die(EXIT_FAIL, "%s: %lld tokens", op, (long long)T);
 	struct carve cv = {0, NULL};
 	size_t o_rank = carve_add(&cv, (size_t)T * sizeof(int32_t));
 	size_t o_count = carve_add(&cv, (size_t)N * sizeof(int32_t));
@@ -490,7 +490,7 @@ extern "C" void cuda_queue_push(struct tensor queue, struct tensor head, struct 
 	int32_t *old_head = (int32_t *)carve_at(&cv, o_head);
 	size_t shared = (size_t)33 * N * sizeof(int);
 	if (shared > 48 * 1024)
-		die(CUDA_OP_FAIL, "%s: %d experts is more than the push kernel's shared memory holds", op, N);
+		die(EXIT_FAIL, "%s: %d experts is more than the push kernel's shared memory holds", op, N);
 	queue_rank_kernel<<<1, 1024, shared, cuda_stream()>>>(
 	    rank, count, old_head, (int32_t *)head.data, (int32_t *)fill.data, (const int32_t *)topk.data, T, N, Q, K);
 	CUDA_LAUNCHED();

@@ -22,7 +22,7 @@ __global__ void lora_gate_scale_kernel(E *hg, const E *h, const float *gates, in
 		int64_t t = i / ER;
 		int j = (int)(i - t * ER);
 		float g = gates ? scale * gates[t * n_exp + j / R] : scale;
-		hg[i] = from_f<E>(g * to_f<E>(h[i]));
+		hg[i] = from_float<E>(g * to_float(h[i]));
 	}
 }
 
@@ -39,8 +39,8 @@ __global__ void lora_gate_backward_kernel(E *dH, float *dgates, const float *dHg
 		const E *hh = h + i * R;
 		float acc = 0.0f, g = scale * (gates ? gates[i] : 1.0f);
 		for (int j = 0; j < R; j++) {
-			acc += d[j] * to_f<E>(hh[j]);
-			dH[i * R + j] = from_f<E>(g * d[j]);
+			acc += d[j] * to_float(hh[j]);
+			dH[i * R + j] = from_float<E>(g * d[j]);
 		}
 		if (dgates)
 			dgates[i] += scale * acc;
@@ -64,7 +64,7 @@ static struct lora_dims lora_check(const char *op, struct tensor x, struct tenso
 	need_tensor(gates, DTYPE_F32, 1, op, "gates");
 	need_tensor(dgates, DTYPE_F32, 1, op, "dgates");
 	if (!is_act_dtype(x.dtype) || h.dtype != x.dtype)
-		die(CUDA_OP_FAIL, "%s: x is %s and h %s (bf16 or f32, the same)", op, dtype_name(x.dtype),
+		die(EXIT_FAIL, "%s: x is %s and h %s (bf16 or f32, the same)", op, dtype_name(x.dtype),
 		    dtype_name(h.dtype));
 	d.T = x.dim[0];
 	d.C = x.dim[1];
@@ -73,7 +73,7 @@ static struct lora_dims lora_check(const char *op, struct tensor x, struct tenso
 	d.n_exp = gates.data ? (int)gates.dim[1] : dgates.data ? (int)dgates.dim[1] : 1;
 	if (A.dim[1] != d.C || B.dim[1] != d.ER || h.dim[0] != d.T || h.dim[1] != d.ER || d.n_exp < 1 ||
 	    d.ER % d.n_exp != 0 || (gates.data && gates.dim[0] != d.T) || (dgates.data && dgates.dim[0] != d.T))
-		die(CUDA_OP_FAIL,
+		die(EXIT_FAIL,
 		    "%s: shapes do not match: x (%lld,%lld), A (%lld,%lld), B (%lld,%lld), h (%lld,%lld), %d experts",
 		    op, (long long)x.dim[0], (long long)x.dim[1], (long long)A.dim[0], (long long)A.dim[1],
 		    (long long)B.dim[0], (long long)B.dim[1], (long long)h.dim[0], (long long)h.dim[1], d.n_exp);
@@ -86,10 +86,9 @@ extern "C" void cuda_lora_forward(struct tensor y, struct tensor h, struct tenso
 				  struct tensor gates, double scale)
 {
 	const char *op = "lora_forward";
-	struct tensor none = {};   // TENSOR_NONE is a C compound literal
-	struct lora_dims d = lora_check(op, x, h, A, B, gates, none);
+	struct lora_dims d = lora_check(op, x, h, A, B, gates, TENSOR_NONE);
 	if (y.dim[0] != d.T || y.dim[1] != d.OC)
-		die(CUDA_OP_FAIL, "%s: y is (%lld,%lld), expected (%lld,%lld)", op, (long long)y.dim[0],
+		die(EXIT_FAIL, "%s: y is (%lld,%lld), expected (%lld,%lld)", op, (long long)y.dim[0],
 		    (long long)y.dim[1], (long long)d.T, (long long)d.OC);
 	if (d.T == 0)
 		return;
@@ -124,7 +123,7 @@ extern "C" void cuda_lora_backward(struct tensor dx, struct tensor dA, struct te
 	if (dy.dim[0] != d.T || dy.dim[1] != d.OC || dy.dtype != x.dtype || (dx.data && dx.dim[1] != d.C) ||
 	    (dA.data && (dA.dim[0] != d.ER || dA.dim[1] != d.C)) ||
 	    (dB.data && (dB.dim[0] != d.OC || dB.dim[1] != d.ER)))
-		die(CUDA_OP_FAIL, "%s: dy, dx, dA or dB does not match x (%lld,%lld), A (%lld,%lld), B (%lld,%lld)", op,
+		die(EXIT_FAIL, "%s: dy, dx, dA or dB does not match x (%lld,%lld), A (%lld,%lld), B (%lld,%lld)", op,
 		    (long long)d.T, (long long)d.C, (long long)d.ER, (long long)d.C, (long long)d.OC, (long long)d.ER);
 	if (d.T == 0)
 		return;
@@ -167,7 +166,7 @@ extern "C" void cuda_lora_backward(struct tensor dx, struct tensor dA, struct te
 	// dx (T,C) += dH (T,ER) · A (ER,C)
 	if (dx.data) {
 		if (dx.dim[0] != d.T)
-			die(CUDA_OP_FAIL, "%s: dx has %lld rows, x %lld", op, (long long)dx.dim[0], (long long)d.T);
+			die(EXIT_FAIL, "%s: dx has %lld rows, x %lld", op, (long long)dx.dim[0], (long long)d.T);
 		const void *A_op = as_dtype(A, at, SCRATCH_ADAPTER_0, op);
 		gemm_rm(op, 0, 0, d.T, d.C, d.ER, 1.0f, dH, at, d.ER, A_op, at, d.C, 1.0f, dx.data, dx.dtype, d.C);
 	}

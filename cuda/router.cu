@@ -83,7 +83,7 @@ extern "C" void cuda_task_gate_forward(struct tensor gate, struct tensor emb, st
 	need_tensor(wg, DTYPE_F32, 0, op, "wg");
 	int NT = (int)emb.dim[0], D = (int)emb.dim[1], N = (int)wg.dim[0];
 	if (wg.dim[1] != D || gate.dim[0] != NT || gate.dim[1] != N)
-		die(CUDA_OP_FAIL, "%s: emb (%d,%d), wg (%lld,%lld), gate (%lld,%lld) do not match", op, NT, D,
+		die(EXIT_FAIL, "%s: emb (%d,%d), wg (%lld,%lld), gate (%lld,%lld) do not match", op, NT, D,
 		    (long long)wg.dim[0], (long long)wg.dim[1], (long long)gate.dim[0], (long long)gate.dim[1]);
 	if (NT == 0 || N == 0)
 		return;
@@ -107,7 +107,7 @@ extern "C" void cuda_task_gate_backward(struct tensor demb, struct tensor dwg, s
 	if (wg.dim[1] != D || gate.dim[0] != NT || gate.dim[1] != N || dgate.dim[0] != NT || dgate.dim[1] != N ||
 	    (demb.data && (demb.dim[0] != NT || demb.dim[1] != D)) ||
 	    (dwg.data && (dwg.dim[0] != N || dwg.dim[1] != D)))
-		die(CUDA_OP_FAIL, "%s: shapes do not match emb (%d,%d) and wg (%d,%d)", op, NT, D, N, D);
+		die(EXIT_FAIL, "%s: shapes do not match emb (%d,%d) and wg (%d,%d)", op, NT, D, N, D);
 	if (NT == 0 || N == 0 || (!demb.data && !dwg.data))
 		return;
 	float *du = (float *)cuda_scratch(SCRATCH_ROUTER_1, (size_t)NT * N * sizeof(float));
@@ -172,12 +172,12 @@ extern "C" void cuda_router_forward(struct tensor gates, struct tensor probs, st
 	need_tensor(w, DTYPE_F32, 0, op, "w");
 	need_tensor(b, DTYPE_F32, 1, op, "b");
 	if (!is_act_dtype(x.dtype))
-		die(CUDA_OP_FAIL, "%s: x is %s (bf16 or f32)", op, dtype_name(x.dtype));
+		die(EXIT_FAIL, "%s: x is %s (bf16 or f32)", op, dtype_name(x.dtype));
 	int64_t T = x.dim[0], C = x.dim[1];
 	int N = (int)w.dim[0], E = (int)gates.dim[1], K = (int)topk.dim[1];
 	if (w.dim[1] != C || probs.dim[0] != T || probs.dim[1] != N || gates.dim[0] != T || E < N || topk.dim[0] != T ||
 	    K < 1 || K > N || (b.data && b.dim[0] != N))
-		die(CUDA_OP_FAIL,
+		die(EXIT_FAIL,
 		    "%s: shapes do not match: x (%lld,%lld), w (%d,%lld), gates (%lld,%d), topk (%lld,%d)", op,
 		    (long long)T, (long long)C, N, (long long)w.dim[1], (long long)gates.dim[0], E,
 		    (long long)topk.dim[0], K);
@@ -231,7 +231,7 @@ extern "C" void cuda_router_stats(struct tensor stats, struct tensor probs, stru
 	int64_t T = probs.dim[0];
 	int N = (int)probs.dim[1], K = (int)topk.dim[1];
 	if (topk.dim[0] != T || tensor_numel(stats) != 2 * (int64_t)N)
-		die(CUDA_OP_FAIL, "%s: probs (%lld,%d), topk (%lld,%d), stats (%lld) do not match", op, (long long)T, N,
+		die(EXIT_FAIL, "%s: probs (%lld,%d), topk (%lld,%d), stats (%lld) do not match", op, (long long)T, N,
 		    (long long)topk.dim[0], K, (long long)tensor_numel(stats));
 	int threads = 512;
 	router_stats_kernel<<<1, threads, threads * sizeof(double) + (size_t)N * sizeof(int), cuda_stream()>>>(
@@ -275,7 +275,7 @@ __global__ void router_dlogits_kernel(float *dlog, E *dlog_act, const float *dga
 		}
 		if (dlog_act)
 			for (int e = 0; e < N; e++)
-				dlog_act[t * N + e] = from_f<E>(d[e]);
+				dlog_act[t * N + e] = from_float<E>(d[e]);
 	}
 }
 
@@ -308,14 +308,14 @@ extern "C" void cuda_router_backward(struct tensor dx, struct tensor dw, struct 
 	need_tensor(topk, DTYPE_I32, 0, op, "topk");
 	need_tensor(w, DTYPE_F32, 0, op, "w");
 	if (!is_act_dtype(x.dtype))
-		die(CUDA_OP_FAIL, "%s: x is %s (bf16 or f32)", op, dtype_name(x.dtype));
+		die(EXIT_FAIL, "%s: x is %s (bf16 or f32)", op, dtype_name(x.dtype));
 	int64_t T = x.dim[0], C = x.dim[1];
 	int N = (int)w.dim[0], n_exp = (int)gates.dim[1], K = (int)topk.dim[1];
 	if (w.dim[1] != C || probs.dim[0] != T || probs.dim[1] != N || gates.dim[0] != T || n_exp < N ||
 	    topk.dim[0] != T || (dgates.data && (dgates.dim[0] != T || dgates.dim[1] != n_exp)) ||
 	    (dw.data && (dw.dim[0] != N || dw.dim[1] != C)) || (db.data && db.dim[0] != N) ||
 	    (dx.data && (dx.dim[0] != T || dx.dim[1] != C)))
-		die(CUDA_OP_FAIL, "%s: shapes do not match x (%lld,%lld) and w (%d,%lld)", op, (long long)T,
+		die(EXIT_FAIL, "%s: shapes do not match x (%lld,%lld) and w (%d,%lld)", op, (long long)T,
 		    (long long)C, N, (long long)w.dim[1]);
 	if (T == 0)
 		return;
@@ -386,7 +386,7 @@ extern "C" void cuda_router_count(struct tensor counts, struct tensor task_count
 	int N = counts.data ? (int)counts.dim[0] : (int)task_counts.dim[1];
 	int NT = task_counts.data ? (int)task_counts.dim[0] : 0;
 	if (task_counts.data && (task_counts.dim[1] != N || tok_task.dim[0] != T))
-		die(CUDA_OP_FAIL, "%s: task_counts (%lld,%lld) or tok_task (%lld) do not match topk (%lld,%d)", op,
+		die(EXIT_FAIL, "%s: task_counts (%lld,%lld) or tok_task (%lld) do not match topk (%lld,%d)", op,
 		    (long long)task_counts.dim[0], (long long)task_counts.dim[1], (long long)tok_task.dim[0],
 		    (long long)T, K);
 	if (T == 0 || (!counts.data && !task_counts.data))
